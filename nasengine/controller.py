@@ -1,0 +1,76 @@
+"""The Controller role: proposes genomes and learns from their results (``ask`` / ``tell``).
+
+A controller never evaluates, stores or parallelises anything — the search loop does (pymoo's
+problem/algorithm split). Its whole state must round-trip through ``state_dict`` / ``load_state_dict``
+(plain Python, numpy arrays and torch tensors are fine; the store pickles it), so that a resumed run asks
+exactly what an uninterrupted one would have asked.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Sequence
+
+import attrs
+import numpy as np
+
+from nasengine.reward import Reward
+from nasengine.space import Genome, SearchSpace
+
+__all__ = ["Controller", "Result"]
+
+
+@attrs.frozen
+class Result:
+    """What the loop tells a controller about one proposed genome.
+
+    ``status`` is ``"ok"``, ``"failed"`` (evaluation raised or diverged) or ``"infeasible"`` (rejected by a
+    constraint, possibly before training). ``objectives`` is the minimisation-form vector of the reward's
+    objectives (``None`` when failed); ``violation`` is 0 for a feasible candidate and grows with the
+    constraint violation; ``reward`` is the scalar reward for policy-gradient controllers.
+    """
+
+    genome: Genome
+    key: str
+    status: str
+    metrics: dict = attrs.field(factory=dict)
+    objectives: tuple | None = None
+    violation: float = 0.0
+    reward: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class Controller(abc.ABC):
+    """Base class of controllers.
+
+    ``space`` is the search space, ``reward`` gives objective directions and constraints, ``seed`` seeds
+    ``self.rng`` (the controller's only randomness); other options come from the method preset.
+    """
+
+    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 8):
+        if population_size < 1:
+            from nasengine.errors import ConfigError
+
+            raise ConfigError(f"controller.population_size must be >= 1, got {population_size}")
+        self.space = space
+        self.reward = reward
+        self.seed = seed
+        self.population_size = population_size
+        self.rng = np.random.default_rng(seed)
+
+    @abc.abstractmethod
+    def ask(self, n: int | None = None) -> list[Genome]:
+        """The next ``n`` genomes to evaluate (``None``: the controller's natural batch, one generation)."""
+
+    @abc.abstractmethod
+    def tell(self, results: Sequence[Result]) -> None:
+        """Learn from the results of the genomes of the last ``ask`` (in the same order)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly; subclasses extend the dict."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,108 @@
+"""Regularised (aging) evolution, Real et al., *Regularized Evolution for Image Classifier Architecture
+Search*, AAAI 2019.
+
+A population of ``population_size`` (P) genomes is first filled by sampling. Then each child is a mutation
+of the best of ``tournament_size`` (S) members drawn at random, and when it is told the *oldest* member dies
+(not the worst) — the aging that regularises the search.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from nasengine.controller import Result
+from nasengine.controllers._common import (
+    DEFAULT_MAX_TRIES,
+    FAILED,
+    INFEASIBLE,
+    GenomeController,
+    Member,
+    check_n,
+    int_option,
+    reject_unknown,
+)
+from nasengine.reward import Reward
+from nasengine.space import Genome, SearchSpace
+
+__all__ = ["RegularizedEvolution"]
+
+
+class RegularizedEvolution(GenomeController):
+    """Aging evolution over any space's ``sample`` / ``mutate``.
+
+    Options: ``population_size`` P (default 16), ``tournament_size`` S (1 <= S <= P, default min(4, P)),
+    ``max_tries`` (draws spent per initial sample looking for a genome not proposed before, default 50).
+
+    * The first P genomes are sampled (more while nothing has been told yet).
+    * ``ask(n)`` then returns n children, each ``space.mutate`` of the tournament winner among S members
+      drawn without replacement from the current population; the population does not change within one
+      ``ask``, so a batch is what n asynchronous workers would have proposed.
+    * The winner is the member with the largest scalar reward (``Result.reward``, else
+      ``reward.scalar(metrics)``), feasible members first, then infeasible ones by smaller violation.
+    * ``tell`` adds each result as the youngest member and removes the oldest while more than P are alive.
+      A failed result (no usable objectives) does not enter the population: it could never win a tournament
+      while a valid member exists, and keeping it would kill a valid member early.
+    """
+
+    registry_name = "evolution"
+
+    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 16,
+                 tournament_size: int | None = None, max_tries: int = DEFAULT_MAX_TRIES, **unknown: Any):
+        reject_unknown(type(self), unknown, ("seed", "population_size", "tournament_size", "max_tries"))
+        super().__init__(space, reward, seed=seed, population_size=population_size, max_tries=max_tries)
+        if tournament_size is None:
+            tournament_size = min(4, self.population_size)
+        self.tournament_size = int_option("tournament_size", tournament_size, minimum=1,
+                                          maximum=self.population_size)
+        self.population: list[Member] = []  # oldest first
+        self.n_sampled = 0
+
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "tournament_size": self.tournament_size}
+
+    # ---- ask / tell ----------------------------------------------------------------------------------
+    def ask(self, n: int | None = None) -> list[Genome]:
+        n = check_n(n, self.population_size)
+        out: list[Genome] = []
+        for _ in range(n):
+            if self.n_sampled < self.population_size or not self.population:
+                genome, key = self._sample_new()
+                self.n_sampled += 1
+            else:
+                parent = self.tournament()
+                genome = self.space.mutate(parent.genome, self.rng)
+                key = self.space.genome_key(genome)
+            out.extend(self._propose([(genome, key)]))
+        return out
+
+    def tell(self, results: Sequence[Result]) -> None:
+        for member in self._members(results):
+            if member.tier == FAILED:
+                continue
+            self.population.append(member)
+            while len(self.population) > self.population_size:
+                self.population.pop(0)  # the oldest dies
+
+    def tournament(self) -> Member:
+        """The winner among ``tournament_size`` members drawn at random (uses ``self.rng``)."""
+        pop = self.population
+        size = min(self.tournament_size, len(pop))
+        drawn = self.rng.choice(len(pop), size=size, replace=False)
+        return pop[min(drawn, key=lambda i: _rank_key(pop[i]))]
+
+    # ---- state -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["population"] = [m.to_state(self.space) for m in self.population]
+        state["n_sampled"] = self.n_sampled
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.population = [Member.from_state(self.space, m) for m in state["population"]]
+        self.n_sampled = int(state["n_sampled"])
+
+
+def _rank_key(member: Member) -> tuple:
+    """Smaller is better: feasible first, then infeasible by violation; within a tier larger reward."""
+    tier = member.tier
+    return (tier, member.cv if tier == INFEASIBLE else 0.0, -member.fitness)

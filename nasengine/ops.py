@@ -1,0 +1,839 @@
+"""Graph operations: each one a shape rule, a torch builder and a cost formula, registered together.
+
+An :class:`OpSpec` describes one node type of an architecture graph (:class:`nasengine.graph.ArchGraph`):
+
+* ``name`` and ``arity`` (an exact number of inputs, or ``(min, max)`` with ``max=None`` for "any number");
+* ``attrs``: the schema of its attributes, ``name -> Attr(type, default, check, doc)``
+  (a plain tuple ``(type, default[, check[, doc]])`` is accepted too; ``REQUIRED`` marks a mandatory attr);
+* ``infer(attrs, in_shapes) -> Shape``: the output shape from the input shapes, raising
+  :class:`~nasengine.errors.ValidationError` (message only; the graph adds which node) when they do not fit;
+* ``build(attrs, in_shapes) -> torch.nn.Module``: a module whose ``forward`` takes the inputs in port order
+  (``forward(x)``, ``forward(a, b)``); **variadic ops** (a tuple ``arity``) take one ``List[Tensor]``
+  instead, so that the module stays TorchScript-able;
+* ``cost(attrs, in_shapes, out_shape) -> OpCost``: learned parameters and Mult-Adds (see below);
+* ``commutative``: whether the input order is irrelevant (used by the canonical key).
+
+A :class:`Shape` is ``(channels, scale)``: ``scale`` is the spatial size relative to the graph input as a
+:class:`fractions.Fraction` (``2`` after a x2 upsampler, ``1/2`` after a stride-2 conv), or ``None`` for a
+globally pooled (1x1) tensor.
+
+Cost convention (``reference/README.md``): Mult-Adds = sum over learned convs of
+``H_out*W_out*k_h*k_w*(C_in/groups)*C_out``; bias adds, activations, element-wise ops, pixel shuffle and
+interpolation cost nothing; transposed convs are counted at their (upsampled) output resolution. An op reports
+``mult_adds_per_pixel`` (per *output* pixel at the op's own resolution: the cost model multiplies it by
+``lr_h*scale * lr_w*scale``, or by 1 for a pooled output) plus ``mult_adds_per_image`` for work that does not
+grow with the image (channel attention's 1x1 convs on the pooled vector).
+
+A plugin adds an op with one call, usually in its ``nasengine_register_ops`` hook::
+
+    from nasengine.ops import OpSpec, OpCost, Attr, Shape, REQUIRED, positive
+
+    def _infer(a, ins):
+        return Shape(a["out_channels"], ins[0].scale)
+
+    def _build(a, ins):
+        import torch.nn as nn
+        return nn.Conv2d(ins[0].channels, a["out_channels"], 1)
+
+    def _cost(a, ins, out):
+        w = ins[0].channels * a["out_channels"]
+        return OpCost(params=w + a["out_channels"], bias_params=a["out_channels"], mult_adds_per_pixel=w)
+
+    registry.add(OpSpec("my_pointwise", 1, {"out_channels": Attr(int, REQUIRED, positive)},
+                        _infer, _build, _cost))
+
+This module imports no torch at import time (the analytic cost model must run without it); builders import
+it when they are called.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from fractions import Fraction
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
+
+import attrs
+
+from nasengine.errors import NasengineError, ValidationError
+from nasengine.registry import DuplicateNameError, UnknownNameError
+
+__all__ = [
+    "Shape",
+    "Attr",
+    "REQUIRED",
+    "OpCost",
+    "OpSpec",
+    "OpRegistry",
+    "BUILTIN_OPS",
+    "default_registry",
+    "set_default_registry",
+    "builtin_registry",
+    "positive",
+    "non_negative",
+    "odd_positive",
+    "one_of",
+    "conv_padding",
+    "conv_transpose_padding",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shapes
+# ---------------------------------------------------------------------------------------------------------
+class Shape(NamedTuple):
+    """The shape of a tensor in an architecture graph, without batch and absolute size.
+
+    ``channels``: number of channels. ``scale``: spatial size relative to the graph input
+    (``Fraction``; ``H = lr_h * scale``), or ``None`` for a globally pooled 1x1 tensor.
+    """
+
+    channels: int
+    scale: Fraction | None
+
+    @property
+    def pooled(self) -> bool:
+        """True for a globally pooled (1x1 spatial) tensor."""
+        return self.scale is None
+
+    def __str__(self) -> str:
+        where = "1x1 pooled" if self.scale is None else f"x{self.scale}"
+        return f"{self.channels}ch@{where}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Attribute schema
+# ---------------------------------------------------------------------------------------------------------
+class _Required:
+    """Sentinel: the attribute has no default and must be given."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+    def __reduce__(self):
+        return (_Required, ())
+
+
+#: Marks an attribute without a default value.
+REQUIRED: Any = _Required()
+
+#: Attribute value types an op schema may use (all JSON scalars).
+_ATTR_TYPES = (int, float, bool, str)
+
+
+@attrs.frozen
+class Attr:
+    """Schema of one op attribute.
+
+    ``type``: ``int``, ``float``, ``bool`` or ``str`` (numpy scalars are converted to the Python type; an
+    ``int`` is accepted for a ``float`` attr and stored as float; ``bool`` is never accepted as an ``int``). ``default``: the value used when the attribute is
+    omitted, or :data:`REQUIRED`. ``check``: optional ``check(value) -> str | None`` returning a
+    description of what is wrong ("must be >= 1") or None when the value is fine. ``doc``: one line.
+    """
+
+    type: type
+    default: Any = REQUIRED
+    check: Callable[[Any], str | None] | None = None
+    doc: str = ""
+
+    def __attrs_post_init__(self):
+        if self.type not in _ATTR_TYPES:
+            raise TypeError(f"attr type must be one of int, float, bool, str; got {self.type!r}")
+
+    def coerce(self, value: Any) -> Any:
+        """``value`` converted to this attr's type, or a :class:`ValueError` describing the problem."""
+        t = self.type
+        if t is bool:
+            ok = isinstance(value, bool)
+            if not ok and getattr(getattr(value, "dtype", None), "kind", None) == "b":  # numpy bool
+                value, ok = bool(value), True
+        elif t is int:
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            if ok:
+                value = int(value)
+        elif t is float:
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if ok:
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError(f"must be a finite number, got {value!r}")
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ValueError(f"must be {t.__name__}, got {type(value).__name__} {value!r}")
+        if self.check is not None:
+            problem = self.check(value)
+            if problem:
+                raise ValueError(f"{problem}, got {value!r}")
+        return value
+
+
+def _to_attr(value: Any) -> Attr:
+    if isinstance(value, Attr):
+        return value
+    if isinstance(value, tuple) and 1 <= len(value) <= 4:
+        return Attr(*value)
+    raise TypeError(f"an attr schema entry must be an Attr or a (type, default[, check[, doc]]) tuple, got {value!r}")
+
+
+def _to_schema(value: Mapping[str, Any]) -> dict[str, Attr]:
+    return {str(k): _to_attr(v) for k, v in dict(value).items()}
+
+
+# Ready-made checks -----------------------------------------------------------------------------------------
+def positive(value) -> str | None:
+    """Check: ``value >= 1`` (ints) or ``> 0`` (floats)."""
+    if isinstance(value, int):
+        return None if value >= 1 else "must be >= 1"
+    return None if value > 0 else "must be > 0"
+
+
+def non_negative(value) -> str | None:
+    """Check: ``value >= 0``."""
+    return None if value >= 0 else "must be >= 0"
+
+
+def odd_positive(value) -> str | None:
+    """Check: a positive odd integer (kernel sizes with symmetric 'same' padding)."""
+    return None if value >= 1 and value % 2 == 1 else "must be a positive odd integer"
+
+
+def one_of(*choices) -> Callable[[Any], str | None]:
+    """Check factory: the value must be one of ``choices``."""
+
+    def check(value):
+        return None if value in choices else "must be one of " + ", ".join(repr(c) for c in choices)
+
+    check.__doc__ = f"Check: one of {choices!r}."
+    return check
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Costs
+# ---------------------------------------------------------------------------------------------------------
+@attrs.frozen
+class OpCost:
+    """The cost of one op instance.
+
+    ``params``: every learned parameter (kernels + biases + e.g. PReLU slopes). ``bias_params``: the biases
+    among them. ``mult_adds_per_pixel``: Mult-Adds per *output* pixel at the op's own resolution (an int, or a
+    ``Fraction`` when part of the op runs at a lower resolution than its output). ``mult_adds_per_image``:
+    Mult-Adds that do not scale with the image size (1x1 convs on a pooled vector). ``activation_params``:
+    learned parameters that are neither kernels nor biases (PReLU slopes); the old baselines' "weights
+    only" figures exclude them.
+    """
+
+    params: int = 0
+    bias_params: int = 0
+    mult_adds_per_pixel: int | Fraction = 0
+    mult_adds_per_image: int = 0
+    activation_params: int = 0
+
+    def __attrs_post_init__(self):
+        for name in ("params", "bias_params", "mult_adds_per_image", "activation_params"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"OpCost.{name} must be a non-negative int, got {value!r}")
+        rate = self.mult_adds_per_pixel
+        if (type(rate) is not int and type(rate) is not Fraction) or rate < 0:
+            raise ValueError(f"OpCost.mult_adds_per_pixel must be a non-negative int or Fraction, got {rate!r}")
+        if self.bias_params + self.activation_params > self.params:
+            raise ValueError(
+                f"OpCost: bias_params ({self.bias_params}) + activation_params ({self.activation_params}) "
+                f"exceed params ({self.params})"
+            )
+
+    @property
+    def kernel_params(self) -> int:
+        """Learned kernel weights only (no biases, no activation parameters)."""
+        return self.params - self.bias_params - self.activation_params
+
+
+#: An op without learned parameters and without Mult-Adds.
+FREE = OpCost()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# OpSpec
+# ---------------------------------------------------------------------------------------------------------
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+
+
+def _arity(_inst, _attribute, value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"OpSpec.arity must be >= 0, got {value}")
+        return
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], int)
+        and value[0] >= 0
+        and (value[1] is None or (isinstance(value[1], int) and value[1] >= value[0]))
+    ):
+        return
+    raise ValueError(f"OpSpec.arity must be an int or (min, max|None), got {value!r}")
+
+
+def _op_name(_inst, _attribute, value):
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise ValueError(f"OpSpec.name must be an identifier-like string (letters, digits, _ . : -), got {value!r}")
+
+
+@attrs.frozen(eq=False)
+class OpSpec:
+    """One registered operation: its shape rule, torch builder and cost formula (see the module docstring).
+
+    ``doc`` is a one-paragraph description shown to users (``nasengine ops``).
+    """
+
+    name: str = attrs.field(validator=_op_name)
+    arity: int | tuple[int, int | None] = attrs.field(validator=_arity)
+    attrs: Mapping[str, Attr] = attrs.field(converter=_to_schema)
+    infer: Callable[[Mapping[str, Any], Sequence[Shape]], Shape]
+    build: Callable[[Mapping[str, Any], Sequence[Shape]], Any]
+    cost: Callable[[Mapping[str, Any], Sequence[Shape], Shape], OpCost]
+    commutative: bool = False
+    doc: str = ""
+
+    @property
+    def variadic(self) -> bool:
+        """True when the op takes a variable number of inputs (its module's forward takes one list)."""
+        return isinstance(self.arity, tuple)
+
+    def arity_problem(self, n_inputs: int) -> str | None:
+        """None when ``n_inputs`` inputs are allowed, else a description ("takes 1 input, got 2")."""
+        if isinstance(self.arity, int):
+            if n_inputs == self.arity:
+                return None
+            return f"takes {self.arity} input{'s' if self.arity != 1 else ''}, got {n_inputs}"
+        lo, hi = self.arity
+        if n_inputs >= lo and (hi is None or n_inputs <= hi):
+            return None
+        want = f"at least {lo}" if hi is None else f"{lo} to {hi}"
+        return f"takes {want} inputs, got {n_inputs}"
+
+    def normalize_attrs(self, given: Any, where: str | Callable[[], str] = "") -> dict[str, Any]:
+        """The complete, type-checked attrs (defaults filled in, ints converted for float attrs).
+
+        Raises :class:`ValidationError` whose ``field`` is ``"{where}attrs.NAME"`` for an unknown, missing,
+        ill-typed or out-of-range attribute (``where`` may be a callable returning the prefix, evaluated
+        only on error).
+        """
+        if callable(where):
+            try:
+                return self.normalize_attrs(given)
+            except ValidationError:
+                where = where()
+        if type(given) is not dict and not isinstance(given, Mapping):
+            raise ValidationError(f"must be an object of attributes, got {type(given).__name__}", field=f"{where}attrs")
+        for key in given:
+            if not isinstance(key, str) or key not in self.attrs:
+                known = ", ".join(self.attrs) or "none"
+                raise ValidationError(
+                    f"unknown attribute {key!r} for op {self.name!r} (known: {known})", field=f"{where}attrs.{key}"
+                )
+        out: dict[str, Any] = {}
+        for key, schema in self.attrs.items():
+            if key in given:
+                try:
+                    out[key] = schema.coerce(given[key])
+                except ValueError as exc:
+                    raise ValidationError(str(exc), field=f"{where}attrs.{key}") from None
+            elif schema.default is REQUIRED:
+                raise ValidationError(f"missing required attribute of op {self.name!r}", field=f"{where}attrs.{key}")
+            else:
+                out[key] = schema.default
+        return out
+
+    def describe(self) -> str:
+        """A short human-readable signature: ``conv(out_channels, kernel, stride=1, ...)``."""
+        parts = [k if a.default is REQUIRED else f"{k}={a.default!r}" for k, a in self.attrs.items()]
+        return f"{self.name}({', '.join(parts)})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------------------
+class OpRegistry:
+    """Registered operations by name, remembering which plugin brought each one.
+
+    ``OpRegistry()`` is empty; :func:`builtin_registry` returns one holding :data:`BUILTIN_OPS`. The plugin
+    manager sets ``current_plugin`` while it calls a plugin's ``nasengine_register_ops(registry)`` hook, so
+    ``registry.add(spec)`` records the right plugin without the plugin naming itself.
+    """
+
+    def __init__(self, specs: Sequence[OpSpec] = (), plugin: str = "builtin"):
+        self._specs: dict[str, OpSpec] = {}
+        self._plugins: dict[str, str] = {}
+        self.current_plugin = plugin
+        for spec in specs:
+            self.add(spec, plugin=plugin)
+
+    def add(self, spec: OpSpec, plugin: str | None = None) -> OpSpec:
+        """Register ``spec`` (from ``plugin``, default: ``current_plugin``); returns ``spec``.
+
+        A name registered twice raises :class:`~nasengine.registry.DuplicateNameError` naming both plugins.
+        """
+        if not isinstance(spec, OpSpec):
+            raise NasengineError(f"OpRegistry.add expects an OpSpec, got {type(spec).__name__}")
+        plugin = plugin or self.current_plugin
+        if spec.name in self._specs:
+            raise DuplicateNameError(
+                f"operation {spec.name!r} is registered twice: by plugin {self._plugins[spec.name]!r} "
+                f"and by plugin {plugin!r}"
+            )
+        self._specs[spec.name] = spec
+        self._plugins[spec.name] = plugin
+        return spec
+
+    def get(self, name: str) -> OpSpec:
+        """The spec of op ``name``; an unknown name raises :class:`~nasengine.registry.UnknownNameError`
+        listing the registered ops."""
+        try:
+            return self._specs[name]
+        except (KeyError, TypeError):
+            pass
+        raise UnknownNameError(f"unknown operation {name!r}; registered: {', '.join(self.names()) or 'none'}")
+
+    def plugin_of(self, name: str) -> str:
+        """The plugin that registered op ``name``."""
+        self.get(name)
+        return self._plugins[name]
+
+    def names(self) -> list[str]:
+        """Registered op names, sorted."""
+        return sorted(self._specs)
+
+    def copy(self) -> "OpRegistry":
+        """An independent registry with the same ops (add to it without touching this one)."""
+        new = OpRegistry()
+        new._specs = dict(self._specs)
+        new._plugins = dict(self._plugins)
+        new.current_plugin = self.current_plugin
+        return new
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return f"OpRegistry({self.names()})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers shared by the built-in ops
+# ---------------------------------------------------------------------------------------------------------
+def _fail(message: str):
+    raise ValidationError(message)
+
+
+def _spatial(op: str, shape: Shape) -> Fraction:
+    if shape.scale is None:
+        _fail(f"{op} needs a spatial input, got a globally pooled (1x1) tensor {shape}")
+    return shape.scale
+
+
+def _div(scale: Fraction | None, by: int) -> Fraction | None:
+    return None if scale is None else scale / by
+
+
+def _same_shapes(op: str, ins: Sequence[Shape]) -> Shape:
+    first = ins[0]
+    for s in ins[1:]:
+        if s.channels != first.channels:
+            _fail(f"inputs have {first.channels} and {s.channels} channels ({op} needs equal shapes)")
+        if s.scale != first.scale:
+            _fail(f"inputs have shapes {first} and {s} ({op} needs equal spatial sizes)")
+    return first
+
+
+def conv_padding(kernel: int, dilation: int = 1) -> int:
+    """'Same' padding of a stride-1 conv with an odd (dilated) kernel: ``dilation*(kernel-1)//2``."""
+    return dilation * (kernel - 1) // 2
+
+
+def conv_transpose_padding(kernel: int, stride: int) -> tuple[int, int]:
+    """``(padding, output_padding)`` making a transposed conv's output exactly ``stride`` x its input.
+
+    ``out = (in-1)*s - 2p + k + op`` equals ``in*s`` for ``p = max(0, ceil((k-s)/2))`` and ``op = s + 2p - k``
+    (0 or 1; ``s - k`` when ``k < s``), which torch accepts whenever ``op < s``, i.e. unless ``s == 1`` with
+    an even kernel.
+    """
+    p = max(0, -(-(kernel - stride) // 2))
+    return p, stride + 2 * p - kernel
+
+
+def _conv_checks(op: str, c_in: int, out: int, groups: int):
+    if c_in % groups:
+        _fail(f"{op}: input channels {c_in} are not divisible by groups={groups}")
+    if out % groups:
+        _fail(f"{op}: out_channels {out} is not divisible by groups={groups}")
+
+
+def _lazy(name: str):
+    from nasengine import _op_modules
+
+    return getattr(_op_modules, name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Built-in ops (each: infer, build, cost side by side)
+# ---------------------------------------------------------------------------------------------------------
+def _identity_module():
+    import torch.nn as nn
+
+    return nn.Identity()
+
+
+# input / output -----------------------------------------------------------------------------------------
+def _input_infer(a, ins):
+    return Shape(a["channels"], Fraction(1))
+
+
+def _output_infer(a, ins):
+    return ins[0]
+
+
+INPUT = OpSpec(
+    "input", 0, {"channels": Attr(int, REQUIRED, positive, "image channels (1 for Y, 3 for RGB)")},
+    _input_infer, lambda a, ins: _identity_module(), lambda a, ins, out: FREE,
+    doc="The graph input (an LR image). Exactly one per graph; the builder makes it the forward argument.",
+)
+OUTPUT = OpSpec(
+    "output", 1, {}, _output_infer, lambda a, ins: _identity_module(), lambda a, ins, out: FREE,
+    doc="The graph output (the SR image). Exactly one per graph; its scale is the graph's upscaling factor.",
+)
+
+
+# conv -------------------------------------------------------------------------------------------------------
+def _conv_infer(a, ins):
+    _conv_checks("conv", ins[0].channels, a["out_channels"], a["groups"])
+    return Shape(a["out_channels"], _div(ins[0].scale, a["stride"]))
+
+
+def _conv_build(a, ins):
+    import torch.nn as nn
+
+    return nn.Conv2d(ins[0].channels, a["out_channels"], a["kernel"], stride=a["stride"],
+                     padding=conv_padding(a["kernel"], a["dilation"]), dilation=a["dilation"],
+                     groups=a["groups"], bias=a["bias"])
+
+
+def _conv_cost(a, ins, out):
+    k, c_in, c_out, g = a["kernel"], ins[0].channels, a["out_channels"], a["groups"]
+    weights = k * k * (c_in // g) * c_out
+    bias = c_out if a["bias"] else 0
+    return OpCost(params=weights + bias, bias_params=bias, mult_adds_per_pixel=weights)
+
+
+CONV = OpSpec(
+    "conv", 1,
+    {
+        "out_channels": Attr(int, REQUIRED, positive, "output channels"),
+        "kernel": Attr(int, REQUIRED, odd_positive, "square kernel size (odd: 'same' padding)"),
+        "stride": Attr(int, 1, positive, "stride (divides the spatial scale)"),
+        "groups": Attr(int, 1, positive, "channel groups (must divide input and output channels)"),
+        "dilation": Attr(int, 1, positive, "dilation rate; padding = dilation*(kernel-1)//2"),
+        "bias": Attr(bool, True, None, "learned bias"),
+    },
+    _conv_infer, _conv_build, _conv_cost,
+    doc="2-D convolution with 'same' padding. Mult-Adds per output pixel k*k*(C_in/groups)*C_out.",
+)
+
+
+# sep_conv ---------------------------------------------------------------------------------------------------
+def _sep_infer(a, ins):
+    return Shape(a["out_channels"], _div(ins[0].scale, a["stride"]))
+
+
+def _sep_build(a, ins):
+    return _lazy("SepConv")(ins[0].channels, a["out_channels"], a["kernel"], a["stride"], a["dilation"], a["bias"])
+
+
+def _sep_cost(a, ins, out):
+    c_in, c_out, k = ins[0].channels, a["out_channels"], a["kernel"]
+    depthwise, pointwise = k * k * c_in, c_in * c_out
+    bias = c_out if a["bias"] else 0
+    return OpCost(params=depthwise + pointwise + bias, bias_params=bias, mult_adds_per_pixel=depthwise + pointwise)
+
+
+SEP_CONV = OpSpec(
+    "sep_conv", 1,
+    {
+        "out_channels": Attr(int, REQUIRED, positive, "output channels of the pointwise conv"),
+        "kernel": Attr(int, REQUIRED, odd_positive, "depthwise kernel size (odd)"),
+        "stride": Attr(int, 1, positive, "stride of the depthwise conv"),
+        "dilation": Attr(int, 1, positive, "dilation of the depthwise conv"),
+        "bias": Attr(bool, True, None, "bias of the pointwise conv (the depthwise conv has none)"),
+    },
+    _sep_infer, _sep_build, _sep_cost,
+    doc="Depthwise-separable conv: depthwise kxk (no bias) then pointwise 1x1 C_in->out_channels (+ bias).",
+)
+
+
+# conv_transpose ---------------------------------------------------------------------------------------------
+def _deconv_infer(a, ins):
+    scale = _spatial("conv_transpose", ins[0])
+    if a["stride"] == 1 and a["kernel"] % 2 == 0:
+        _fail("conv_transpose with stride 1 needs an odd kernel to keep the size, got kernel "
+              f"{a['kernel']}")
+    return Shape(a["out_channels"], scale * a["stride"])
+
+
+def _deconv_build(a, ins):
+    import torch.nn as nn
+
+    p, op = conv_transpose_padding(a["kernel"], a["stride"])
+    return nn.ConvTranspose2d(ins[0].channels, a["out_channels"], a["kernel"], stride=a["stride"], padding=p,
+                              output_padding=op, bias=a["bias"])
+
+
+def _deconv_cost(a, ins, out):
+    weights = a["kernel"] ** 2 * ins[0].channels * a["out_channels"]
+    bias = a["out_channels"] if a["bias"] else 0
+    # Counted as a k x k conv over the (upsampled) output, as the papers' tables do.
+    return OpCost(params=weights + bias, bias_params=bias, mult_adds_per_pixel=weights)
+
+
+CONV_TRANSPOSE = OpSpec(
+    "conv_transpose", 1,
+    {
+        "out_channels": Attr(int, REQUIRED, positive, "output channels"),
+        "kernel": Attr(int, REQUIRED, positive, "square kernel size"),
+        "stride": Attr(int, REQUIRED, positive, "upsampling factor (output = stride x input)"),
+        "bias": Attr(bool, True, None, "learned bias"),
+    },
+    _deconv_infer, _deconv_build, _deconv_cost,
+    doc="Transposed conv (deconvolution) upsampling by `stride`; padding/output_padding chosen so that "
+        "out = in*stride. Mult-Adds counted at the output resolution: k*k*C_in*C_out per HR pixel.",
+)
+
+
+# element-wise unary -----------------------------------------------------------------------------------------
+def _same_infer(a, ins):
+    return ins[0]
+
+
+def _simple_unary(name: str, module: str, doc: str) -> OpSpec:
+    def build(a, ins):
+        import torch.nn as nn
+
+        return getattr(nn, module)()
+
+    return OpSpec(name, 1, {}, _same_infer, build, lambda a, ins, out: FREE, doc=doc)
+
+
+RELU = _simple_unary("relu", "ReLU", "ReLU activation (free).")
+RELU6 = _simple_unary("relu6", "ReLU6", "ReLU6 activation, min(max(x, 0), 6) (free).")
+TANH = _simple_unary("tanh", "Tanh", "tanh activation (free).")
+SIGMOID = _simple_unary("sigmoid", "Sigmoid", "Logistic sigmoid (free).")
+IDENTITY = _simple_unary("identity", "Identity", "Passes its input through (free).")
+
+
+def _prelu_infer(a, ins):
+    n = a["num_parameters"]
+    if n != 1 and n != ins[0].channels:
+        _fail(f"prelu num_parameters must be 1 or the input channels ({ins[0].channels}), got {n}")
+    return ins[0]
+
+
+def _prelu_build(a, ins):
+    import torch.nn as nn
+
+    return nn.PReLU(a["num_parameters"], init=a["init"])
+
+
+PRELU = OpSpec(
+    "prelu", 1,
+    {
+        "num_parameters": Attr(int, 1, positive, "1 (shared slope) or the number of channels"),
+        "init": Attr(float, 0.25, None, "initial slope"),
+    },
+    _prelu_infer, _prelu_build,
+    lambda a, ins, out: OpCost(params=a["num_parameters"], activation_params=a["num_parameters"]),
+    doc="PReLU activation with learned slopes (counted in params as activation_params; no Mult-Adds).",
+)
+
+
+def _scale_build(a, ins):
+    return _lazy("Scale")(a["value"])
+
+
+SCALE = OpSpec(
+    "scale", 1, {"value": Attr(float, REQUIRED, None, "fixed multiplier")},
+    _same_infer, _scale_build, lambda a, ins, out: FREE,
+    doc="Multiplies by a fixed constant `value` (no parameters, free), e.g. FGNAS's x1/3 or residual scaling.",
+)
+
+
+# n-ary element-wise ----------------------------------------------------------------------------------------
+def _add_infer(a, ins):
+    return _same_shapes("add", ins)
+
+
+def _mean_infer(a, ins):
+    return _same_shapes("mean", ins)
+
+
+def _concat_infer(a, ins):
+    scales = {s.scale for s in ins}
+    if len(scales) > 1:
+        _fail("inputs have shapes " + " and ".join(str(s) for s in ins) + " (concat needs equal spatial sizes)")
+    return Shape(sum(s.channels for s in ins), ins[0].scale)
+
+
+def _multiply_infer(a, ins):
+    channels = {s.channels for s in ins}
+    if len(channels) > 1:
+        _fail("inputs have " + " and ".join(str(s.channels) for s in ins) + " channels (multiply needs equal "
+              "channels)")
+    spatial = {s.scale for s in ins if s.scale is not None}
+    if len(spatial) > 1:
+        _fail("inputs have shapes " + " and ".join(str(s) for s in ins) + " (multiply needs equal sizes, "
+              "or a globally pooled gate)")
+    return Shape(ins[0].channels, spatial.pop() if spatial else None)
+
+
+def _nary(name: str, module: str, infer, commutative: bool, lo: int, doc: str) -> OpSpec:
+    return OpSpec(name, (lo, None), {}, infer, lambda a, ins: _lazy(module)(), lambda a, ins, out: FREE,
+                  commutative=commutative, doc=doc)
+
+
+ADD = _nary("add", "Sum", _add_infer, True, 1,
+            "Element-wise sum of 1+ inputs of equal shape (free). Its module takes a list.")
+MEAN = _nary("mean", "Mean", _mean_infer, True, 1,
+             "Element-wise mean of 1+ inputs of equal shape (free). Its module takes a list.")
+CONCAT = _nary("concat", "Concat", _concat_infer, False, 1,
+               "Channel concatenation in port order of 1+ inputs of equal spatial size (free).")
+MULTIPLY = _nary("multiply", "Multiply", _multiply_infer, True, 2,
+                 "Element-wise product of 2+ inputs with equal channels; inputs are at the same spatial scale "
+                 "or globally pooled (C x 1x1 gates broadcast over the image). Free.")
+
+
+# pooling and attention -----------------------------------------------------------------------------------
+GLOBAL_AVG_POOL = OpSpec(
+    "global_avg_pool", 1, {}, lambda a, ins: Shape(ins[0].channels, None),
+    lambda a, ins: _lazy("GlobalAvgPool")(), lambda a, ins, out: FREE,
+    doc="Global average pooling to C x 1x1 (a 'pooled' shape; free).",
+)
+
+
+def _ca_infer(a, ins):
+    if ins[0].channels // a["reduction"] < 1:
+        _fail(f"channel_attention reduction {a['reduction']} leaves no channels of {ins[0].channels}")
+    return ins[0]
+
+
+def _ca_build(a, ins):
+    return _lazy("ChannelAttention")(ins[0].channels, a["reduction"], a["bias"])
+
+
+def _ca_cost(a, ins, out):
+    c = ins[0].channels
+    mid = c // a["reduction"]
+    weights = 2 * c * mid
+    bias = (mid + c) if a["bias"] else 0
+    # The two 1x1 convs run once per image on the pooled C x 1x1 vector.
+    return OpCost(params=weights + bias, bias_params=bias, mult_adds_per_image=weights)
+
+
+CHANNEL_ATTENTION = OpSpec(
+    "channel_attention", 1,
+    {
+        "reduction": Attr(int, REQUIRED, positive, "r: the hidden width is channels // r"),
+        "bias": Attr(bool, True, None, "biases on both 1x1 convs"),
+    },
+    _ca_infer, _ca_build, _ca_cost,
+    doc="Squeeze-and-excitation channel attention: GAP -> 1x1 C->C//r -> ReLU -> 1x1 C//r->C -> sigmoid -> "
+        "x * gate. Mult-Adds 2*C*(C//r) once per image.",
+)
+
+
+# upsampling ---------------------------------------------------------------------------------------------------
+def _shuffle_infer(a, ins):
+    scale = _spatial("pixel_shuffle", ins[0])
+    r2 = a["factor"] ** 2
+    if ins[0].channels % r2:
+        _fail(f"pixel_shuffle factor {a['factor']} needs channels divisible by {r2}, got {ins[0].channels}")
+    return Shape(ins[0].channels // r2, scale * a["factor"])
+
+
+def _shuffle_build(a, ins):
+    import torch.nn as nn
+
+    return nn.PixelShuffle(a["factor"])
+
+
+PIXEL_SHUFFLE = OpSpec(
+    "pixel_shuffle", 1, {"factor": Attr(int, REQUIRED, positive, "upscaling factor r")},
+    _shuffle_infer, _shuffle_build, lambda a, ins, out: FREE,
+    doc="Sub-pixel rearrangement C*r^2 x H x W -> C x rH x rW (PyTorch channel order; free).",
+)
+
+
+def _interp_infer(a, ins):
+    return Shape(ins[0].channels, _spatial("interpolate", ins[0]) * a["factor"])
+
+
+def _interp_build(a, ins):
+    return _lazy("Interpolate")(a["mode"], a["factor"])
+
+
+INTERPOLATE = OpSpec(
+    "interpolate", 1,
+    {
+        "factor": Attr(int, REQUIRED, positive, "integer upscaling factor"),
+        "mode": Attr(str, "bicubic", one_of("bilinear", "nearest", "area", "bicubic"), "interpolation kernel"),
+    },
+    _interp_infer, _interp_build, lambda a, ins, out: FREE,
+    doc="Fixed interpolation by an integer factor (torch.nn.functional.interpolate, align_corners=False; "
+        "free). Note: torch's bicubic is not MATLAB's imresize.",
+)
+
+
+#: The engine's operations, in registration order (the built-in plugin registers exactly these).
+BUILTIN_OPS: list[OpSpec] = [
+    INPUT, OUTPUT, CONV, SEP_CONV, CONV_TRANSPOSE, RELU, RELU6, PRELU, TANH, SIGMOID, IDENTITY, SCALE,
+    ADD, CONCAT, MEAN, MULTIPLY, GLOBAL_AVG_POOL, CHANNEL_ATTENTION, PIXEL_SHUFFLE, INTERPOLATE,
+]
+
+
+def builtin_registry() -> OpRegistry:
+    """A new registry holding exactly :data:`BUILTIN_OPS` (registered by plugin ``"builtin"``)."""
+    return OpRegistry(BUILTIN_OPS, plugin="builtin")
+
+
+_DEFAULT: OpRegistry | None = None
+
+
+def default_registry() -> OpRegistry:
+    """The registry used wherever ``registry=None`` is passed (graph validation, cost model, builder).
+
+    It is the one installed by :func:`set_default_registry` (the plugin manager installs its registry of
+    built-in + plugin ops), else a process-wide registry of the built-in ops.
+    """
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = builtin_registry()
+    return _DEFAULT
+
+
+def set_default_registry(registry: OpRegistry | None) -> None:
+    """Install ``registry`` as the :func:`default_registry` (``None``: back to the built-ins)."""
+    global _DEFAULT
+    if registry is not None and not isinstance(registry, OpRegistry):
+        raise NasengineError(f"set_default_registry expects an OpRegistry, got {type(registry).__name__}")
+    _DEFAULT = registry

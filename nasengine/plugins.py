@@ -1,0 +1,208 @@
+"""The plugin manager: loads the built-in plugin and every ``nasengine`` entry point, fills the registries.
+
+Core code never calls ``pm.hook.*`` directly; it asks :func:`get_plugins` for the typed facade and reads its
+registries (``plugins.spaces.get("simple")``).
+
+Environment switches:
+
+* ``NASENGINE_DISABLE_PLUGIN_AUTOLOAD=1`` — load only the built-in plugin (and those named in
+  ``NASENGINE_PLUGINS``, a comma-separated list of entry-point names).
+* ``NASENGINE_TRACE_PLUGINS=1`` — print every hook call and registration to stderr.
+* ``NASENGINE_PLUGINS_EXTRA=pkg.mod,...`` — also load these modules as plugins (no entry point needed).
+
+A plugin that fails to import or to register is reported (a warning, ``nasengine plugins``) and skipped;
+the others load normally.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import sys
+import traceback
+import warnings
+from typing import Any
+
+import attrs
+import pluggy
+
+from nasengine import hookspecs
+from nasengine.registry import Registry
+
+__all__ = ["Plugins", "PluginInfo", "get_plugins", "reset_plugins", "ENTRY_POINT_GROUP", "BUILTIN_PLUGINS"]
+
+ENTRY_POINT_GROUP = "nasengine"
+#: The engine's own implementations, registered through the same path as any plugin.
+BUILTIN_PLUGINS = ("nasengine.builtin",)
+
+#: hook name -> (registry attribute, role name used in messages)
+ROLES = {
+    "nasengine_register_ops": ("ops", "operation"),
+    "nasengine_register_search_spaces": ("spaces", "search space"),
+    "nasengine_register_controllers": ("controllers", "controller"),
+    "nasengine_register_evaluators": ("evaluators", "evaluator"),
+    "nasengine_register_cost_models": ("cost_models", "cost model"),
+    "nasengine_register_rewards": ("rewards", "reward"),
+    "nasengine_register_methods": ("methods", "method"),
+    "nasengine_register_executors": ("executors", "executor"),
+    "nasengine_register_models": ("models", "model"),
+    "nasengine_register_architectures": ("architectures", "architecture"),
+}
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@attrs.define
+class PluginInfo:
+    """One plugin: its name, distribution version, module, and the error that stopped it (if any)."""
+
+    name: str
+    version: str
+    module: str
+    error: str | None = None
+    registered: dict[str, list[str]] = attrs.field(factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class Plugins:
+    """Typed facade over the pluggy manager and the registries it fills."""
+
+    def __init__(self, *, autoload: bool | None = None, extra: tuple = ()):
+        from nasengine.ops import OpRegistry
+
+        self.pm = pluggy.PluginManager("nasengine")
+        self.pm.add_hookspecs(hookspecs)
+        self.trace = _truthy("NASENGINE_TRACE_PLUGINS")
+        if self.trace:
+            self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
+            self.pm.enable_tracing()
+        self.info: dict[str, PluginInfo] = {}
+        self.ops = OpRegistry()
+        self.spaces: Registry = Registry("search space")
+        self.controllers: Registry = Registry("controller")
+        self.evaluators: Registry = Registry("evaluator")
+        self.cost_models: Registry = Registry("cost model")
+        self.rewards: Registry = Registry("reward")
+        self.methods: Registry = Registry("method")
+        self.executors: Registry = Registry("executor")
+        self.models: Registry = Registry("model")
+        self.architectures: Registry = Registry("architecture")
+        if autoload is None:
+            autoload = not _truthy("NASENGINE_DISABLE_PLUGIN_AUTOLOAD")
+        self._load_builtin()
+        self._load_entry_points(autoload)
+        for obj in extra:
+            self._register(obj, getattr(obj, "__name__", repr(obj)), version="", module=getattr(obj, "__name__", ""))
+        self.pm.check_pending()
+        self._fill_registries()
+
+    # ---- loading --------------------------------------------------------------------------------------
+    def _register(self, plugin, name: str, version: str, module: str) -> None:
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # a plugin with a malformed hookimpl must not break the others
+            self._failed(name, version, module, exc)
+            return
+        self.info[name] = PluginInfo(name, version, module)
+
+    def _failed(self, name: str, version: str, module: str, exc: BaseException) -> None:
+        err = f"{type(exc).__name__}: {exc}"
+        self.info[name] = PluginInfo(name, version, module, error=err)
+        warnings.warn(f"nasengine plugin {name!r} ({module}) failed and was skipped: {err}", RuntimeWarning,
+                      stacklevel=3)
+        if self.trace:
+            traceback.print_exception(exc, file=sys.stderr)
+
+    def _load_builtin(self) -> None:
+        from nasengine import __version__
+
+        for modname in BUILTIN_PLUGINS:
+            self._register(importlib.import_module(modname), "builtin", __version__, modname)
+
+    def _load_entry_points(self, autoload: bool) -> None:
+        wanted = {n.strip() for n in os.environ.get("NASENGINE_PLUGINS", "").split(",") if n.strip()}
+        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if not autoload and ep.name not in wanted:
+                continue
+            if ep.name in self.info:
+                continue
+            version = getattr(ep.dist, "version", "") if getattr(ep, "dist", None) else ""
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self._failed(ep.name, version, ep.value, exc)
+                continue
+            self._register(plugin, ep.name, version, ep.value)
+
+    def _fill_registries(self) -> None:
+        for hook_name, (attr, _role) in ROLES.items():
+            registry = getattr(self, attr)
+            caller = getattr(self.pm.hook, hook_name)
+            # Call each implementation on its own (in registration order) so that the registry knows which
+            # plugin brought what, and one failing plugin does not stop the others.
+            for impl in reversed(caller.get_hookimpls()):
+                name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+                info = self.info.get(name)
+                if info is not None and info.error:
+                    continue
+                registry.current_plugin = name
+                before = set(registry.names())
+                if self.trace:
+                    sys.stderr.write(f"nasengine: {hook_name} -> plugin {name}\n")
+                try:
+                    impl.function(**{arg: registry for arg in impl.argnames})
+                except Exception as exc:
+                    self._failed(name, info.version if info else "", info.module if info else "", exc)
+                    continue
+                added = sorted(set(registry.names()) - before)
+                if info is not None and added:
+                    info.registered.setdefault(attr, []).extend(added)
+            registry.current_plugin = "unknown"
+
+    # ---- queries -------------------------------------------------------------------------------------
+    def plugins(self) -> list[PluginInfo]:
+        """Loaded (and failed) plugins, built-in first."""
+        return sorted(self.info.values(), key=lambda p: (p.name != "builtin", p.name))
+
+    def versions(self) -> dict[str, str]:
+        """``{plugin: version}`` of the plugins that loaded (recorded with every run)."""
+        return {p.name: p.version for p in self.plugins() if not p.error}
+
+    def registry(self, attr: str) -> Registry:
+        return getattr(self, attr)
+
+
+_PLUGINS: Plugins | None = None
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin facade (loaded on first use).
+
+    Modules named in ``NASENGINE_PLUGINS_EXTRA`` (comma-separated import paths) are loaded as extra plugins
+    too: it reaches every process of a run (executor workers inherit the environment), which is how tests
+    and scripts give worker processes a plugin that has no entry point. One that fails to import is reported
+    and skipped.
+    """
+    global _PLUGINS
+    if _PLUGINS is None:
+        extra = []
+        for modname in (m.strip() for m in os.environ.get("NASENGINE_PLUGINS_EXTRA", "").split(",")):
+            if not modname:
+                continue
+            try:
+                extra.append(importlib.import_module(modname))
+            except Exception as exc:
+                warnings.warn(f"nasengine plugin module {modname!r} (NASENGINE_PLUGINS_EXTRA) failed to import "
+                              f"and was skipped: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+        _PLUGINS = Plugins(extra=tuple(extra))
+    return _PLUGINS
+
+
+def reset_plugins(plugins: Plugins | None = None) -> None:
+    """Forget the loaded plugins (tests), or install ``plugins`` as the process-wide facade."""
+    global _PLUGINS
+    _PLUGINS = plugins

@@ -1,0 +1,851 @@
+"""The generational search loop (FALSR's NSGA-II loop, and every generic controller's).
+
+Each generation: the controller asks a population; each genome is decoded and keyed; a key already seen in
+this run is recorded as a ``duplicate`` carrying the earlier results (not trained again, not counted against
+the candidates budget); the others are costed (cost model at ``cost.lr_size``), and those violating a
+cost-stage constraint are recorded ``infeasible`` without training; the rest go to the executor, and every
+outcome is recorded in the experiment store as it arrives (one transaction each). Then the controller is told
+the results in ask order and its state is stored. A run killed at any moment resumes where it stopped
+(:func:`resume_search`) and ends with exactly the candidates and front of an uninterrupted run: every
+evaluation seed is a function of the run seed and the architecture key, the controller state is restored, and
+the stored candidates of the unfinished generation are reused.
+
+Config sections (``Method.config(preset, overrides)``)::
+
+    space:      {name?, **options}            # name defaults to method.space
+    controller: {name?, population_size, ...} # name defaults to method.controller
+    evaluator:  {name?, **options}            # name defaults to method.evaluator
+    reward:     {name?, objectives, constraints, penalty}
+    cost:       {model?, lr_size: [480, 480], ...}
+    budget:     {candidates?, generations?, seconds?, stall_generations: 10}   # at least one of the first three
+    executor:   {name: inline|process|..., workers?, device: auto, workdirs: false, ...executor options}
+
+Run it from Python (:func:`run_search`, :func:`resume_search`), from the CLI, or as
+``python -m nasengine.search RUN_DIR --method NAME [--preset P] [--seed S] [--set k=v]...``
+(``--resume`` to continue a run).
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import math
+import os
+import platform
+import socket
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import attrs
+
+from nasengine.controller import Result
+from nasengine.errors import ConfigError, NasengineError
+from nasengine.executors import EvalTask, Executor, describe_exception
+from nasengine.method import Method, deep_merge
+from nasengine.space import canonical_json
+from nasengine.store import CANDIDATE_STATUSES, CandidateRecord, ExperimentStore, StoreError
+
+__all__ = [
+    "Budget",
+    "SearchOutcome",
+    "run_search",
+    "resume_search",
+    "candidate_seed",
+    "environment",
+    "RunLockedError",
+]
+
+log = logging.getLogger("nasengine.search")
+
+#: Statuses that count against the ``candidates`` budget (every new architecture; duplicates do not).
+COUNTED_STATUSES = ("ok", "failed", "infeasible")
+#: Sections a resume may change (the others would make the run something else).
+RESUMABLE_SECTIONS = ("budget", "executor")
+
+
+class RunLockedError(StoreError):
+    """Another process is running this run folder."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Budget and outcome
+# ---------------------------------------------------------------------------------------------------------
+def _positive(name: str, value: Any, kind=int) -> Any:
+    if value is None:
+        return None
+    ok_types = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_types) or value <= 0:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"budget.{name} must be {what} > 0, got {value!r}")
+    return kind(value)
+
+
+@attrs.frozen
+class Budget:
+    """When a search stops: after ``candidates`` new architectures (ok + failed + infeasible; duplicates are
+    free), after ``generations`` generations, or after ``seconds`` of search time (summed over resumed
+    sessions) — whichever comes first; at least one must be set.
+
+    The candidates and generations budgets are checked between generations (a started generation is
+    finished, so the candidates budget may be exceeded by up to one generation). The seconds budget also stops
+    submitting new evaluations mid-generation; the running ones finish and are recorded, and the unfinished
+    generation is completed by a resume with a larger budget. ``stall_generations`` consecutive generations
+    without any new architecture (an exhausted space) stop the search too.
+    """
+
+    candidates: int | None = None
+    generations: int | None = None
+    seconds: float | None = None
+    stall_generations: int = 10
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> "Budget":
+        section = dict(section or {})
+        known = {"candidates", "generations", "seconds", "stall_generations"}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"budget: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        budget = cls(
+            candidates=_positive("candidates", section.get("candidates")),
+            generations=_positive("generations", section.get("generations")),
+            seconds=_positive("seconds", section.get("seconds"), float),
+            stall_generations=_positive("stall_generations", section.get("stall_generations", 10)),
+        )
+        if budget.candidates is None and budget.generations is None and budget.seconds is None:
+            raise ConfigError("budget: set at least one of budget.candidates, budget.generations, budget.seconds")
+        return budget
+
+    def reached(self, *, candidates: int, generations: int, seconds: float, stalled: int = 0) -> str | None:
+        """Why the search must stop now (a sentence), or ``None`` to go on."""
+        if self.generations is not None and generations >= self.generations:
+            return f"generations budget reached ({generations}/{self.generations})"
+        if self.candidates is not None and candidates >= self.candidates:
+            return f"candidates budget reached ({candidates}/{self.candidates})"
+        if self.seconds is not None and seconds >= self.seconds:
+            return f"seconds budget reached ({seconds:.1f}/{self.seconds:g} s)"
+        if stalled >= self.stall_generations:
+            return f"no new architecture in the last {stalled} generations (the space looks exhausted)"
+        return None
+
+    def describe(self) -> str:
+        parts = []
+        if self.candidates is not None:
+            parts.append(f"{self.candidates} candidates")
+        if self.generations is not None:
+            parts.append(f"{self.generations} generations")
+        if self.seconds is not None:
+            parts.append(f"{self.seconds:g} s")
+        return ", ".join(parts)
+
+
+@attrs.frozen
+class SearchOutcome:
+    """What a search session did.
+
+    ``counts`` (per candidate status) and ``records`` cover the whole run; the timings cover this session:
+    ``seconds`` the wall time of the loop (first ask to last record, closing the executor included),
+    ``eval_seconds`` the summed wall time of the evaluations it ran (as measured inside the evaluating
+    process), ``wait_seconds`` the time the loop spent waiting for the executor, ``setup_seconds`` the time
+    before the loop (loading plugins, checking the config, recording the environment, opening the store; the
+    executor's workers start meanwhile), ``first_task_seconds`` the time from the loop's start until the
+    executor took the first task (mostly waiting for workers to start).
+    """
+
+    run_dir: Path
+    status: str
+    stop_reason: str
+    counts: dict
+    generations: int
+    seconds: float
+    eval_seconds: float
+    wait_seconds: float
+    parallelism: int
+    executor: str
+    records: list = attrs.field(repr=False)
+    setup_seconds: float = 0.0
+    first_task_seconds: float = 0.0
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Wall time not spent inside an evaluation: ``seconds - eval_seconds / parallelism`` (>= 0)."""
+        return max(0.0, self.seconds - self.eval_seconds / max(1, self.parallelism))
+
+    @property
+    def overhead_share(self) -> float:
+        """:attr:`overhead_seconds` over :attr:`seconds` (the engine-overhead benchmark's number)."""
+        return self.overhead_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def driver_seconds(self) -> float:
+        """Time the loop spent on its own work (asking, costing, storing, telling), not waiting on workers."""
+        return max(0.0, self.seconds - self.wait_seconds)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------------
+def candidate_seed(run_seed: int, key: str) -> int:
+    """The evaluation seed of architecture ``key`` in a run seeded ``run_seed`` (independent of order and
+    executor): the first 31 bits of ``sha256("{run_seed}:{key}")``."""
+    digest = hashlib.sha256(f"{int(run_seed)}:{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def environment() -> dict[str, Any]:
+    """Where a run ran: Python, torch, numpy versions, platform, CUDA, host, command line."""
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "command": list(sys.argv),
+        "cwd": os.getcwd(),
+        "pid": os.getpid(),
+    }
+    try:
+        from nasengine import __version__
+
+        env["nasengine"] = __version__
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import numpy
+
+        env["numpy"] = numpy.__version__
+    except ImportError:  # pragma: no cover
+        env["numpy"] = None
+    try:
+        import torch
+
+        env["torch"] = torch.__version__
+        env["cuda_available"] = bool(torch.cuda.is_available())
+        if env["cuda_available"]:
+            env["cuda"] = torch.version.cuda
+            env["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # pragma: no cover - torch missing or a broken CUDA setup
+        env.setdefault("torch", None)
+        env["cuda_available"] = False
+    return env
+
+
+def _split_name(section: Mapping[str, Any] | None, default: str) -> tuple[str, dict]:
+    options = dict(section or {})
+    name = options.pop("name", None) or default
+    return name, options
+
+
+def _check_options(kind: str, name: str, factory: Any, options: dict) -> None:
+    """Catch a misspelt option in the driver, not once per candidate in the workers."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(**options)
+    except TypeError as exc:
+        raise ConfigError(f"{kind} {name!r}: {exc}") from None
+
+
+class _Lock:
+    """An exclusive lock on a run folder (POSIX ``flock``), released by the OS if the holder dies."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunLockedError(f"{self.path.parent} is being searched by another process (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+@attrs.define
+class _Setup:
+    """Everything a session needs, resolved from a config (validated before a run folder is created)."""
+
+    method: Method
+    config: dict
+    seed: int
+    space_name: str
+    space_options: dict
+    space: Any
+    reward: Any
+    controller: Any
+    evaluator_name: str
+    evaluator_options: dict
+    cost_model: Any
+    budget: Budget
+    executor_name: str
+    executor_workers: int | None
+    executor_options: dict
+    device: str
+    workdirs: bool
+
+    @classmethod
+    def resolve(cls, plugins, method: Method, cfg: dict, seed: int) -> "_Setup":
+        if method.loop != "generational":
+            raise ConfigError(
+                f"method {method.name!r} uses the {method.loop} loop; the generational loop cannot run it"
+            )
+        space_name, space_options = _split_name(cfg.get("space"), method.space)
+        space_cls = plugins.spaces.get(space_name)
+        _check_options("space", space_name, space_cls, space_options)
+        space = space_cls(**space_options)
+
+        reward_name, reward_options = _split_name(cfg.get("reward"), method.reward)
+        reward = plugins.rewards.get(reward_name)(**reward_options)
+
+        cost_cfg = dict(cfg.get("cost") or {})
+        cost_name = cost_cfg.pop("model", None) or method.cost_model
+        cost_cfg["lr_size"] = tuple(cost_cfg.get("lr_size", (480, 480)))
+        cost_model = plugins.cost_models.get(cost_name)(**cost_cfg)
+
+        evaluator_name, evaluator_options = _split_name(cfg.get("evaluator"), method.evaluator)
+        _check_options("evaluator", evaluator_name, plugins.evaluators.get(evaluator_name), evaluator_options)
+
+        controller_name, controller_options = _split_name(cfg.get("controller"), method.controller)
+        controller = plugins.controllers.get(controller_name)(space, reward, seed=seed, **controller_options)
+
+        budget = Budget.from_config(cfg.get("budget"))
+
+        ex = dict(cfg.get("executor") or {})
+        executor_name = ex.pop("name", None) or "inline"
+        workers = ex.pop("workers", None)
+        device = str(ex.pop("device", "auto"))
+        workdirs = bool(ex.pop("workdirs", False))
+        # An unknown name or option fails here (listing the known ones), before any run folder exists.
+        _check_options("executor", executor_name, plugins.executors.get(executor_name), {"workers": workers, **ex})
+        return cls(method, cfg, int(seed), space_name, space_options, space, reward, controller, evaluator_name,
+                   evaluator_options, cost_model, budget, executor_name, workers, ex, device, workdirs)
+
+    def make_executor(self, plugins) -> Executor:
+        return plugins.executors.get(self.executor_name)(workers=self.executor_workers, **self.executor_options)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------------------
+class _Progress:
+    """A tqdm bar over recorded candidates plus one log line per generation."""
+
+    def __init__(self, enabled: bool, total: int | None, initial: int):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="cand", dynamic_ncols=True, file=sys.stderr,
+                            desc="search")
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def postfix(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+
+    def line(self, text: str) -> None:
+        log.info(text)
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _fmt(value: float) -> str:
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4g}"
+    return f"{value:.3g}"
+
+
+class _Search:
+    def __init__(self, store: ExperimentStore, setup: _Setup, executor: Executor, *, progress: bool,
+                 setup_seconds: float = 0.0):
+        self.store = store
+        self.s = setup
+        self.executor = executor
+        self.setup_seconds = setup_seconds
+        self.show_progress = progress
+        self.known: dict[str, CandidateRecord] = {}
+        self.counted = 0
+        self.eval_seconds = 0.0
+        self.wait_seconds = 0.0
+        self.first_task: float | None = None
+
+    # ---- records -------------------------------------------------------------------------------------
+    def _record(self, rec: CandidateRecord) -> CandidateRecord:
+        rec = self.store.record(rec)
+        if rec.status != "duplicate" and rec.key not in self.known:
+            self.known[rec.key] = rec
+        if rec.status in COUNTED_STATUSES:
+            self.counted += 1
+        self.progress.update()
+        return rec
+
+    def _duplicate(self, g: int, i: int, genome_json: Any, original: CandidateRecord) -> CandidateRecord:
+        return self._record(CandidateRecord(
+            generation=g, idx=i, key=original.key, genome=genome_json, status="duplicate",
+            params=original.params, mult_adds=original.mult_adds, costs=original.costs, metrics=original.metrics,
+            error=original.error, seed=original.seed, duplicate_of=original.id,
+        ))
+
+    def _required_metrics(self) -> list[str]:
+        names = list(self.s.reward.metrics)
+        names += [c.metric for c in getattr(self.s.reward, "constraints", ()) if c.stage != "cost"]
+        return list(dict.fromkeys(names))
+
+    def _result(self, genome: Any, rec: CandidateRecord) -> Result:
+        original = self.known.get(rec.key, rec) if rec.status == "duplicate" else rec
+        status = original.status
+        metrics = rec.metrics_all()
+        reward = self.s.reward
+        if status == "ok":
+            return Result(genome=genome, key=rec.key, status="ok", metrics=metrics,
+                          objectives=tuple(float(v) for v in reward.vector(metrics)),
+                          violation=float(reward.violation(metrics)), reward=float(reward.scalar(metrics)))
+        if status == "infeasible":
+            return Result(genome=genome, key=rec.key, status="infeasible", metrics=metrics,
+                          violation=float(reward.violation(metrics, stage="cost")))
+        return Result(genome=genome, key=rec.key, status="failed", metrics=metrics)
+
+    # ---- one generation ------------------------------------------------------------------------------
+    def _prepare(self, g: int, genomes: list) -> tuple[list, list[EvalTask], dict, dict]:
+        """Reuse stored rows, record duplicates / infeasible / undecodable ones, and make the tasks."""
+        s = self.s
+        slots: list[CandidateRecord | None] = [None] * len(genomes)
+        tasks: list[EvalTask] = []
+        meta: dict[str, tuple] = {}
+        waiting: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+        first_here: set[str] = set()
+        for i, genome in enumerate(genomes):
+            genome_json = json.loads(canonical_json(s.space.to_json(genome)))
+            stored = self.store.get(g, i)
+            if stored is not None:
+                if canonical_json(stored.genome) != canonical_json(genome_json):
+                    raise StoreError(
+                        f"{self.store.path}: resuming generation {g}, the controller asked a different genome at "
+                        f"idx {i} than the stored one; the controller is not deterministic given its state_dict "
+                        f"(stored {canonical_json(stored.genome)}, asked {canonical_json(genome_json)})"
+                    )
+                slots[i] = stored
+                continue
+            try:
+                graph = s.space.decode(genome)
+                key = graph.key()  # validates the graph too
+            except Exception as exc:  # an undecodable genome is the space's bug; record it, go on
+                key = "genome:" + s.space.genome_key(genome)
+                if key in self.known:
+                    slots[i] = self._duplicate(g, i, genome_json, self.known[key])
+                else:
+                    slots[i] = self._record(CandidateRecord(
+                        generation=g, idx=i, key=key, genome=genome_json, status="failed",
+                        error="decode: " + describe_exception(exc)))
+                continue
+            if key in self.known:
+                slots[i] = self._duplicate(g, i, genome_json, self.known[key])
+                continue
+            if key in first_here:
+                waiting[key].append((i, genome_json))
+                continue
+            first_here.add(key)
+            seed = candidate_seed(s.seed, key)
+            try:
+                costs = {k: float(v) for k, v in s.cost_model.metrics(graph).items()}
+            except Exception as exc:
+                slots[i] = self._record(CandidateRecord(
+                    generation=g, idx=i, key=key, genome=genome_json, status="failed", seed=seed,
+                    error="cost: " + describe_exception(exc)))
+                continue
+            try:
+                violation = s.reward.violation(costs, stage="cost")
+            except KeyError as exc:
+                raise ConfigError(f"a cost-stage constraint needs metric {exc} that the cost model does not "
+                                  f"provide (it gives {', '.join(sorted(costs))})") from None
+            params, mult_adds = costs.get("params"), costs.get("mult_adds")
+            if violation > 0:
+                slots[i] = self._record(CandidateRecord(
+                    generation=g, idx=i, key=key, genome=genome_json, status="infeasible", params=params,
+                    mult_adds=mult_adds, costs=costs, seed=seed,
+                    error="violates " + "; ".join(c.describe() for c in s.reward.constraints
+                                                   if c.stage == "cost" and c.violation(costs) > 0)))
+                continue
+            task_id = f"{g}:{i}"
+            workdir = None
+            if s.workdirs:
+                workdir = str(self.store.run_dir / "work" / f"g{g:04d}-i{i:03d}")
+            tasks.append(EvalTask(
+                task_id=task_id, space=s.space_name, space_options=s.space_options,
+                genome=canonical_json(genome_json), evaluator=s.evaluator_name,
+                evaluator_options=s.evaluator_options, seed=seed, device=s.device, workdir=workdir,
+            ))
+            meta[task_id] = (i, key, genome_json, costs, seed)
+        return slots, tasks, meta, waiting
+
+    def _flush_waiting(self, g: int, key: str, waiting: dict, slots: list) -> None:
+        """Record the in-generation duplicates of ``key`` once its first occurrence is recorded."""
+        for j, genome_json in waiting.pop(key, []):
+            slots[j] = self._duplicate(g, j, genome_json, self.known[key])
+
+    def _outcome_record(self, g: int, outcome, meta: tuple) -> CandidateRecord:
+        i, key, genome_json, costs, seed = meta
+        status, error, metrics = outcome.status, outcome.error, dict(outcome.metrics)
+        if status == "ok":
+            have = {**costs, **metrics}
+            missing = [m for m in self._required_metrics() if m not in have]
+            if missing:
+                status = "failed"
+                error = (f"evaluator {self.s.evaluator_name!r} returned no {', '.join(map(repr, missing))} (needed "
+                         f"by the reward); it returned: {', '.join(sorted(metrics)) or 'nothing'}")
+        return CandidateRecord(
+            generation=g, idx=i, key=key, genome=genome_json, status=status, params=costs.get("params"),
+            mult_adds=costs.get("mult_adds"), costs=costs, metrics=metrics, error=error,
+            wall_seconds=outcome.wall_seconds, cpu_seconds=outcome.cpu_seconds, worker=outcome.worker, seed=seed,
+            created=self._submitted.get(outcome.task_id),
+        )
+
+    def _evaluate(self, g: int, tasks: list[EvalTask], meta: dict, waiting: dict, slots: list) -> None:
+        self._submitted: dict[str, float] = {}
+
+        def source() -> Iterator[EvalTask]:
+            for task in tasks:
+                if self.s.budget.seconds is not None and self._elapsed() >= self.s.budget.seconds:
+                    return
+                self._submitted[task.task_id] = time.time()
+                if self.first_task is None:
+                    self.first_task = time.perf_counter() - self.t_start
+                yield task
+
+        outcomes = self.executor.imap(source())
+        while True:
+            t0 = time.perf_counter()
+            try:
+                outcome = next(outcomes)
+            except StopIteration:
+                self.wait_seconds += time.perf_counter() - t0
+                break
+            self.wait_seconds += time.perf_counter() - t0
+            self.eval_seconds += outcome.wall_seconds
+            m = meta[outcome.task_id]
+            rec = self._record(self._outcome_record(g, outcome, m))
+            slots[m[0]] = rec
+            self._flush_waiting(g, rec.key, waiting, slots)
+            self._show_best(g)
+
+    # ---- reporting -----------------------------------------------------------------------------------
+    def _best(self) -> dict[str, float]:
+        best: dict[str, float] = {}
+        reward = self.s.reward
+        for rec in self.known.values():
+            if rec.status != "ok":
+                continue
+            m = rec.metrics_all()
+            try:
+                if reward.violation(m) > 0:
+                    continue
+            except KeyError:
+                continue
+            for obj in reward.objectives:
+                if obj.metric in m:
+                    v = m[obj.metric]
+                    cur = best.get(obj.metric)
+                    if cur is None or (v > cur if obj.direction == "max" else v < cur):
+                        best[obj.metric] = v
+        return best
+
+    def _best_text(self) -> str:
+        best = self._best()
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in best.items()) or "none yet"
+
+    def _show_best(self, g: int) -> None:
+        if self.progress.bar is not None:
+            self.progress.postfix(f"gen {g}, best: {self._best_text()}")
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self.t_start)
+
+    # ---- the session -----------------------------------------------------------------------------------
+    def run(self, resumed: bool) -> SearchOutcome:
+        s, store = self.s, self.store
+        self.t_start = time.perf_counter()
+        run = store.run
+        self.elapsed_before = run.elapsed_seconds
+        records = store.candidates()
+        for rec in records:
+            if rec.status != "duplicate" and rec.key not in self.known:
+                self.known[rec.key] = rec
+        self.counted = sum(1 for r in records if r.status in COUNTED_STATUSES)
+        start_gen = 0
+        latest = store.load_controller_state()
+        if latest is not None:
+            done_gen, state = latest
+            s.controller.load_state_dict(state)
+            start_gen = done_gen + 1
+        stalled = self._stalled(records, start_gen)
+
+        total = None
+        pop = getattr(s.controller, "population_size", None)
+        if s.budget.generations is not None and pop:
+            total = s.budget.generations * pop
+        elif s.budget.candidates is not None:
+            total = s.budget.candidates
+        self.progress = _Progress(self.show_progress, total, len(records))
+        g = start_gen
+        reason = ""
+        try:
+            self.executor.start()
+            store.set_status("running")
+            verb = "resuming" if resumed else "starting"
+            self.progress.line(
+                f"{verb} {s.method.name} ({store.run.preset}) seed {s.seed} in {store.run_dir} at generation "
+                f"{start_gen}: budget {s.budget.describe()}; executor {self.executor.describe()}")
+            while True:
+                reason = s.budget.reached(candidates=self.counted, generations=g, seconds=self._elapsed(),
+                                          stalled=stalled) or ""
+                if reason:
+                    break
+                t_gen = time.perf_counter()
+                genomes = list(s.controller.ask())
+                if not genomes:
+                    reason = "the controller has nothing more to ask"
+                    break
+                slots, tasks, meta, waiting = self._prepare(g, genomes)
+                if tasks:
+                    self._evaluate(g, tasks, meta, waiting, slots)
+                if any(rec is None for rec in slots):
+                    reason = (f"seconds budget reached during generation {g} "
+                              f"({sum(r is not None for r in slots)}/{len(slots)} recorded; resume with a larger "
+                              "budget to finish it)")
+                    break
+                results = [self._result(genome, rec) for genome, rec in zip(genomes, slots)]
+                s.controller.tell(results)
+                store.save_controller_state(g, s.controller.state_dict())
+                store.set_elapsed(self._elapsed())
+                new = sum(1 for r in slots if r.status != "duplicate" and r.generation == g)
+                stalled = 0 if new else stalled + 1
+                counts = {st: sum(1 for r in slots if r.status == st) for st in CANDIDATE_STATUSES}
+                line = (f"gen {g}: " + ", ".join(f"{n} {st}" for st, n in counts.items() if n)
+                        + f" | best {self._best_text()} | {time.perf_counter() - t_gen:.1f} s")
+                evaluated = [r for r in slots if r.generation == g and r.evaluated]
+                if evaluated and all(r.status == "failed" for r in evaluated):
+                    line += f" | every evaluation failed, e.g. {evaluated[0].error}"
+                self.progress.line(line)
+                self._show_best(g)
+                g += 1
+        except KeyboardInterrupt:
+            self._finish("interrupted")
+            raise
+        except BaseException:
+            self._finish("failed")
+            raise
+        self._finish("done")
+        self.progress.line(f"done: {reason}; {self.counted} candidates, {g} generations, "
+                           f"{time.perf_counter() - self.t_start:.1f} s")
+        return SearchOutcome(
+            run_dir=store.run_dir, status="done", stop_reason=reason, counts=store.counts(), generations=g,
+            seconds=time.perf_counter() - self.t_start, eval_seconds=self.eval_seconds,
+            wait_seconds=self.wait_seconds, parallelism=self.executor.parallelism,
+            executor=self.executor.describe(), records=store.candidates(), setup_seconds=self.setup_seconds,
+            first_task_seconds=self.first_task or 0.0,
+        )
+
+    def _finish(self, status: str) -> None:
+        try:
+            self.executor.close()
+        finally:
+            self.progress.close()
+            try:
+                self.store.set_elapsed(self._elapsed())
+                self.store.set_status(status)
+            except Exception as exc:  # pragma: no cover - the store itself broke; keep the original error
+                log.error("could not mark the run %s: %s", status, exc)
+
+    @staticmethod
+    def _stalled(records: list[CandidateRecord], start_gen: int) -> int:
+        """Consecutive finished generations, counting back from the last, with no new architecture."""
+        new_in: dict[int, bool] = defaultdict(bool)
+        for rec in records:
+            if rec.generation < start_gen:
+                new_in[rec.generation] |= rec.status != "duplicate"
+        stalled = 0
+        for g in range(start_gen - 1, -1, -1):
+            if new_in.get(g, False):
+                break
+            stalled += 1
+        return stalled
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------------------
+def _apply_executor_args(cfg: dict, executor: str | None, workers: int | None) -> dict:
+    section = dict(cfg.get("executor") or {})
+    if executor is not None:
+        if executor != section.get("name"):
+            # Options of another executor would not fit this one.
+            section = {k: v for k, v in section.items() if k in ("workers", "device", "workdirs")}
+        section["name"] = executor
+    if workers is not None:
+        section["workers"] = workers
+    cfg = dict(cfg)
+    cfg["executor"] = section
+    return cfg
+
+
+def run_search(
+    run_dir: str | os.PathLike,
+    *,
+    method: str,
+    preset: str | None = None,
+    overrides: Mapping | None = None,
+    seed: int = 0,
+    executor: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> SearchOutcome:
+    """Search with ``method`` (its ``preset`` plus ``overrides``) into a new run folder ``run_dir``.
+
+    ``executor`` / ``workers`` override the config's ``executor`` section. Returns when a budget is reached;
+    Ctrl-C marks the run ``interrupted`` (everything recorded stays) and re-raises ``KeyboardInterrupt``.
+    """
+    from nasengine.plugins import get_plugins
+
+    t0 = time.perf_counter()
+    plugins = get_plugins()
+    m = plugins.methods.get(method)
+    cfg = _apply_executor_args(m.config(preset, overrides), executor, workers)
+    setup = _Setup.resolve(plugins, m, cfg, seed)  # every config error surfaces before the folder is made
+    run_dir = Path(run_dir)
+    if ExperimentStore.exists(run_dir):
+        raise StoreError(f"{run_dir} already holds a run; resume it or choose another folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = _Lock(run_dir)
+    lock.acquire()
+    try:
+        with setup.make_executor(plugins) as ex:
+            ex.start()  # workers get ready while the environment is recorded and the store created
+            store = ExperimentStore.create(run_dir, method=m.name, preset=cfg.get("preset"), seed=int(seed),
+                                           config=cfg, plugins=plugins.versions(), environment=environment())
+            try:
+                return _Search(store, setup, ex, progress=progress,
+                               setup_seconds=time.perf_counter() - t0).run(resumed=False)
+            finally:
+                store.close()
+    finally:
+        lock.release()
+
+
+def resume_search(
+    run_dir: str | os.PathLike,
+    *,
+    executor: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    overrides: Mapping | None = None,
+) -> SearchOutcome:
+    """Continue the run in ``run_dir`` exactly where it stopped (or was killed).
+
+    The stored config, seed and controller state are used; ``executor`` / ``workers`` and ``overrides`` of
+    the ``budget`` and ``executor`` sections (to extend a finished run) may change.
+    """
+    from nasengine.plugins import get_plugins
+
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    lock_store = ExperimentStore.open(run_dir)  # a clear error if it is not a run
+    lock_store.close()
+    lock = _Lock(run_dir)
+    lock.acquire()
+    try:
+        store = ExperimentStore.open(run_dir)
+        try:
+            run = store.run
+            plugins = get_plugins()
+            m = plugins.methods.get(run.method)
+            cfg = dict(run.config)
+            if overrides:
+                bad = sorted(set(overrides) - set(RESUMABLE_SECTIONS))
+                if bad:
+                    raise ConfigError(f"a resume may only change {', '.join(RESUMABLE_SECTIONS)}; "
+                                      f"not {', '.join(bad)}")
+                cfg = deep_merge(cfg, overrides)
+            cfg = _apply_executor_args(cfg, executor, workers)
+            missing = sorted(set(run.plugins) - set(plugins.versions()))
+            if missing:
+                log.warning("run %s was made with plugin(s) %s that are not loaded now", run_dir, ", ".join(missing))
+            setup = _Setup.resolve(plugins, m, cfg, run.seed)
+            if cfg != run.config:
+                store.update_config(cfg)
+            with setup.make_executor(plugins) as ex:
+                return _Search(store, setup, ex, progress=progress,
+                               setup_seconds=time.perf_counter() - t0).run(resumed=True)
+        finally:
+            store.close()
+    finally:
+        lock.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nasengine.search RUN_DIR --method NAME [...]`` (or ``--resume``)."""
+    import argparse
+
+    from nasengine.method import parse_override
+
+    p = argparse.ArgumentParser(prog="python -m nasengine.search", description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("--method")
+    p.add_argument("--preset")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--executor")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    overrides: dict = {}
+    try:
+        for text in args.overrides:
+            overrides = deep_merge(overrides, parse_override(text))
+        if args.resume:
+            out = resume_search(args.run_dir, executor=args.executor, workers=args.workers,
+                                progress=not args.no_progress, overrides=overrides or None)
+        else:
+            if not args.method:
+                p.error("--method is required (or --resume)")
+            out = run_search(args.run_dir, method=args.method, preset=args.preset, overrides=overrides or None,
+                             seed=args.seed, executor=args.executor, workers=args.workers,
+                             progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume", file=sys.stderr)
+        return 130
+    except NasengineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"run_dir": str(out.run_dir), "counts": out.counts, "generations": out.generations,
+                      "stop_reason": out.stop_reason, "seconds": round(out.seconds, 3)}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The SearchSpace role: what a controller searches over.
+
+A search space owns a compact **genome** type (any immutable, hashable value — an ``attrs`` frozen class is
+the usual choice) and knows how to sample, validate, vary and serialise it, and how to **decode** it into
+the engine's architecture graph (:class:`nasengine.graph.ArchGraph`), from which every cost, module and key
+is derived. Generic controllers use only the methods below, so any controller runs on any space.
+
+Write one by subclassing :class:`SearchSpace` and registering it in a plugin::
+
+    @nasengine.hookimpl
+    def nasengine_register_search_spaces(registry):
+        registry.add("mine", MySpace)
+
+and check it with the contract tests of :mod:`nasengine.testing`.
+"""
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+from typing import Any, ClassVar, Hashable
+
+import numpy as np
+
+__all__ = ["SearchSpace", "Genome", "canonical_json"]
+
+Genome = Hashable
+"""A genome is any immutable, hashable value owned by its space."""
+
+
+def canonical_json(data: Any) -> str:
+    """Deterministic JSON text (sorted keys, no spaces) used for keys and storage."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+class SearchSpace(abc.ABC):
+    """A space of SR architectures with its own genome encoding.
+
+    Subclasses take their options as keyword arguments (from a method preset's ``space`` section) and
+    must set ``scale``, the upscaling factor of every architecture they decode.
+
+    Contract (checked by :class:`nasengine.testing.SearchSpaceContract`):
+
+    * ``sample`` / ``mutate`` / ``crossover`` return valid genomes (``validate`` passes);
+    * ``from_json(to_json(g)) == g`` and the JSON survives ``json.dumps``;
+    * ``decode(g)`` is a valid graph whose output is ``scale`` times its input;
+    * ``vector_decode(vector_encode(g)) == g`` and ``vector_encode(g)`` lies within ``vector_bounds()``;
+    * ``size()`` is the number of distinct genomes (an ``int``, possibly huge).
+    """
+
+    #: Schema tag written with every stored genome (bump when the JSON layout changes).
+    genome_schema: ClassVar[str] = "1"
+    scale: int = 2
+
+    # ---- sampling and variation ---------------------------------------------------------------
+    @abc.abstractmethod
+    def sample(self, rng: np.random.Generator) -> Genome:
+        """A random genome drawn with ``rng`` (the only source of randomness)."""
+
+    @abc.abstractmethod
+    def mutate(self, genome: Genome, rng: np.random.Generator) -> Genome:
+        """A valid variation of ``genome``."""
+
+    @abc.abstractmethod
+    def crossover(self, a: Genome, b: Genome, rng: np.random.Generator) -> tuple[Genome, Genome]:
+        """Two valid children of ``a`` and ``b``."""
+
+    # ---- validity and decoding ---------------------------------------------------------------
+    @abc.abstractmethod
+    def validate(self, genome: Genome) -> None:
+        """Raise :class:`nasengine.errors.ValidationError` naming the field if ``genome`` is not valid here."""
+
+    @abc.abstractmethod
+    def decode(self, genome: Genome):
+        """The :class:`nasengine.graph.ArchGraph` of ``genome``."""
+
+    # ---- serialisation -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def to_json(self, genome: Genome) -> dict:
+        """A JSON-able dict; must round-trip through :meth:`from_json`."""
+
+    @abc.abstractmethod
+    def from_json(self, data: Any) -> Genome:
+        """Parse and validate; malformed input raises ValidationError naming the field, nothing else."""
+
+    # ---- generic (vector) encoding --------------------------------------------------------------
+    @abc.abstractmethod
+    def vector_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inclusive integer bounds ``(lower, upper)`` of the categorical vector encoding."""
+
+    @abc.abstractmethod
+    def vector_encode(self, genome: Genome) -> np.ndarray:
+        """The genome as an integer vector within :meth:`vector_bounds`."""
+
+    @abc.abstractmethod
+    def vector_decode(self, vector: np.ndarray) -> Genome:
+        """Inverse of :meth:`vector_encode`; any in-bounds vector gives a valid genome (repairing if needed)."""
+
+    @abc.abstractmethod
+    def size(self) -> int:
+        """The number of distinct genomes of this space."""
+
+    # ---- provided --------------------------------------------------------------------------------
+    def genome_key(self, genome: Genome) -> str:
+        """A stable key of the genome itself (sha256 of its canonical JSON)."""
+        return hashlib.sha256(canonical_json(self.to_json(genome)).encode()).hexdigest()
+
+    def key(self, genome: Genome) -> str:
+        """The architecture's key: the canonical key of the decoded graph, so that two genomes that encode
+        the same network are evaluated once."""
+        return self.decode(genome).key()
+
+    def describe(self, genome: Genome) -> str:
+        """A one-line human-readable summary (defaults to the compact JSON)."""
+        return canonical_json(self.to_json(genome))
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__

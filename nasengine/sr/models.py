@@ -1,0 +1,277 @@
+"""The upscaler interface used by evaluation and by the user-facing ``upscale`` command.
+
+An :class:`Upscaler` maps a low-resolution image to a ``scale`` times larger one:
+
+* ``upscale(lr)`` takes ``lr`` as an ``HxWxC`` array, ``uint8`` or float, with values on the
+  **0..255 scale**, where ``C`` is 1 for a ``"y"`` upscaler (the BT.601 studio-swing Y channel of
+  :func:`nasengine.sr.color.rgb_to_y`) and 3 for an ``"rgb"`` one. It returns
+  ``(H*scale)x(W*scale)xC`` on the 0..255 scale, ``uint8`` or float; it need not clip or round:
+  callers do (see :func:`upscale_image` and :func:`nasengine.sr.evaluate.evaluate`).
+* Networks see float32 ``NCHW`` tensors holding ``value / 255`` (so a Y network gets
+  ``rgb_to_y(rgb) / 255``, the FALSR convention) and return the same scale.
+
+Implementations: :class:`BicubicUpscaler` (the MATLAB-exact bicubic baseline), :class:`TorchUpscaler`
+(any ``torch.nn.Module``), and :func:`self_ensemble` (the x8 geometric self-ensemble of another
+upscaler).
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+from nasengine.errors import InputError
+from nasengine.sr.color import rgb2ycbcr, ycbcr2rgb
+from nasengine.sr.resize import imresize
+
+__all__ = [
+    "CHANNELS",
+    "Upscaler",
+    "BicubicUpscaler",
+    "TorchUpscaler",
+    "self_ensemble",
+    "upscale_image",
+    "to_uint8",
+]
+
+#: Allowed values of :attr:`Upscaler.channels`.
+CHANNELS = ("y", "rgb")
+
+
+def _check_scale(scale) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise InputError(f"scale must be an integer >= 1, got {scale!r}")
+    f = float(scale)
+    if not np.isfinite(f) or f != int(f) or f < 1:
+        raise InputError(f"scale must be an integer >= 1, got {scale!r}")
+    return int(f)
+
+
+def _check_channels(channels) -> str:
+    c = channels.lower() if isinstance(channels, str) else channels
+    if c not in CHANNELS:
+        raise InputError(f"channels must be 'y' or 'rgb', got {channels!r}")
+    return c
+
+
+def to_uint8(img) -> np.ndarray:
+    """Clip to [0, 255] and round half up to ``uint8`` (the protocol's treatment of an SR output).
+    ``uint8`` input is returned unchanged; NaN becomes 0."""
+    a = np.asarray(img)
+    if a.dtype == np.uint8:
+        return a
+    x = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+    np.clip(x, 0.0, 255.0, out=x)
+    x += 0.49999999999999994  # floor(x + this) is exact round-half-up for x >= 0
+    np.floor(x, out=x)
+    return x.astype(np.uint8)
+
+
+class Upscaler:
+    """Abstract upscaler. Subclasses set :attr:`scale`, :attr:`channels`, :attr:`name` and
+    implement :meth:`upscale`.
+
+    ``channel_agnostic`` is True for upscalers that work on any number of channels (the bicubic
+    baseline): they may be fed a Y channel even when ``channels == "rgb"``."""
+
+    scale: int
+    channels: str
+    name: str
+    channel_agnostic: bool = False
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """``HxWxC`` (0..255, uint8 or float) -> ``(H*scale)x(W*scale)xC`` (0..255)."""
+        raise NotImplementedError
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        return self.upscale(lr)
+
+    def accepts(self, channels: str) -> bool:
+        """Whether this upscaler can be fed images of kind ``channels`` ("y" or "rgb")."""
+        return self.channel_agnostic or channels == self.channels
+
+    def check_input(self, lr) -> np.ndarray:
+        """``lr`` as an array, validated: ``HxWxC`` with C = 1 ("y") or 3 ("rgb"), uint8 or float,
+        non-empty. Raises :class:`~nasengine.errors.InputError` naming the shape or dtype."""
+        a = np.asarray(lr)
+        if a.dtype == np.bool_ or not (a.dtype == np.uint8 or np.issubdtype(a.dtype, np.floating)):
+            raise InputError(f"{self.name}: expected a uint8 or float LR image, got dtype {a.dtype}")
+        if a.ndim != 3 or a.shape[0] == 0 or a.shape[1] == 0:
+            raise InputError(f"{self.name}: expected a non-empty HxWxC LR image, got shape {a.shape}")
+        if not self.channel_agnostic:
+            want = 1 if self.channels == "y" else 3
+            if a.shape[2] != want:
+                raise InputError(
+                    f"{self.name}: a {self.channels!r} upscaler takes HxWx{want} images, got shape {a.shape}"
+                )
+        return a
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, scale={self.scale}, channels={self.channels!r})"
+
+
+class BicubicUpscaler(Upscaler):
+    """The bicubic baseline: MATLAB-exact ``imresize(lr, scale, 'bicubic')`` per channel.
+
+    dtype-preserving: ``uint8`` in -> ``uint8`` out (MATLAB's per-pass rounding), float in ->
+    ``float64`` out (not rounded, not clipped). Works on any number of channels, so it serves both
+    the "rgb" pipeline (``channels="rgb"``, the default) and Y-only use."""
+
+    channel_agnostic = True
+
+    def __init__(self, scale: int, channels: str = "rgb", name: str | None = None):
+        self.scale = _check_scale(scale)
+        self.channels = _check_channels(channels)
+        self.name = name or "bicubic"
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        a = self.check_input(lr)
+        return imresize(a, self.scale)
+
+
+def _module_device_dtype(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.is_floating_point():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.float32
+
+
+class TorchUpscaler(Upscaler):
+    """Wrap any ``torch.nn.Module`` mapping ``(1, C, H, W)`` to ``(1, C, H*scale, W*scale)`` on the
+    ``value / 255`` scale.
+
+    ``upscale(lr)``: ``uint8`` / float 0..255 ``HxWxC`` -> ``(1, C, H, W)`` tensor of the module's
+    dtype (float32 for a float32 module) on ``device``, divided by 255 -> module (eval mode,
+    ``torch.no_grad``; the module's previous train/eval mode is restored afterwards) -> ``* 255``
+    -> numpy ``HxWxC``, ``float32`` (``float64`` for a float64 module), not clipped or rounded.
+
+    ``device``: where to run; when given the module is moved there (``module.to(device)``), else
+    the device of the module's parameters (CPU for a parameter-free module) is used."""
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        scale: int,
+        channels: str = "y",
+        *,
+        name: str | None = None,
+        device=None,
+    ):
+        if not isinstance(module, torch.nn.Module):
+            raise InputError(f"TorchUpscaler: expected a torch.nn.Module, got {type(module).__name__}")
+        self.scale = _check_scale(scale)
+        self.channels = _check_channels(channels)
+        self.name = name or type(module).__name__
+        if device is not None:
+            module = module.to(torch.device(device))
+        self.module = module
+        self.device, self.dtype = _module_device_dtype(module)
+        if device is not None:
+            self.device = torch.device(device)
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        a = self.check_input(lr)
+        h, w, c = a.shape
+        x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+        x = (x.to(device=self.device, dtype=self.dtype) / 255.0)[None]
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                y = self.module(x)
+        finally:
+            self.module.train(was_training)
+        want = (1, c, h * self.scale, w * self.scale)
+        if not isinstance(y, torch.Tensor) or tuple(y.shape) != want:
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise InputError(
+                f"{self.name}: the module maps an input of shape {tuple(x.shape)} to {got}, expected "
+                f"{want} (scale {self.scale}, channels {self.channels!r})"
+            )
+        out_dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
+        out = (y[0].detach().to("cpu", out_dtype) * 255.0).permute(1, 2, 0)
+        return np.ascontiguousarray(out.numpy())
+
+
+# the 8 dihedral transforms: (k quarter turns, horizontal flip first)
+_DIHEDRAL = tuple((k, f) for f in (False, True) for k in range(4))
+
+
+def _forward(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    if flip:
+        a = a[:, ::-1]
+    return np.ascontiguousarray(np.rot90(a, k, axes=(0, 1)))
+
+
+def _inverse(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    a = np.rot90(a, -k, axes=(0, 1))
+    if flip:
+        a = a[:, ::-1]
+    return a
+
+
+class _SelfEnsemble(Upscaler):
+    def __init__(self, inner: Upscaler):
+        self.inner = inner
+        self.scale = inner.scale
+        self.channels = inner.channels
+        self.channel_agnostic = inner.channel_agnostic
+        self.name = f"{inner.name}+x8"
+
+    def check_input(self, lr) -> np.ndarray:
+        return self.inner.check_input(lr)
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        a = self.check_input(lr)
+        acc = None
+        for k, flip in _DIHEDRAL:
+            out = np.asarray(self.inner.upscale(_forward(a, k, flip)), dtype=np.float64)
+            back = _inverse(out, k, flip)
+            acc = back.copy() if acc is None else acc + back
+        return acc / len(_DIHEDRAL)
+
+
+def self_ensemble(upscaler: Upscaler) -> Upscaler:
+    """The x8 geometric self-ensemble of ``upscaler`` (EDSR's "+"): the LR is transformed by each
+    of the 8 combinations of a horizontal flip and 0-3 quarter turns, upscaled, transformed back,
+    and the 8 results averaged. Returns a float64 :class:`Upscaler` named ``"<name>+x8"`` with the
+    same scale and channels."""
+    if not isinstance(upscaler, Upscaler):
+        raise InputError(f"self_ensemble: expected an Upscaler, got {type(upscaler).__name__}")
+    return _SelfEnsemble(upscaler)
+
+
+def upscale_image(upscaler: Upscaler, rgb_uint8) -> np.ndarray:
+    """Upscale a ``uint8`` RGB image (``HxWx3``; ``HxW`` / ``HxWx1`` grey is replicated to RGB) and
+    return ``uint8`` RGB of ``(H*scale)x(W*scale)x3``.
+
+    * "rgb" upscalers: the image goes in directly; the output is clipped and rounded.
+    * "y" upscalers: the model gets the rounded BT.601 Y (``rgb2ycbcr``, ``HxWx1`` uint8) and
+      returns Y; the chroma (Cb, Cr) comes from the MATLAB-bicubic upscale of the LR RGB image
+      (FALSR's convention); Y (clipped, rounded), Cb and Cr are converted back with
+      ``ycbcr2rgb``."""
+    a = np.asarray(rgb_uint8)
+    if a.dtype != np.uint8:
+        raise InputError(f"upscale_image: expected a uint8 image, got dtype {a.dtype}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] == 0 or a.shape[1] == 0:
+        raise InputError(f"upscale_image: expected a non-empty HxWx3 image, got shape {a.shape}")
+    s = upscaler.scale
+    want = (a.shape[0] * s, a.shape[1] * s)
+    if upscaler.channels == "rgb":
+        out = to_uint8(upscaler.upscale(a))
+        if out.shape != want + (3,):
+            raise InputError(f"{upscaler.name}: returned shape {out.shape}, expected {want + (3,)}")
+        return out
+    ycc = rgb2ycbcr(a)
+    y = to_uint8(upscaler.upscale(np.ascontiguousarray(ycc[:, :, :1])))
+    if y.ndim == 2:
+        y = y[:, :, None]
+    if y.shape != want + (1,):
+        raise InputError(f"{upscaler.name}: returned shape {y.shape}, expected {want + (1,)}")
+    chroma = rgb2ycbcr(imresize(a, s))[:, :, 1:]
+    return ycbcr2rgb(np.concatenate([y, chroma], axis=2))

@@ -1,0 +1,508 @@
+"""The experiment store: one SQLite file (``run.sqlite``) per run folder, the run's single source of truth.
+
+It holds the run record (method, preset, seed, full config, plugin versions, environment, status), one row
+per evaluated candidate, and the controller state after each generation. Every write is one transaction,
+committed before the call returns, so a process killed at any moment (SIGKILL included) loses nothing that
+was recorded and never leaves a half-written candidate behind; the file runs in WAL mode so that readers
+(``nasengine report``) can look at a run while it is being written.
+
+::
+
+    store = ExperimentStore.create("runs/a", method="simple", preset="smoke", seed=0, config=cfg,
+                                   plugins=get_plugins().versions(), environment=environment())
+    store.record(CandidateRecord(generation=0, idx=0, key=k, genome=g, status="ok", metrics={"psnr": 33.1}))
+    store.save_controller_state(0, controller.state_dict())
+    ...
+    store = ExperimentStore.open("runs/a")
+    front = store.candidates(status="ok")
+
+The schema is versioned (``PRAGMA user_version`` and the ``meta`` table); a store written by another
+schema version is refused with an error naming the file and both versions.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import attrs
+
+from nasengine.errors import NasengineError
+
+__all__ = [
+    "ExperimentStore",
+    "CandidateRecord",
+    "RunRecord",
+    "StoreError",
+    "SchemaVersionError",
+    "SCHEMA_VERSION",
+    "STORE_FILE",
+    "CANDIDATE_STATUSES",
+    "RUN_STATUSES",
+]
+
+#: Bump whenever the tables change; older/newer stores are refused with a clear message.
+SCHEMA_VERSION = 1
+#: The store's file name inside a run folder.
+STORE_FILE = "run.sqlite"
+#: ``ok`` evaluated; ``failed`` evaluation raised / diverged / returned a non-finite metric; ``infeasible``
+#: rejected by a cost-stage constraint before training; ``duplicate`` same architecture key as an earlier
+#: candidate of the run, whose results it carries (it was not evaluated again).
+CANDIDATE_STATUSES = ("ok", "failed", "infeasible", "duplicate")
+RUN_STATUSES = ("created", "running", "done", "interrupted", "failed")
+#: Pickle protocol of the controller-state blobs (readable by every supported Python).
+PICKLE_PROTOCOL = 4
+
+
+class StoreError(NasengineError):
+    """A run folder or store file that cannot be used; the message names it."""
+
+
+class SchemaVersionError(StoreError):
+    """The store was written with another schema version than this nasengine reads."""
+
+
+def _json_dumps(data: Any) -> str:
+    # Metrics are finite by contract; ``allow_nan`` keeps a stray NaN from turning a record into an error
+    # at the last moment (SQLite stores the text as is and json.loads reads it back).
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@attrs.define
+class CandidateRecord:
+    """One candidate of a run, as stored.
+
+    ``(generation, idx)`` is its place in the search (``idx``: position in that generation's ``ask``);
+    ``key`` the canonical key of its architecture graph; ``genome`` the space's JSON form of the genome.
+    ``params`` and ``mult_adds`` come from the cost model (``costs`` holds every cost number, these two
+    included); ``metrics`` what the evaluator returned. A ``duplicate`` carries the costs, metrics and error of
+    the candidate it repeats (``duplicate_of``, that record's ``id``). ``seed`` is the evaluation seed;
+    ``wall_seconds`` / ``cpu_seconds`` the time its evaluation took (0 when it was not evaluated); ``worker``
+    where it ran; ``created`` / ``finished`` Unix times (set by the store when left ``None``).
+    """
+
+    generation: int
+    idx: int
+    key: str
+    genome: Any
+    status: str = attrs.field()
+    params: float | None = None
+    mult_adds: float | None = None
+    costs: dict = attrs.field(factory=dict)
+    metrics: dict = attrs.field(factory=dict)
+    error: str | None = None
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    worker: str | None = None
+    seed: int | None = None
+    duplicate_of: int | None = None
+    created: float | None = None
+    finished: float | None = None
+    id: int | None = None
+
+    @status.validator
+    def _check_status(self, _attribute, value):
+        if value not in CANDIDATE_STATUSES:
+            raise StoreError(f"candidate status must be one of {', '.join(CANDIDATE_STATUSES)}, got {value!r}")
+
+    def metrics_all(self) -> dict[str, float]:
+        """Costs and metrics in one flat dict (``params``, ``mult_adds``, ..., ``psnr``, ...)."""
+        out: dict[str, float] = {}
+        if self.params is not None:
+            out["params"] = self.params
+        if self.mult_adds is not None:
+            out["mult_adds"] = self.mult_adds
+        out.update(self.costs)
+        out.update(self.metrics)
+        return out
+
+    @property
+    def evaluated(self) -> bool:
+        """Whether this record went through an evaluator (``ok`` or ``failed``, not a duplicate)."""
+        return self.status in ("ok", "failed")
+
+
+@attrs.frozen
+class RunRecord:
+    """The run itself: what was searched, with which plugins, where, and how it stands."""
+
+    method: str
+    preset: str | None
+    seed: int
+    config: dict
+    plugins: dict
+    environment: dict
+    status: str
+    created: float
+    updated: float
+    elapsed_seconds: float = 0.0
+
+
+_SCHEMA = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE run (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    method          TEXT NOT NULL,
+    preset          TEXT,
+    seed            INTEGER NOT NULL,
+    config          TEXT NOT NULL,
+    plugins         TEXT NOT NULL,
+    environment     TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    created         REAL NOT NULL,
+    updated         REAL NOT NULL,
+    elapsed_seconds REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE candidates (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    generation    INTEGER NOT NULL,
+    idx           INTEGER NOT NULL,
+    key           TEXT NOT NULL,
+    genome        TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'infeasible', 'duplicate')),
+    params        REAL,
+    mult_adds     REAL,
+    costs         TEXT NOT NULL DEFAULT '{}',
+    metrics       TEXT NOT NULL DEFAULT '{}',
+    error         TEXT,
+    wall_seconds  REAL NOT NULL DEFAULT 0,
+    cpu_seconds   REAL NOT NULL DEFAULT 0,
+    worker        TEXT,
+    seed          INTEGER,
+    duplicate_of  INTEGER REFERENCES candidates (id),
+    created       REAL NOT NULL,
+    finished      REAL NOT NULL,
+    UNIQUE (generation, idx)
+);
+CREATE INDEX candidates_key ON candidates (key);
+CREATE INDEX candidates_status ON candidates (status);
+CREATE TABLE controller_state (
+    generation INTEGER PRIMARY KEY,
+    state      BLOB NOT NULL,
+    created    REAL NOT NULL
+);
+"""
+
+_CANDIDATE_COLUMNS = (
+    "id", "generation", "idx", "key", "genome", "status", "params", "mult_adds", "costs", "metrics", "error",
+    "wall_seconds", "cpu_seconds", "worker", "seed", "duplicate_of", "created", "finished",
+)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # Autocommit mode: every write below opens its own explicit transaction.
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class ExperimentStore:
+    """The SQLite experiment store of one run folder. Use :meth:`create` or :meth:`open`, not the constructor.
+
+    Not thread-safe: one process (the search driver) writes; any number of readers may open the file.
+    """
+
+    def __init__(self, run_dir: Path, conn: sqlite3.Connection):
+        self.run_dir = run_dir
+        self.path = run_dir / STORE_FILE
+        self._conn = conn
+
+    # ---- opening -----------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        run_dir: str | os.PathLike,
+        *,
+        method: str,
+        preset: str | None,
+        seed: int,
+        config: dict,
+        plugins: dict[str, str],
+        environment: dict,
+    ) -> "ExperimentStore":
+        """A new store in ``run_dir`` (created if needed); an error if the folder already holds a run.
+
+        The file is built under a temporary name and renamed into place once complete, so a crash here
+        never leaves a half-initialised store behind.
+        """
+        run_dir = Path(run_dir)
+        path = run_dir / STORE_FILE
+        if path.exists():
+            raise StoreError(f"{run_dir} already holds a run ({STORE_FILE}); resume it or choose another folder")
+        if run_dir.exists() and not run_dir.is_dir():
+            raise StoreError(f"{run_dir} is not a folder")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / f".{STORE_FILE}.{os.getpid()}.tmp"
+        for p in (tmp, Path(f"{tmp}-journal")):
+            if p.exists():
+                p.unlink()
+        now = time.time()
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = DELETE")
+            conn.execute("BEGIN")
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            from nasengine import __version__
+
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("schema_version", str(SCHEMA_VERSION)), ("created_by", f"nasengine {__version__}")],
+            )
+            conn.execute(
+                "INSERT INTO run (id, method, preset, seed, config, plugins, environment, status, created, updated)"
+                " VALUES (1, ?, ?, ?, ?, ?, ?, 'created', ?, ?)",
+                (method, preset, int(seed), _json_dumps(config), _json_dumps(plugins), _json_dumps(environment),
+                 now, now),
+            )
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        conn.close()
+        try:
+            # A hard link is atomic and refuses an existing target, so two processes creating the same run
+            # cannot both win; file systems without hard links fall back to a check + rename.
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise StoreError(
+                    f"{run_dir} already holds a run ({STORE_FILE}); resume it or choose another folder"
+                ) from None
+            except OSError:
+                if path.exists():
+                    raise StoreError(
+                        f"{run_dir} already holds a run ({STORE_FILE}); resume it or choose another folder"
+                    ) from None
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return cls.open(run_dir)
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike) -> "ExperimentStore":
+        """The store of an existing run folder; an error naming the folder if it holds no run."""
+        run_dir = Path(run_dir)
+        path = run_dir / STORE_FILE
+        if not run_dir.is_dir():
+            raise StoreError(f"{run_dir}: no such run folder")
+        if not path.is_file():
+            raise StoreError(f"{run_dir} is not a nasengine run folder (no {STORE_FILE} in it)")
+        try:
+            conn = _connect(path)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a nasengine experiment store ({exc})") from None
+        if "meta" not in tables or "run" not in tables:
+            conn.close()
+            raise StoreError(f"{path} is not a nasengine experiment store (no meta/run tables)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        meta_version = int(row[0]) if row else version
+        if version != SCHEMA_VERSION or meta_version != SCHEMA_VERSION:
+            conn.close()
+            raise SchemaVersionError(
+                f"{path} has experiment-store schema version {meta_version}, but this nasengine reads version "
+                f"{SCHEMA_VERSION}; use the nasengine version that wrote it"
+            )
+        # WAL: readers never block the writer and a commit is one append to the log. synchronous=FULL makes
+        # each commit durable on disk (not only against a killed process but against a power cut).
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        return cls(run_dir, conn)
+
+    @staticmethod
+    def exists(run_dir: str | os.PathLike) -> bool:
+        """Whether ``run_dir`` holds a run (a store file)."""
+        return (Path(run_dir) / STORE_FILE).is_file()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> "ExperimentStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ExperimentStore({str(self.run_dir)!r})"
+
+    # ---- transactions --------------------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the store of {self.run_dir} is closed")
+        return self._conn
+
+    def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        """One statement in one IMMEDIATE transaction, committed (durably) before returning."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return cur
+
+    # ---- the run -----------------------------------------------------------------------------------
+    @property
+    def run(self) -> RunRecord:
+        """The run record (read afresh)."""
+        row = self.conn.execute(
+            "SELECT method, preset, seed, config, plugins, environment, status, created, updated, elapsed_seconds"
+            " FROM run WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path} has no run record")
+        method, preset, seed, config, plugins, env, status, created, updated, elapsed = row
+        return RunRecord(method, preset, int(seed), json.loads(config), json.loads(plugins), json.loads(env),
+                         status, created, updated, elapsed)
+
+    def set_status(self, status: str) -> None:
+        """Set the run status (``created`` -> ``running`` -> ``done`` / ``interrupted`` / ``failed``)."""
+        if status not in RUN_STATUSES:
+            raise StoreError(f"run status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+        self._write("UPDATE run SET status = ?, updated = ? WHERE id = 1", (status, time.time()))
+
+    def set_elapsed(self, seconds: float) -> None:
+        """Record the run's accumulated search time (over every session), for the ``seconds`` budget."""
+        self._write("UPDATE run SET elapsed_seconds = ?, updated = ? WHERE id = 1", (float(seconds), time.time()))
+
+    def update_config(self, config: dict) -> None:
+        """Replace the stored config (a resume that extends the budget or changes the executor)."""
+        self._write("UPDATE run SET config = ?, updated = ? WHERE id = 1", (_json_dumps(config), time.time()))
+
+    # ---- candidates --------------------------------------------------------------------------------
+    def record(self, rec: CandidateRecord) -> CandidateRecord:
+        """Store one completed candidate in one transaction, durable before this returns.
+
+        Returns the record with ``id`` (and ``created`` / ``finished`` when they were ``None``) filled in.
+        Recording the same ``(generation, idx)`` twice is an error.
+        """
+        now = time.time()
+        rec = attrs.evolve(
+            rec,
+            created=now if rec.created is None else rec.created,
+            finished=now if rec.finished is None else rec.finished,
+        )
+        values = (
+            int(rec.generation), int(rec.idx), str(rec.key), _json_dumps(rec.genome), rec.status,
+            _finite_or_none(rec.params), _finite_or_none(rec.mult_adds), _json_dumps(rec.costs or {}),
+            _json_dumps(rec.metrics or {}), rec.error, float(rec.wall_seconds or 0.0),
+            float(rec.cpu_seconds or 0.0), rec.worker, None if rec.seed is None else int(rec.seed),
+            rec.duplicate_of, rec.created, rec.finished,
+        )
+        try:
+            cur = self._write(
+                f"INSERT INTO candidates ({', '.join(_CANDIDATE_COLUMNS[1:])})"
+                f" VALUES ({', '.join('?' * (len(_CANDIDATE_COLUMNS) - 1))})",
+                values,
+            )
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise StoreError(
+                    f"{self.path}: candidate (generation {rec.generation}, idx {rec.idx}) is already recorded"
+                ) from None
+            raise StoreError(f"{self.path}: cannot record candidate ({exc})") from None
+        return attrs.evolve(rec, id=cur.lastrowid)
+
+    @staticmethod
+    def _row(row: tuple) -> CandidateRecord:
+        d = dict(zip(_CANDIDATE_COLUMNS, row))
+        for name in ("genome", "costs", "metrics"):
+            d[name] = json.loads(d[name])
+        return CandidateRecord(**d)
+
+    def _select(self, where: str = "", params: tuple = (), tail: str = "") -> Iterator[CandidateRecord]:
+        sql = f"SELECT {', '.join(_CANDIDATE_COLUMNS)} FROM candidates {where} ORDER BY generation, idx {tail}"
+        for row in self.conn.execute(sql, params):
+            yield self._row(row)
+
+    def candidates(self, status: str | None = None, generation: int | None = None) -> list[CandidateRecord]:
+        """Stored candidates in search order (generation, idx), optionally filtered."""
+        clauses, params = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if generation is not None:
+            clauses.append("generation = ?")
+            params.append(int(generation))
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        return list(self._select(where, tuple(params)))
+
+    def get(self, generation: int, idx: int) -> CandidateRecord | None:
+        """The candidate at ``(generation, idx)``, or ``None``."""
+        return next(self._select("WHERE generation = ? AND idx = ?", (int(generation), int(idx))), None)
+
+    def find_key(self, key: str) -> CandidateRecord | None:
+        """The first (in search order) non-duplicate record of architecture ``key``, or ``None``."""
+        return next(self._select("WHERE key = ? AND status != 'duplicate'", (key,), "LIMIT 1"), None)
+
+    def count(self, status: str | None = None) -> int:
+        """How many candidates are stored (with ``status``, if given)."""
+        if status is None:
+            return self.conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM candidates WHERE status = ?", (status,)).fetchone()[0]
+
+    def counts(self) -> dict[str, int]:
+        """``{status: count}`` for every candidate status (zeros included)."""
+        out = dict.fromkeys(CANDIDATE_STATUSES, 0)
+        for status, n in self.conn.execute("SELECT status, COUNT(*) FROM candidates GROUP BY status"):
+            out[status] = n
+        return out
+
+    # ---- controller state ---------------------------------------------------------------------------
+    def save_controller_state(self, generation: int, state: dict) -> None:
+        """Store the controller state after ``generation`` (pickled, one transaction; replaces an earlier one)."""
+        try:
+            blob = pickle.dumps(state, protocol=PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise StoreError(f"controller state of generation {generation} cannot be pickled: "
+                             f"{type(exc).__name__}: {exc}") from None
+        self._write(
+            "INSERT OR REPLACE INTO controller_state (generation, state, created) VALUES (?, ?, ?)",
+            (int(generation), sqlite3.Binary(blob), time.time()),
+        )
+
+    def load_controller_state(self, generation: int | None = None) -> tuple[int, dict] | None:
+        """``(generation, state)`` of the latest saved generation (or of ``generation``), or ``None``."""
+        if generation is None:
+            row = self.conn.execute(
+                "SELECT generation, state FROM controller_state ORDER BY generation DESC LIMIT 1"
+            ).fetchone()
+        else:
+            row = self.conn.execute(
+                "SELECT generation, state FROM controller_state WHERE generation = ?", (int(generation),)
+            ).fetchone()
+        if row is None:
+            return None
+        return int(row[0]), pickle.loads(row[1])
+
+    def controller_generations(self) -> list[int]:
+        """Generations with a saved controller state, ascending."""
+        return [r[0] for r in self.conn.execute("SELECT generation FROM controller_state ORDER BY generation")]

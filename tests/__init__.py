@@ -1,0 +1,1 @@
+"""nasengine test suite."""

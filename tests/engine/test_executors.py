@@ -1,0 +1,206 @@
+"""Executors: run_task's contract, inline vs process equivalence, and surviving a worker that dies."""
+from __future__ import annotations
+
+import json
+import pickle
+import re
+
+import pytest
+
+from nasengine.errors import ConfigError
+from nasengine.executors import (
+    BUILTIN_EXECUTORS,
+    EvalOutcome,
+    EvalTask,
+    InlineExecutor,
+    ProcessExecutor,
+    run_task,
+)
+
+pytestmark = pytest.mark.usefixtures("fake_plugins")
+
+
+def task(n: int, genome: dict | None = None, **evaluator_options) -> EvalTask:
+    genome = genome or {"depth": 1 + n % 3, "width": (4, 8, 16)[n % 3], "kernel": (1, 3)[n % 2], "tag": 0}
+    return EvalTask(task_id=f"t{n}", space="fake-tiny", genome=json.dumps(genome), evaluator="fake-eval",
+                    evaluator_options=evaluator_options, seed=1000 + n, device="cpu")
+
+
+def essence(outcomes) -> dict:
+    return {o.task_id: (o.status, o.metrics, o.error) for o in outcomes}
+
+
+def test_run_task_ok():
+    out = run_task(task(0))
+    assert out.status == "ok" and out.ok and out.error is None
+    assert set(out.metrics) == {"psnr", "ssim"} and all(isinstance(v, float) for v in out.metrics.values())
+    assert out.wall_seconds > 0 and out.cpu_seconds >= 0 and out.worker.endswith(" cpu")
+    assert run_task(task(0)).metrics == out.metrics  # deterministic given the seed
+    assert run_task(attrs_evolve(task(0), seed=5)).metrics != out.metrics
+
+
+def attrs_evolve(t, **kw):
+    import attrs
+
+    return attrs.evolve(t, **kw)
+
+
+@pytest.mark.parametrize(
+    "options, genome, expected",
+    [
+        ({"fail_if": [{"width": 4}]}, None, r"^RuntimeError: told to fail on .* \(at .*fake_plugin\.py:\d+ in evaluate\)$"),
+        ({"nan_if": [{"width": 4}]}, None, r"^ValueError: metric 'psnr' is nan \(not finite\)"),
+        ({}, {"depth": 9, "width": 4, "kernel": 1, "tag": 0}, r"^ValidationError: depth: 9 not in \[1, 2, 3\]"),
+        ({}, {"depth": 1}, r"^ValidationError: genome: expected an object with keys"),
+        ({"no_such_option": 1}, None, r"^TypeError: .*no_such_option"),
+    ],
+)
+def test_run_task_failures_never_raise(options, genome, expected):
+    out = run_task(task(0, genome, **options))
+    assert out.status == "failed" and out.metrics == {}
+    assert re.search(expected, out.error), out.error
+
+
+def test_run_task_unknown_names():
+    out = run_task(attrs_evolve(task(0), evaluator="nope"))
+    assert out.status == "failed" and "unknown evaluator 'nope'" in out.error and "fake-eval" in out.error
+    out = run_task(attrs_evolve(task(0), space="nope"))
+    assert out.status == "failed" and "unknown search space 'nope'" in out.error
+    out = run_task(attrs_evolve(task(0), genome="{not json"))
+    assert out.status == "failed" and out.error.startswith("JSONDecodeError")
+
+
+def test_run_task_lets_ctrl_c_through():
+    with pytest.raises(KeyboardInterrupt):
+        run_task(task(0, interrupt_if=[{"width": 4}]))
+
+
+def test_run_task_sets_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert run_task(attrs_evolve(task(0), threads=1)).ok
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_tasks_and_outcomes_pickle():
+    t = task(3, fail_if=[{"width": 4}])
+    assert pickle.loads(pickle.dumps(t)) == t
+    o = run_task(t)
+    assert pickle.loads(pickle.dumps(o)) == o and isinstance(o, EvalOutcome)
+
+
+def test_executor_options_are_checked():
+    assert BUILTIN_EXECUTORS == {"inline": InlineExecutor, "process": ProcessExecutor}
+    with pytest.raises(ConfigError, match="workers must be a whole number"):
+        ProcessExecutor(workers=0)
+    with pytest.raises(TypeError):
+        InlineExecutor(bogus=1)
+    with ProcessExecutor(workers=3, devices=["cpu"], threads=2) as ex:
+        assert ex.parallelism == 3 and "3 worker(s)" in ex.describe() and "2 torch thread" in ex.describe()
+    assert InlineExecutor().parallelism == 1 and "inline" in InlineExecutor().describe()
+
+
+def test_inline_and_process_give_the_same_outcomes():
+    tasks = [task(n, fail_if=[{"width": 16}], nan_if=[{"depth": 2, "kernel": 1}]) for n in range(9)]
+    with InlineExecutor() as ex:
+        inline = list(ex.imap(tasks))
+    assert [o.task_id for o in inline] == [t.task_id for t in tasks]  # inline: in order
+    with ProcessExecutor(workers=2) as ex:
+        assert ex.wait_ready()
+        process = list(ex.imap(attrs_evolve(t, evaluator_options={**t.evaluator_options, "sleep": 0.05})
+                               for t in tasks))
+        again = list(ex.imap(tasks[:2]))  # the pool is reused
+    assert sorted(o.task_id for o in process) == sorted(t.task_id for t in tasks)
+    assert essence(process) == essence(inline)
+    assert {o.status for o in inline} == {"ok", "failed"}
+    assert essence(again) == {k: v for k, v in essence(inline).items() if k in ("t0", "t1")}
+    assert len({o.worker for o in process}) == 2  # both workers took part
+
+
+def test_a_dying_worker_fails_only_its_task():
+    victims = {"t2": {"depth": 3, "width": 4, "kernel": 3, "tag": 1}, "t5": {"depth": 3, "width": 8, "kernel": 3, "tag": 1}}
+    tasks = []
+    for n in range(8):
+        genome = victims.get(f"t{n}")
+        tasks.append(task(n, genome, sleep=0.05, die_if=[victims["t2"]], exit_if=[victims["t5"]]))
+    with ProcessExecutor(workers=2) as ex:
+        outcomes = {o.task_id: o for o in ex.imap(tasks)}
+        assert set(outcomes) == {t.task_id for t in tasks}
+        assert outcomes["t2"].status == "failed"
+        assert outcomes["t2"].error.startswith("worker died (killed by SIGKILL) while evaluating task t2")
+        assert outcomes["t5"].status == "failed" and "worker died (exit code 3)" in outcomes["t5"].error
+        assert all(o.ok for k, o in outcomes.items() if k not in victims), outcomes
+        # the replacement workers keep serving
+        assert all(o.ok for o in ex.imap([task(20), task(21)]))
+
+
+def test_each_worker_gets_its_share_of_the_cpus():
+    from nasengine.executors import usable_cpus
+
+    with ProcessExecutor(workers=2) as ex:
+        outcomes = list(ex.imap([task(n, report_threads=True) for n in range(2)]))
+    assert [o.metrics["torch_threads"] for o in outcomes] == [max(1, usable_cpus() // 2)] * 2
+    with ProcessExecutor(workers=1, threads=3) as ex:  # explicit: honoured even above the core count
+        assert next(ex.imap([task(0, report_threads=True)])).metrics["torch_threads"] == 3
+
+
+def test_task_timeout_kills_the_worker():
+    slow = {"depth": 1, "width": 4, "kernel": 1, "tag": 1}
+    tasks = [task(0, slow, sleep=30, sleep_if=[slow]), task(1), task(2)]
+    with ProcessExecutor(workers=1, task_timeout=1.5) as ex:
+        outcomes = {o.task_id: o for o in ex.imap(tasks)}
+    assert outcomes["t0"].status == "failed" and outcomes["t0"].error == "timed out after 1.5 s while evaluating task t0"
+    assert outcomes["t1"].ok and outcomes["t2"].ok
+    with pytest.raises(ConfigError, match="task_timeout"):
+        ProcessExecutor(task_timeout=0)
+
+
+def test_process_pins_each_worker_to_its_device():
+    tasks = [attrs_evolve(task(n, sleep=0.1), device="auto") for n in range(4)]
+    with ProcessExecutor(workers=2, devices=["cuda:0", "cuda:1"]) as ex:
+        assert ex.wait_ready()
+        outcomes = list(ex.imap(tasks))
+        explicit = list(ex.imap([attrs_evolve(task(9), device="cpu")]))
+    # the fake evaluator ignores the device, so this runs on a CPU machine too
+    assert {o.worker.rsplit(" ", 1)[1] for o in outcomes} == {"cuda:0", "cuda:1"}
+    assert all(o.ok for o in outcomes)
+    assert explicit[0].worker.endswith(" cpu")  # an explicit device is respected
+
+
+def test_tasks_are_pulled_lazily_and_abandoning_is_safe():
+    pulled = []
+
+    def source():
+        for n in range(6):
+            pulled.append(n)
+            yield task(n, sleep=0.05)
+
+    with ProcessExecutor(workers=2) as ex:
+        assert ex.wait_ready()
+        it = ex.imap(source())
+        first = next(it)
+        assert first.ok and len(pulled) <= 3  # two running + at most the one just handed out
+        it.close()  # abandon: busy workers are stopped, nothing leaks into the next imap
+        outcomes = list(ex.imap([task(10), task(11)]))
+        assert sorted(o.task_id for o in outcomes) == ["t10", "t11"]
+
+    with InlineExecutor() as ex:
+        pulled.clear()
+        it = ex.imap(source())
+        next(it)
+        assert pulled == [0]
+
+
+def test_close_stops_the_workers():
+    ex = ProcessExecutor(workers=2)
+    ex.start()
+    procs = [w.process for w in ex._slots]
+    assert all(p.is_alive() for p in procs)
+    assert ex.wait_ready() and all(w.ready for w in ex._slots)
+    ex.close()
+    assert not any(p.is_alive() for p in procs)
+    ex.close()  # idempotent
