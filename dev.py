@@ -26,7 +26,7 @@ TORCH_REQ = os.environ.get("NASENGINE_TORCH", "torch==2.13.0")
 STAMP = VENV / ".nasengine-stamp"
 
 # The main job: what `python3 dev.py main` runs (a short search on the embedded default data).
-MAIN_JOB = ["nasengine", "evaluate", "--model", "bicubic", "--data", "Set5", "--scale", "2"]
+MAIN_JOB = ["nasengine", "search", "simple", "--preset", "smoke"]
 
 
 def _bin(name: str) -> Path:
@@ -35,8 +35,16 @@ def _bin(name: str) -> Path:
 
 
 def _plugins() -> list[Path]:
-    """First-party plugins present in plugins/ (each a folder with a pyproject.toml)."""
-    return sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
+    """First-party plugins present in plugins/ (each a folder with a pyproject.toml), and the example
+    third-party plugins the test suite installs from tests/plugins/."""
+    found = sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
+    return found + sorted(p.parent for p in (ROOT / "tests" / "plugins").glob("*/pyproject.toml"))
+
+
+def _requirement(folder: Path) -> str:
+    """``folder`` as an editable requirement, with its ``test`` extra when it declares one."""
+    text = (folder / "pyproject.toml").read_text(encoding="utf-8")
+    return f"{folder}[test]" if "\ntest = [" in text or "\ntest=[" in text else str(folder)
 
 
 def _fingerprint() -> str:
@@ -64,7 +72,7 @@ def setup(quiet: bool = False) -> None:
     have_torch = subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode == 0
     if not have_torch:
         _run(pip + [TORCH_REQ])
-    _run(pip + ["-e", f"{ROOT}[test]"] + [a for p in _plugins() for a in ("-e", p)])
+    _run(pip + ["-e", f"{ROOT}[test]"] + [a for p in _plugins() for a in ("-e", _requirement(p))])
     STAMP.write_text(fp)
 
 

@@ -79,7 +79,7 @@ def simple_method():
                 "evaluator": {"train_data": "default", "val_data": "Set5", "patch_size": 64, "batch_size": 16,
                               "steps": 150, "lr": 1e-3},
                 "budget": {"generations": 3},
-                "executor": {"name": "process"},
+                "executor": {"name": "process", "workers": 2},
             },
             # A larger CPU/GPU run: 30 generations of 16, 2,000 steps per candidate.
             "full": {

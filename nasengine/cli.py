@@ -75,6 +75,9 @@ def resolve_upscaler(spec: str, scale: int, *, weights: str | None = None, devic
         from nasengine.checkpoints import load_trained_model
 
         return load_trained_model(path, scale=scale, device=device)
+    if path.is_file() or name in plugins.architectures:
+        raise NasengineError(f"{spec} is an architecture without weights: train it first "
+                             f"(nasengine train {spec} --out DIR) and pass DIR/model.pt")
     known = ", ".join(plugins.models.names())
     raise NasengineError(f"unknown model {spec!r}: give a trained checkpoint (.pt) or one of: {known}")
 
@@ -207,6 +210,217 @@ def cmd_cost(args) -> int:
     return EXIT_OK
 
 
+def _overrides(items) -> dict:
+    from nasengine.method import deep_merge, parse_override
+
+    out: dict = {}
+    for text in items or []:
+        out = deep_merge(out, parse_override(text))
+    return out
+
+
+def _print_report(run_dir, *, top: int | None = None, plots: bool = True) -> None:
+    from nasengine.report import RunReport
+
+    rep = RunReport.load(run_dir)
+    print(rep.summary())
+    if rep.front:
+        print(rep.table(limit=top))
+    if plots:
+        paths = rep.plots(Path(run_dir) / "report")
+        print("plots: " + ", ".join(str(p) for p in paths))
+
+
+def _search_logging(quiet: bool) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def cmd_search(args) -> int:
+    import time
+
+    from nasengine.plan import format_plan, search_plan
+    from nasengine.plugins import get_plugins
+    from nasengine.search import run_search
+    from nasengine.search.generational import _apply_executor_args
+
+    plugins = get_plugins()
+    method = plugins.methods.get(args.method)
+    overrides = _overrides(args.set)
+    cfg = _apply_executor_args(method.config(args.preset, overrides), args.executor, args.workers)
+    plan = search_plan(method, cfg, plugins=plugins, measure=args.plan)
+    print(format_plan(plan), flush=True)
+    if args.plan:
+        return EXIT_OK
+    if method.loop != "generational":
+        raise NasengineError(f"method {method.name!r} needs the {method.loop} loop, which this engine version "
+                             "does not have yet")
+    out = Path(args.out) if args.out else Path("runs") / f"{method.name}-{cfg['preset']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"run folder: {out}", flush=True)
+    _search_logging(args.quiet)
+    outcome = run_search(out, method=method.name, preset=args.preset, overrides=overrides, seed=args.seed,
+                         executor=args.executor, workers=args.workers, progress=not args.quiet)
+    print(f"search {outcome.status} ({outcome.stop_reason}) in {outcome.seconds:.1f} s")
+    _print_report(out, top=args.top)
+    return EXIT_OK if outcome.counts.get("ok", 0) or not outcome.counts else EXIT_FAILED
+
+
+def cmd_resume(args) -> int:
+    from nasengine.search import resume_search
+
+    _search_logging(args.quiet)
+    outcome = resume_search(args.run, executor=args.executor, workers=args.workers, progress=not args.quiet,
+                            overrides=_overrides(args.set) or None)
+    print(f"search {outcome.status} ({outcome.stop_reason}) in {outcome.seconds:.1f} s")
+    _print_report(args.run, top=args.top)
+    return EXIT_OK if outcome.counts.get("ok", 0) else EXIT_FAILED
+
+
+def cmd_show(args) -> int:
+    from nasengine.report import RunReport
+
+    rep = RunReport.load(args.run)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2, default=str))
+        return EXIT_OK
+    print(rep.summary())
+    if rep.front:
+        print("\nPareto front:")
+        print(rep.table(limit=args.top))
+    if args.all:
+        print("\nall candidates:")
+        print(rep.table(rep.records))
+    failed = [r for r in rep.records if r.status == "failed"]
+    for r in failed[:5]:
+        print(f"failed: gen {r.generation} idx {r.idx}: {r.error}")
+    if args.plots:
+        for path in rep.plots(Path(args.run) / "report"):
+            print(f"plot: {path}")
+    return EXIT_OK
+
+
+def _architectures_to_export(spec: str):
+    """(name, architecture, module or None) for a trained model, a genome, or a run's Pareto front."""
+    from nasengine.store import ExperimentStore
+
+    path = Path(spec)
+    if path.is_dir() and ExperimentStore.exists(path):
+        from nasengine.genomefile import architecture_from_data, genome_document
+        from nasengine.report import RunReport
+
+        rep = RunReport.load(path)
+        cfg = rep.run.config
+        section = dict(cfg.get("space") or {})
+        from nasengine.plugins import get_plugins
+
+        space_name = section.pop("name", get_plugins().methods.get(rep.run.method).space)
+        out = []
+        for r in rep.front:
+            doc = genome_document(space_name, section, r.genome, name=f"gen{r.generation}-{r.idx}",
+                                  source=f"{path} (generation {r.generation}, idx {r.idx})")
+            out.append((doc["name"], architecture_from_data(doc, origin=doc["name"]), None))
+        if not out:
+            raise NasengineError(f"{path}: the run has no Pareto front yet (no successful candidate)")
+        return out
+    if path.is_file() and path.suffix in (".pt", ".pth"):
+        from nasengine.checkpoints import load_trained_module
+
+        arch, module = load_trained_module(path)
+        return [(path.stem, arch, module)]
+    from nasengine.genomefile import load_architecture
+
+    arch = load_architecture(spec)
+    return [(Path(arch.name).stem.replace(":", "_"), arch, None)]
+
+
+def cmd_export(args) -> int:
+    import torch
+
+    from nasengine.builder import build
+
+    items = _architectures_to_export(args.source)
+    out = Path(args.output) if args.output else Path("exports")
+    single = len(items) == 1 and out.suffix in (".pt", ".onnx", ".ts")
+    if not single:
+        out.mkdir(parents=True, exist_ok=True)
+    for name, arch, module in items:
+        trained = module is not None
+        module = module if trained else build(arch.graph)
+        module.eval()
+        c = arch.graph.input_channels
+        example = torch.rand(1, c, args.lr_size[0], args.lr_size[1])
+        ext = ".onnx" if args.format == "onnx" else ".pt"
+        target = out if single else out / f"{name}{ext}"
+        if args.format == "torchscript":
+            scripted = torch.jit.trace(module, example)
+            scripted.save(str(target))
+        else:
+            try:
+                import onnx  # noqa: F401
+            except ImportError:
+                raise NasengineError("ONNX export needs the onnx package: pip install 'nasengine[onnx]'") from None
+            torch.onnx.export(module, example, str(target), input_names=["lr"], output_names=["sr"],
+                              dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
+                                            "sr": {0: "batch", 2: "height", 3: "width"}}, dynamo=False)
+        if not single:
+            (out / f"{name}.json").write_text(json.dumps(arch.document(), indent=2))
+        print(f"{name}: {'trained' if trained else 'untrained (architecture only)'} -> {target}")
+    return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    from nasengine.builder import build
+    from nasengine.checkpoints import save_trained_model
+    from nasengine.genomefile import load_architecture
+    from nasengine.sr.data import PatchDataset
+    from nasengine.sr.evaluate import evaluate
+    from nasengine.sr.models import TorchUpscaler
+    from nasengine.sr.trainer import TrainConfig, Trainer
+
+    import torch
+
+    arch = load_architecture(args.genome)
+    graph = arch.graph
+    graph.validate()
+    channels = {1: "y", 3: "rgb"}.get(graph.input_channels)
+    if channels is None:
+        raise NasengineError(f"{args.genome}: input has {graph.input_channels} channels; SR training needs 1 or 3")
+    scale = int(graph.scale)
+    budget = [b for b in ("steps", "epochs", "seconds") if getattr(args, b) is not None]
+    if not budget:
+        args.steps = 1000
+    config = TrainConfig(lr=args.lr, batch_size=args.batch_size, steps=args.steps, epochs=args.epochs,
+                         seconds=args.seconds, schedule=args.schedule, step_size=args.step_size,
+                         val_every=args.val_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                         device=args.device)
+    torch.manual_seed(args.seed)
+    module = build(graph)
+    if args.init_std is not None:
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                p.zero_() if name.endswith("bias") else p.normal_(0.0, args.init_std)
+    dataset = PatchDataset(args.data, scale=scale, patch_size=args.patch_size, channels=channels, seed=args.seed)
+    out = Path(args.out)
+
+    def validate(model):
+        rep = evaluate(TorchUpscaler(model, scale=scale, channels=channels, device=str(config.device)),
+                       [args.val_data], scale=scale)
+        (s,) = rep.sets
+        return {"psnr": s.psnr, "ssim": s.ssim}
+
+    trainer = Trainer(module, dataset, config, validate=validate, checkpoint_dir=out / "checkpoints",
+                      progress=not args.quiet)
+    resume = out / "checkpoints" / "last.pt"
+    result = trainer.fit(resume_from=resume if args.resume and resume.exists() else None)
+    final = result.final_validation or {}
+    path = save_trained_model(out / "model.pt", arch, module, metrics={k: v for k, v in final.items() if k != "step"})
+    print(f"{arch.name}: {result.step} steps in {result.seconds:.1f} s; {args.val_data} x{scale} "
+          f"PSNR {final.get('psnr', float('nan')):.4f} / SSIM {final.get('ssim', float('nan')):.5f}")
+    print(f"model: {path}  (use: nasengine evaluate --model {path} --data Set5)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="nasengine",
@@ -256,6 +470,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-node", action="store_true", help="also list the cost of every node")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("search", help="run a search method (prints its plan first)", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("method", help="a registered method (see `nasengine methods`)")
+    p.add_argument("--preset", help="preset of the method (default: the method's default, usually smoke)")
+    p.add_argument("--out", help="run folder (default runs/METHOD-PRESET-TIME)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--executor", help="inline, process, or one a plugin adds (e.g. ray)")
+    p.add_argument("--workers", type=_positive_int, help="parallel evaluations")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set budget.generations=5 --set controller.name=random")
+    p.add_argument("--plan", action="store_true", help="print the plan with its estimated cost, then stop")
+    p.add_argument("--top", type=_positive_int, help="rows of the front table")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-generation log")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("resume", help="continue a stopped or killed search exactly where it stopped")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--executor")
+    p.add_argument("--workers", type=_positive_int)
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="extend the budget or change the executor, e.g. --set budget.generations=10")
+    p.add_argument("--top", type=_positive_int)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("show", help="Pareto front, hypervolume, table and plots of a run")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--json", action="store_true", help="everything as JSON")
+    p.add_argument("--all", action="store_true", help="also list every candidate")
+    p.add_argument("--plots", action="store_true", help="write the plots to RUN/report/")
+    p.add_argument("--top", type=_positive_int)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export", help="export a trained model, a genome, or a run's front (TorchScript/ONNX)")
+    p.add_argument("source", help="trained model (.pt from `nasengine train`), genome/graph file or name, or run folder")
+    p.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
+    p.add_argument("-o", "--output", help="output file (one model) or folder (default exports/)")
+    p.add_argument("--lr-size", type=_lr_size, default=(32, 32), help="example LR input size for tracing")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("train", help="train an architecture fully (genome/graph file or registered name)")
+    p.add_argument("genome")
+    p.add_argument("--out", required=True, help="output folder (model.pt, checkpoints/)")
+    p.add_argument("--data", default="default", help="training images: name or folder (default: embedded)")
+    p.add_argument("--val-data", default="Set5", help="validation benchmark set")
+    p.add_argument("--steps", type=_positive_int)
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--seconds", type=float)
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--patch-size", type=_positive_int, default=96, help="HR patch side")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--schedule", choices=("constant", "step", "cosine"), default="constant")
+    p.add_argument("--step-size", type=_positive_int, help="steps between halvings (schedule step)")
+    p.add_argument("--init-std", type=float, help="N(0, std) weight init with zero biases")
+    p.add_argument("--val-every", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -199,10 +199,19 @@ def get_plugins() -> Plugins:
                 warnings.warn(f"nasengine plugin module {modname!r} (NASENGINE_PLUGINS_EXTRA) failed to import "
                               f"and was skipped: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
         _PLUGINS = Plugins(extra=tuple(extra))
+        _install_ops(_PLUGINS)
     return _PLUGINS
+
+
+def _install_ops(plugins: Plugins | None) -> None:
+    """Graphs built without an explicit op registry use the plugins' ops (built-in + plugin-added)."""
+    from nasengine import ops
+
+    ops.set_default_registry(plugins.ops if plugins is not None else None)
 
 
 def reset_plugins(plugins: Plugins | None = None) -> None:
     """Forget the loaded plugins (tests), or install ``plugins`` as the process-wide facade."""
     global _PLUGINS
     _PLUGINS = plugins
+    _install_ops(plugins)

@@ -364,9 +364,10 @@ class _Progress:
             self.bar.set_postfix_str(text, refresh=False)
 
     def line(self, text: str) -> None:
-        log.info(text)
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
+        else:
+            log.info(text)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -1,0 +1,297 @@
+"""Reports of a run: Pareto front, hypervolume, tables and plots.
+
+Everything is computed from the experiment store (the single source of truth), so a report can be made of
+a finished, interrupted or running search::
+
+    rep = RunReport.load("runs/simple-smoke")
+    print(rep.table())            # the front, best first
+    rep.hypervolume               # of the normalised front (see below)
+    rep.plots("runs/simple-smoke/report")
+
+Hypervolume: objectives in minimisation form are normalised with ``ideal`` -> 0 and ``nadir`` -> 1 (by
+default the best and worst values among the run's feasible candidates) and measured against the reference
+point 1.1 in every objective (pymoo's HV). Pass the same ``ideal``/``nadir`` to compare runs.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from nasengine.controllers.pareto import hypervolume as _hv
+from nasengine.controllers.pareto import non_dominated
+from nasengine.reward import Reward
+from nasengine.store import CandidateRecord, ExperimentStore
+
+__all__ = ["RunReport", "front_of", "normalised_hypervolume", "objective_matrix"]
+
+REF = 1.1
+
+
+def objective_matrix(records: Sequence[CandidateRecord], reward: Reward) -> np.ndarray:
+    """Rows of minimisation-form objective vectors of ``records``."""
+    return np.array([reward.vector(r.metrics_all()) for r in records], dtype=float).reshape(len(records), -1)
+
+
+def _feasible(records: Sequence[CandidateRecord], reward: Reward) -> list[CandidateRecord]:
+    out, seen = [], set()
+    for r in records:
+        if r.status != "ok" or r.key in seen:
+            continue
+        metrics = r.metrics_all()
+        try:
+            vec = reward.vector(metrics)
+        except KeyError:
+            continue
+        if not np.all(np.isfinite(vec)) or reward.violation(metrics) > 0:
+            continue
+        seen.add(r.key)
+        out.append(r)
+    return out
+
+
+def front_of(records: Sequence[CandidateRecord], reward: Reward) -> list[CandidateRecord]:
+    """Feasible, evaluated (``ok``), distinct architectures that no other one dominates, best first by the
+    first objective."""
+    feas = _feasible(records, reward)
+    if not feas:
+        return []
+    F = objective_matrix(feas, reward)
+    idx = non_dominated(F)
+    front = [feas[i] for i in idx]
+    return sorted(front, key=lambda r: (reward.vector(r.metrics_all())[0], r.generation, r.idx))
+
+
+def normalised_hypervolume(records: Sequence[CandidateRecord], reward: Reward, *, ideal=None, nadir=None) -> float:
+    """Hypervolume of the front of ``records`` after normalising (see the module docstring)."""
+    feas = _feasible(records, reward)
+    if not feas:
+        return 0.0
+    F = objective_matrix(feas, reward)
+    lo = np.asarray(ideal, dtype=float) if ideal is not None else F.min(axis=0)
+    hi = np.asarray(nadir, dtype=float) if nadir is not None else F.max(axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    return float(_hv((F - lo) / span, np.full(F.shape[1], REF)))
+
+
+class RunReport:
+    """The records of a run with its reward (rebuilt from the stored config) and derived views."""
+
+    def __init__(self, run, records: list[CandidateRecord], reward: Reward, run_dir: Path | None = None):
+        self.run = run
+        self.records = records
+        self.reward = reward
+        self.run_dir = run_dir
+        self._describe = None
+
+    def describe(self, record: CandidateRecord) -> str:
+        """The space's one-line description of a record's genome (its JSON if the space is unavailable)."""
+        if self._describe is None:
+            self._describe = _compact
+            try:
+                from nasengine.plugins import get_plugins
+
+                cfg = self.run.config
+                section = dict(cfg.get("space") or {})
+                name = section.pop("name", None)
+                if name is None:
+                    name = get_plugins().methods.get(self.run.method).space
+                space = get_plugins().spaces.get(name)(**section)
+                self._describe = lambda g: space.describe(space.from_json(g))
+            except Exception:  # a report must work even without the plugin that made the run
+                pass
+        try:
+            return self._describe(record.genome)
+        except Exception:
+            return _compact(record.genome)
+
+    @classmethod
+    def load(cls, run_dir, *, plugins=None) -> "RunReport":
+        from nasengine.plugins import get_plugins
+
+        plugins = plugins or get_plugins()
+        store = ExperimentStore.open(run_dir)
+        try:
+            run = store.run
+            records = store.candidates()
+        finally:
+            store.close()
+        try:
+            method = plugins.methods.get(run.method)
+            reward_name = method.reward
+        except KeyError:
+            reward_name = "objectives"
+        factory = plugins.rewards.get(reward_name) if reward_name in plugins.rewards else Reward.from_config
+        reward = factory(**(run.config.get("reward") or {}))
+        return cls(run, records, reward, Path(run_dir))
+
+    # ---- derived -----------------------------------------------------------------------------------------
+    @property
+    def front(self) -> list[CandidateRecord]:
+        return front_of(self.records, self.reward)
+
+    @property
+    def hypervolume(self) -> float:
+        return normalised_hypervolume(self.records, self.reward)
+
+    @property
+    def generations(self) -> list[int]:
+        return sorted({r.generation for r in self.records})
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.records:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def fronts_by_generation(self) -> list[tuple[int, list[CandidateRecord], float]]:
+        """For each generation g, the front of every candidate up to g and its hypervolume (normalised
+        with the whole run's ideal/nadir, so the values are comparable)."""
+        feas = _feasible(self.records, self.reward)
+        if not feas:
+            return [(g, [], 0.0) for g in self.generations]
+        F = objective_matrix(feas, self.reward)
+        ideal, nadir = F.min(axis=0), F.max(axis=0)
+        out = []
+        for g in self.generations:
+            upto = [r for r in self.records if r.generation <= g]
+            out.append((g, front_of(upto, self.reward),
+                        normalised_hypervolume(upto, self.reward, ideal=ideal, nadir=nadir)))
+        return out
+
+    # ---- text -------------------------------------------------------------------------------------------
+    def _columns(self) -> list[str]:
+        cols = list(self.reward.metrics)
+        for extra in ("psnr", "ssim", "mult_adds", "params"):
+            if extra not in cols and any(extra in r.metrics_all() for r in self.records):
+                cols.append(extra)
+        return cols
+
+    @staticmethod
+    def _fmt(metric: str, value) -> str:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return "-"
+        if metric == "mult_adds":
+            return f"{value / 1e9:.3f}G"
+        if metric in ("params", "params_without_bias", "kernel_params"):
+            return f"{int(value):,}"
+        if metric == "ssim":
+            return f"{value:.4f}"
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+
+    def table(self, records: Sequence[CandidateRecord] | None = None, *, limit: int | None = None) -> str:
+        """A text table (front by default): generation/index, metrics, the space's one-line description."""
+        rows = list(self.front if records is None else records)[:limit]
+        cols = self._columns()
+        head = ["gen", "idx"] + cols + ["key", "genome"]
+        body = []
+        for r in rows:
+            m = r.metrics_all()
+            genome = self.describe(r)
+            body.append([str(r.generation), str(r.idx)] + [self._fmt(c, m.get(c)) for c in cols]
+                        + [r.key[:10], genome[:80]])
+        widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
+        lines = ["  ".join(v.rjust(w) if i < len(head) - 2 else v.ljust(w) for i, (v, w) in
+                           enumerate(zip(row, widths))).rstrip() for row in [head] + body]
+        lines.insert(1, "-" * len(lines[0]))
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        run = self.run
+        c = self.counts()
+        parts = ", ".join(f"{v} {k}" for k, v in sorted(c.items()))
+        objectives = ", ".join(f"{o.metric} ({o.direction})" for o in self.reward.objectives)
+        cons = "; ".join(x.describe() for x in self.reward.constraints) or "none"
+        return (f"run {self.run_dir}: method {run.method}, preset {run.preset}, seed {run.seed}, status {run.status}\n"
+                f"candidates: {len(self.records)} ({parts or 'none'}) over {len(self.generations)} generation(s)\n"
+                f"objectives: {objectives}; constraints: {cons}\n"
+                f"Pareto front: {len(self.front)} architecture(s), normalised hypervolume {self.hypervolume:.4f}")
+
+    def to_dict(self) -> dict:
+        run = self.run
+
+        def rec(r: CandidateRecord) -> dict:
+            return {"generation": r.generation, "idx": r.idx, "key": r.key, "status": r.status, "genome": r.genome,
+                    "params": r.params, "mult_adds": r.mult_adds, "metrics": r.metrics, "error": r.error,
+                    "wall_seconds": r.wall_seconds, "cpu_seconds": r.cpu_seconds, "worker": r.worker}
+
+        return {
+            "run": {"dir": str(self.run_dir), "method": run.method, "preset": run.preset, "seed": run.seed,
+                    "status": run.status, "plugins": run.plugins, "config": run.config,
+                    "created": run.created, "updated": run.updated},
+            "counts": self.counts(),
+            "objectives": [[o.metric, o.direction] for o in self.reward.objectives],
+            "hypervolume": self.hypervolume,
+            "front": [rec(r) for r in self.front],
+            "fronts_by_generation": [{"generation": g, "hypervolume": hv, "keys": [r.key for r in f]}
+                                     for g, f, hv in self.fronts_by_generation()],
+            "candidates": [rec(r) for r in self.records],
+        }
+
+    # ---- plots ------------------------------------------------------------------------------------------
+    def plots(self, out_dir) -> list[Path]:
+        """PSNR vs Mult-Adds, PSNR vs params, and the front over generations, as PNG files in ``out_dir``."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        y_metric = next((o.metric for o in self.reward.objectives if o.direction == "max"), "psnr")
+        ok = [r for r in self.records if r.status == "ok" and y_metric in r.metrics_all()]
+        front_keys = {r.key for r in self.front}
+        written = []
+        for x_metric, fname in (("mult_adds", "psnr_vs_mult_adds.png"), ("params", "psnr_vs_params.png")):
+            pts = [(r.metrics_all().get(x_metric), r.metrics_all()[y_metric], r.key in front_keys) for r in ok
+                   if r.metrics_all().get(x_metric) is not None]
+            fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+            if pts:
+                xs, ys, on = (np.array(v, dtype=float) for v in zip(*pts))
+                scale = 1e9 if x_metric == "mult_adds" else 1e3
+                ax.scatter(xs[on == 0] / scale, ys[on == 0], s=14, c="0.6", label="evaluated")
+                order = np.argsort(xs[on == 1])
+                ax.plot(xs[on == 1][order] / scale, ys[on == 1][order], "o-", c="tab:red", ms=5,
+                        label="Pareto front (all objectives)")
+                ax.legend(loc="lower right", fontsize=8)
+            ax.set_xlabel("Mult-Adds (G)" if x_metric == "mult_adds" else "params (K)")
+            ax.set_ylabel(f"{y_metric} (dB)" if y_metric == "psnr" else y_metric)
+            lr = (self.run.config.get("cost") or {}).get("lr_size", [480, 480])
+            ax.set_title(f"{self.run.method} ({self.run.preset}): {y_metric} vs {x_metric}, LR {lr[1]}x{lr[0]}",
+                         fontsize=9)
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            path = out_dir / fname
+            fig.savefig(path)
+            plt.close(fig)
+            written.append(path)
+        fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+        gens = self.fronts_by_generation()
+        cmap = plt.get_cmap("viridis")
+        for i, (g, front, hv) in enumerate(gens):
+            pts = sorted((r.metrics_all().get("mult_adds", math.nan), r.metrics_all().get(y_metric, math.nan))
+                         for r in front)
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(np.array(xs) / 1e9, ys, "o-", ms=3, c=cmap(i / max(1, len(gens) - 1)),
+                        label=f"gen {g} (HV {hv:.3f})")
+        if gens:
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_xlabel("Mult-Adds (G)")
+        ax.set_ylabel(y_metric)
+        ax.set_title(f"{self.run.method}: front over generations", fontsize=9)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / "front_over_generations.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+        return written
+
+
+def _compact(genome) -> str:
+    import json
+
+    return json.dumps(genome, separators=(",", ":"), sort_keys=True)
