@@ -14,21 +14,12 @@ Without the entry point (a source checkout), enable it with ``-p nasengine.testi
 """
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
 __all__ = ["pytest_addoption", "nasengine_plugins", "registered_space_names", "nasengine_examples"]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from nasengine.cli import _positive_int  # noqa: E402  (the CLI's argument type: one definition)
 
 
 def pytest_addoption(parser) -> None:
