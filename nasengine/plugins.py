@@ -97,7 +97,7 @@ class Plugins:
         self._load_entry_points(autoload)
         for obj in extra:
             self._register(obj, getattr(obj, "__name__", repr(obj)), version="", module=getattr(obj, "__name__", ""))
-        self.pm.check_pending()
+        self._check_pending()
         self._fill_registries()
 
     # ---- loading --------------------------------------------------------------------------------------
@@ -138,13 +138,54 @@ class Plugins:
                 continue
             self._register(plugin, ep.name, version, ep.value)
 
+    def _check_pending(self) -> None:
+        """pluggy's ``check_pending``, but a plugin implementing a hook that does not exist (a misspelling) is
+        reported and skipped like one that fails to import, with a hint at the closest real hook."""
+        import difflib
+
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                plugin = exc.plugin
+                name = self.pm.get_name(plugin) or repr(plugin)
+                info = self.info.get(name)
+                self.pm.unregister(plugin)
+                msg = str(exc)
+                unknown = [h for h in dir(plugin) if h.startswith("nasengine_") and h not in ROLES]
+                close = []
+                if unknown:
+                    tail = unknown[0].removeprefix("nasengine_register_")
+                    close = [h for h in ROLES if tail and tail in h] or difflib.get_close_matches(unknown[0], list(ROLES), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self._failed(name, info.version if info else "", info.module if info else "",
+                             pluggy.PluginValidationError(plugin, msg + hint))
+
+    def _new_registries(self) -> None:
+        from nasengine.ops import OpRegistry
+
+        self.ops = OpRegistry()
+        for attr, role in ROLES.values():
+            if attr != "ops":
+                setattr(self, attr, Registry(role))
+
     def _fill_registries(self) -> None:
+        # A plugin that fails while registering is skipped entirely: the registries are filled again without
+        # it, so nothing it registered before failing stays (at most one extra pass per failing plugin).
+        while not self._fill_once():
+            self._new_registries()
+
+    def _fill_once(self) -> bool:
+        for info in self.info.values():
+            info.registered = {}
         for hook_name, (attr, _role) in ROLES.items():
             registry = getattr(self, attr)
             caller = getattr(self.pm.hook, hook_name)
-            # Call each implementation on its own (in registration order) so that the registry knows which
-            # plugin brought what, and one failing plugin does not stop the others.
-            for impl in reversed(caller.get_hookimpls()):
+            # Call each implementation on its own, in registration order (built-in first, then entry points
+            # by name, then extras), so that the registry knows which plugin brought what, the first plugin
+            # to claim a name keeps it, and one failing plugin does not stop the others.
+            for impl in caller.get_hookimpls():
                 name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
                 info = self.info.get(name)
                 if info is not None and info.error:
@@ -157,11 +198,13 @@ class Plugins:
                     impl.function(**{arg: registry for arg in impl.argnames})
                 except Exception as exc:
                     self._failed(name, info.version if info else "", info.module if info else "", exc)
-                    continue
+                    registry.current_plugin = "unknown"
+                    return False
                 added = sorted(set(registry.names()) - before)
                 if info is not None and added:
                     info.registered.setdefault(attr, []).extend(added)
             registry.current_plugin = "unknown"
+        return True
 
     # ---- queries -------------------------------------------------------------------------------------
     def plugins(self) -> list[PluginInfo]:

@@ -77,9 +77,10 @@ def example_method() -> Method:
               "cost": {"lr_size": [480, 480]}},
         presets={"smoke": {"space": {"max_depth": 3, "widths": [8, 12]},
                            "controller": {"population_size": 3},
-                           "evaluator": {"patch_size": 32, "batch_size": 8, "steps": 30, "lr": 1e-3},
+                           "evaluator": {"train_data": "default", "val_data": "Set5", "patch_size": 32,
+                                         "batch_size": 8, "steps": 30, "lr": 1e-3},
                            "budget": {"generations": 2},
-                           "executor": {"name": "inline"}}},
+                           "executor": {"name": "inline", "threads": 1}}},  # 1 thread: tiny nets, busy CPUs
     )
 
 
