@@ -216,8 +216,10 @@ class GenomeController(Controller):
         return {"population_size": self.population_size, "max_tries": self.max_tries}
 
     # ---- proposing -------------------------------------------------------------------------------------
-    def _exhausted(self) -> bool:
-        """True when every genome of the space has been proposed already (small spaces)."""
+    def space_exhausted(self) -> bool:
+        """True when every genome of the space has been proposed already (small spaces).
+
+        Extension point for subclasses (as are :meth:`sample_new` and, in NSGA-II, ``make_offspring``)."""
         if self._space_size is None:
             try:
                 self._space_size = int(self.space.size())
@@ -225,11 +227,14 @@ class GenomeController(Controller):
                 self._space_size = -1
         return 0 <= self._space_size <= len(self.seen)
 
-    def _sample_new(self) -> tuple[Genome, str]:
-        """A sampled genome whose key was not proposed before in this run (``max_tries`` draws at most)."""
+    def sample_new(self) -> tuple[Genome, str]:
+        """A sampled genome whose key was not proposed before in this run (``max_tries`` draws at most).
+
+        Extension point: a subclass overrides it to change how new individuals are made (e.g. FALSR's
+        population initialisation)."""
         genome = self.space.sample(self.rng)
         key = self.space.genome_key(genome)
-        if self._exhausted():
+        if self.space_exhausted():
             return genome, key
         tries = 1
         while key in self.seen and tries < self.max_tries:

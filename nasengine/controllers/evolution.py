@@ -65,7 +65,7 @@ class RegularizedEvolution(GenomeController):
         out: list[Genome] = []
         for _ in range(n):
             if self.n_sampled < self.population_size or not self.population:
-                genome, key = self._sample_new()
+                genome, key = self.sample_new()
                 self.n_sampled += 1
             else:
                 parent = self.tournament()

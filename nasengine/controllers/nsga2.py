@@ -85,15 +85,15 @@ class NSGA2(GenomeController):
             if any(m.tier != FAILED for m in self.population):
                 children = self._mate()
             else:  # nothing to breed from yet (initial population, or every member failed): sample
-                children = [self._sample_new()]
+                children = [self.sample_new()]
             out.extend(self._propose(children[: n - len(out)]))
         return out
 
     def _mate(self) -> list[tuple[Genome, str]]:
         """One or two offspring not proposed before (where the space allows) from two tournament winners."""
-        exhausted = self._exhausted()
+        exhausted = self.space_exhausted()
         for _ in range(self.max_tries):
-            children = self._offspring_pair()
+            children = self.make_offspring()
             fresh = [(g, k) for g, k in children if exhausted or k not in self.seen]
             if len(fresh) == 2 and fresh[0][1] == fresh[1][1]:
                 fresh = fresh[:1]
@@ -104,7 +104,11 @@ class NSGA2(GenomeController):
         genome = self.space.mutate(genome, self.rng)
         return [(genome, self.space.genome_key(genome))]
 
-    def _offspring_pair(self) -> list[tuple[Genome, str]]:
+    def make_offspring(self) -> list[tuple[Genome, str]]:
+        """Two children ``(genome, genome_key)`` of two tournament winners (crossover, then mutation).
+
+        Extension point: a subclass overrides it for its own variation operators (e.g. FALSR's hybrid
+        mutation); the selection machinery (``tournament``) and survival stay the engine's."""
         a = self.population[self.tournament()].genome
         b = self.population[self.tournament()].genome
         if self.rng.random() < self.crossover_prob:

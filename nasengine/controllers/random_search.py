@@ -30,7 +30,7 @@ class RandomSearch(GenomeController):
         n = check_n(n, self.population_size)
         out = []
         for _ in range(n):
-            genome, key = self._sample_new()
+            genome, key = self.sample_new()
             out.extend(self._propose([(genome, key)]))
         return out
 
