@@ -1,0 +1,599 @@
+"""FALSR's hybrid controller (§4): NSGA-II whose variation mixes random mutation, roulette-wheel selection
+(RWS) on FLOPs / params and a reinforcement-driven mutation by a small policy network (Fig. 2, Eq. 6).
+
+Registered as ``falsr-hybrid``. It is the engine's :class:`~nasengine.controllers.NSGA2` (pymoo's
+non-dominated sorting, crowding distance, binary tournaments k = 2, Deb's constraint domination — the
+reward's constraints, e.g. minimum PSNR / maximum Mult-Adds, arrive as ``Result.violation``, and infeasible
+candidates lose every comparison with feasible ones) with FALSR's own operators:
+
+* **Initialisation (§4.2).** Each initial model repeats one cell of ``S`` ``n`` times; the cells of the
+  population are drawn *without replacement*, so no two initial models share their cell. When ``N`` exceeds
+  ``|S|``, the first ``|S|`` models use every cell once and the remaining ``N - |S|`` are sampled
+  arbitrarily (each cell block drawn independently, "without repeating cells"). Connections follow Eq. (3):
+  ``p ~ U(0,1)``; random (each bit a fair coin) for ``p < p_r``, dense (all bits 1) for
+  ``p_r <= p < p_r + p_den``, none (all bits 0: a plain chain) otherwise.
+* **Crossover (§4.4, Eq. 4).** The space's ``crossover``: one cell position ``i`` and one connection row
+  ``c_j^{j:n}`` are exchanged between the parents at once (:meth:`FalsrSpace.crossover`).
+* **Mutation (§4.5).** A categorical choice: exploitation (the reinforcement-driven mutation) with
+  probability ``p_rl``, else exploration by Eq. (5): ``p ~ U(0,1)``; random mutation (the space's
+  ``mutate``: one gene) for ``p < p_mr``, RWS on FLOPs for ``p_mr <= p < p_mr + p_mf``, RWS on params
+  otherwise. RWS keeps ``M_mac`` and draws each of the ``n`` cells from ``S`` with weights that fall with the
+  cell's log-scaled cost (:meth:`rws_weights`); each cell choice's Mult-Adds and params come from the engine's
+  analytic cost model once (the cell as block 1 of a chain, reading the 32-channel head; cached per space).
+* **Reinforcement-driven mutation (Fig. 2).** :class:`FalsrPolicy`: ``θ^mic`` = one categorical head of
+  ``|S|`` logits per cell block; ``θ^mac`` = a cell-embedding table (``|S| x embedding_dim``), the ``n``
+  embeddings of ``M_mic`` concatenated and fed to 3 fully connected layers whose last has ``n(n+1)/2``
+  sigmoid outputs ``O^mac`` (connection probabilities, in the genome's flat row order — the paper's
+  ``O^mac_{(i-1)(n+1-i/2)+j}`` indexing). A mutation resamples each cell from its head and then each
+  connection bit from ``O^mac`` given the new cells, each gene with probability ``rl_gene_prob`` (1: the
+  policy generates the whole model).
+* **Policy gradient (Eq. 6).** After each ``tell``, one optimiser step on
+  ``-mean_b[ (R_b - baseline) * ( sum_i log p(cell_i = S_i) + sum_j c_j log O_j + (1 - c_j) log(1 - O_j) ) ]``.
+  The generation of a model is one episode whose only reward arrives at its end, so with ``gamma = 1`` the
+  discounted accumulated rewards ``R_i`` and ``R_j`` of every action equal the model's reward ``R_b``:
+  ``Result.reward`` (the reward's ``scalar`` — a method overrides it for its paper's reward), else the
+  reward's scalarisation of the metrics. Results without a finite reward (failed, or rejected before
+  training) are not learned from. The exponential-moving-average baseline is a variance reduction the paper
+  does not mention (``rl_baseline=False`` gives Eq. 6 literally).
+
+**Generic spaces.** The paper's initialisation, RWS and policy are defined on ``(M_mic, M_mac)`` only. On a
+space without the FALSR genome interface (:func:`falsr_interface_problem` says what is missing: ``n_cells``,
+``cell_choices``, ``cell_index`` and genomes that are :class:`~nasengine_falsr.genome.FalsrGenome`) the
+controller logs one warning and runs as plain NSGA-II with the space's own ``sample`` / ``crossover`` /
+``mutate`` (every mutation is the random one; ``p_rl`` / ``p_mr`` / ``p_mf`` / ``rl_*`` are recorded but
+unused); ``generic_fallback=False`` makes it refuse such a space with a :class:`ConfigError` instead. A
+space gets the full controller by exposing those three members and FALSR genomes.
+
+All randomness comes from ``self.rng`` (numpy) and a torch ``Generator`` seeded from it; ``state_dict()``
+holds everything (population, told offspring waiting for survival, pending genomes and their origin, the
+queue of the initial population, both RNG states, the policy's weights, the Adam state and the baseline), so
+a restored controller asks exactly what the original would have.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import numbers
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nasengine.controller import Result
+from nasengine.controllers.nsga2 import NSGA2
+from nasengine.cost import DEFAULT_LR_SIZE, cost_breakdown
+from nasengine.errors import ConfigError, ValidationError
+from nasengine.reward import Reward
+from nasengine.space import Genome, SearchSpace
+from nasengine_falsr.genome import FalsrGenome, macro_length
+
+__all__ = ["FalsrHybridController", "FalsrPolicy", "MUTATION_KINDS", "ORIGINS", "cell_costs", "falsr_interface_problem"]
+
+log = logging.getLogger("nasengine.falsr")
+
+#: The mutation kinds of §4.5: random, RWS on FLOPs (Mult-Adds), RWS on params, reinforcement-driven.
+MUTATION_KINDS = ("random", "rws_flops", "rws_params", "rl")
+#: How an asked genome was made: the initial population, a tournament winner copied or crossed without
+#: mutation, or one of the mutation kinds (``origin_counts`` counts them).
+ORIGINS = ("init", "copy", "crossover") + MUTATION_KINDS
+
+_CONNECTION_MODES = ("random", "dense", "none")
+_TRAIN_ON = ("all", "rl")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# option checks (ConfigError naming controller.<option>)
+# ---------------------------------------------------------------------------------------------------------
+def _real(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ConfigError(f"controller.{name} must be a number, got {value!r}")
+    value = float(value)
+    if value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
+        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
+        raise ConfigError(f"controller.{name} must be in {lb}{lo:g}, {hi:g}{rb}, got {value!r}")
+    return value
+
+
+def _prob(name: str, value: Any) -> float:
+    return _real(name, value, 0.0, 1.0)
+
+
+def _whole(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"controller.{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"controller.{name} must be true or false, got {value!r}")
+    return value
+
+
+def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"controller.{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
+
+
+def _hidden(value: Any) -> list[int]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise ConfigError("controller.rl_hidden must be two layer widths [h1, h2] (the policy's 3 fully "
+                          f"connected layers are n*embedding_dim -> h1 -> h2 -> n(n+1)/2), got {value!r}")
+    return [_whole("rl_hidden", v, 1) for v in value]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the FALSR genome interface
+# ---------------------------------------------------------------------------------------------------------
+def falsr_interface_problem(space: SearchSpace) -> str | None:
+    """``None`` when ``space`` offers what the FALSR operators need, else what is missing (one sentence).
+
+    Needed: ``n_cells`` (int >= 1), ``cell_choices`` (the operator set ``S``: a non-empty sequence of
+    :class:`~nasengine_falsr.genome.Cell`), ``cell_index(cell)`` (its position in ``cell_choices``), and
+    genomes that are :class:`~nasengine_falsr.genome.FalsrGenome` (checked by validating one).
+    """
+    missing = [name for name in ("n_cells", "cell_choices", "cell_index") if not hasattr(space, name)]
+    if missing:
+        return (f"the space {type(space).__name__} has no {', '.join(missing)} (the FALSR genome interface: "
+                "n_cells, cell_choices, cell_index, FalsrGenome genomes)")
+    n, cells = space.n_cells, space.cell_choices
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 or not cells:
+        return f"the space {type(space).__name__} has n_cells={n!r} and {len(cells) if cells else 0} cell choices"
+    probe = FalsrGenome((cells[0],) * int(n), (0,) * macro_length(int(n)))
+    try:
+        space.validate(probe)
+    except Exception as exc:  # noqa: BLE001 - any refusal means the genomes are not FALSR genomes
+        return f"the space {type(space).__name__} does not accept FalsrGenome genomes ({exc})"
+    return None
+
+
+_COST_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def cell_costs(space: SearchSpace, lr_size: Sequence[int] = DEFAULT_LR_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """``(mult_adds, params)`` of every cell choice of ``space`` (arrays in ``cell_choices`` order), by the
+    engine's analytic cost model at LR ``lr_size``: each cell as block 1 of a chain, so reading the head's 32
+    channels — the per-operator approximation of §4.5 ("based on S (involving 192 basic operators)"). Computed
+    once per operator set and size (the nodes of block 1 are those named ``cell0/...``)."""
+    cells = tuple(space.cell_choices)
+    key = (type(space).__qualname__, cells, tuple(lr_size))
+    if key not in _COST_CACHE:
+        n = int(space.n_cells)
+        mult_adds = np.zeros(len(cells))
+        params = np.zeros(len(cells))
+        for k, cell in enumerate(cells):
+            graph = space.decode(FalsrGenome((cell,) * n, (0,) * macro_length(n)))
+            nodes = [c for c in cost_breakdown(graph, lr_size) if (graph.name(c.node) or "").startswith("cell0/")]
+            if not nodes:
+                raise ValidationError("the decoded graph has no nodes named 'cell0/...'; the RWS mutation needs "
+                                      "them to cost a cell on its own", field=f"cell_choices[{k}]")
+            mult_adds[k] = sum(c.mult_adds for c in nodes)
+            params[k] = sum(c.params for c in nodes)
+        _COST_CACHE[key] = (mult_adds, params)
+    mult_adds, params = _COST_CACHE[key]
+    return mult_adds.copy(), params.copy()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the policy network (Fig. 2)
+# ---------------------------------------------------------------------------------------------------------
+class FalsrPolicy(nn.Module):
+    """The controller network of Fig. 2.
+
+    * ``cell_logits`` (``θ^mic``): ``n x n_choices`` — cell block ``i``'s categorical head,
+      ``p(cell_i = S_k) = softmax(cell_logits[i])[k]``; zeros at the start (uniform over ``S``).
+    * ``θ^mac``: ``embedding`` (``n_choices x embedding_dim``, one vector per cell choice, shared by the
+      blocks), then ``fc1: n*embedding_dim -> hidden[0]``, ReLU, ``fc2: hidden[0] -> hidden[1]``, ReLU,
+      ``fc3: hidden[1] -> n(n+1)/2`` (logits of ``O^mac``, one sigmoid per connection bit).
+
+    Initialisation uses only ``generator``: embeddings N(0, 1), fully connected weights Xavier-uniform,
+    biases 0.
+    """
+
+    def __init__(self, n_cells: int, n_choices: int, embedding_dim: int, hidden: Sequence[int],
+                 generator: torch.Generator):
+        super().__init__()
+        self.n_cells = int(n_cells)
+        self.n_choices = int(n_choices)
+        self.n_bits = macro_length(self.n_cells)
+        self.cell_logits = nn.Parameter(torch.zeros(self.n_cells, self.n_choices))
+        self.embedding = nn.Parameter(torch.empty(self.n_choices, embedding_dim))
+        self.fc1 = nn.Linear(self.n_cells * embedding_dim, hidden[0])
+        self.fc2 = nn.Linear(hidden[0], hidden[1])
+        self.fc3 = nn.Linear(hidden[1], self.n_bits)
+        with torch.no_grad():
+            nn.init.normal_(self.embedding, 0.0, 1.0, generator=generator)
+            for fc in (self.fc1, self.fc2, self.fc3):
+                nn.init.xavier_uniform_(fc.weight, generator=generator)
+                nn.init.zeros_(fc.bias)
+
+    def connection_logits(self, micro: torch.Tensor) -> torch.Tensor:
+        """``[B, n(n+1)/2]`` logits of ``O^mac`` for ``micro`` (``[B, n]`` cell indices)."""
+        h = self.embedding[micro].reshape(micro.shape[0], -1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(h)))))
+
+    def forward(self, micro: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cell_probs [n, n_choices], O^mac [B, n(n+1)/2])``: the per-cell categorical heads and the
+        connection probabilities (sigmoids) given the cells ``micro`` (``[B, n]`` indices)."""
+        return F.softmax(self.cell_logits, dim=-1), torch.sigmoid(self.connection_logits(micro))
+
+    def log_prob(self, micro: torch.Tensor, macro: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log p(M_mic | θ^mic), log p(M_mac | M_mic, θ^mac))``, each ``[B]``: the two sums of Eq. (6)
+        without the rewards (``macro``: ``[B, n(n+1)/2]`` bits as floats)."""
+        log_cells = F.log_softmax(self.cell_logits, dim=-1)  # [n, S]
+        lp_mic = log_cells.gather(1, micro.t()).t().sum(dim=1)  # sum_i log p(cell_i = S_i)
+        # c log O + (1 - c) log(1 - O), computed from the logits for stability
+        lp_mac = -F.binary_cross_entropy_with_logits(self.connection_logits(micro), macro,
+                                                     reduction="none").sum(dim=1)
+        return lp_mic, lp_mac
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the controller
+# ---------------------------------------------------------------------------------------------------------
+class FalsrHybridController(NSGA2):
+    """FALSR's hybrid controller (see the module docstring for the method and its sources).
+
+    Options (``controller`` section; a bad value raises :class:`ConfigError` naming it):
+
+    =====================  ========  ==============================================================
+    option                 default   meaning (source)
+    =====================  ========  ==============================================================
+    ``population_size``    64        N (§6.1: "the population for each iteration is 64")
+    ``crossover_prob``     0.9       a mating crosses its parents (paper silent; engine NSGA-II's)
+    ``mutation_prob``      0.5       a child is mutated (paper silent; engine NSGA-II's)
+    ``max_tries``          50        matings per offspring spent avoiding repeats (engine NSGA-II's)
+    ``p_r``, ``p_den``     1/3, 1/3  Eq. (3) random / dense initial connections, rest none (paper silent)
+    ``p_rl``               0.5       mutation is the RL one (exploitation) (paper silent: "balance")
+    ``p_mr``, ``p_mf``     1/3, 1/3  Eq. (5) random / RWS-FLOPs, rest RWS-params (paper silent)
+    ``rws_floor``          0.1       RWS weight floor, in units of the log-cost range (paper silent)
+    ``rl_embedding_dim``   16        cell embedding width (paper silent)
+    ``rl_hidden``          [64, 64]  widths of fc1, fc2; fc3 has n(n+1)/2 outputs (Fig. 2 / paper silent)
+    ``rl_lr``              0.05      Adam learning rate of the policy (paper silent)
+    ``rl_baseline``        true      subtract an EMA baseline from R (paper silent; false = Eq. 6 as printed)
+    ``rl_baseline_decay``  0.9       EMA decay of the baseline (paper silent)
+    ``rl_gene_prob``       1.0       per-gene resampling probability of the RL mutation (paper silent)
+    ``rl_train_on``        "all"     learn from every told model, or only RL-mutated ones "rl" (paper silent)
+    ``generic_fallback``   true      on a non-FALSR space run as NSGA-II (true) or refuse (false)
+    =====================  ========  ==============================================================
+    """
+
+    registry_name = "falsr-hybrid"
+
+    _OPTIONS = ("seed", "population_size", "crossover_prob", "mutation_prob", "max_tries", "p_r", "p_den",
+                "p_rl", "p_mr", "p_mf", "rws_floor", "rl_embedding_dim", "rl_hidden", "rl_lr", "rl_baseline",
+                "rl_baseline_decay", "rl_gene_prob", "rl_train_on", "generic_fallback")
+
+    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 64,
+                 crossover_prob: float = 0.9, mutation_prob: float = 0.5, max_tries: int = 50,
+                 p_r: float = 1 / 3, p_den: float = 1 / 3, p_rl: float = 0.5, p_mr: float = 1 / 3,
+                 p_mf: float = 1 / 3, rws_floor: float = 0.1, rl_embedding_dim: int = 16,
+                 rl_hidden: Sequence[int] = (64, 64), rl_lr: float = 0.05, rl_baseline: bool = True,
+                 rl_baseline_decay: float = 0.9, rl_gene_prob: float = 1.0, rl_train_on: str = "all",
+                 generic_fallback: bool = True, **unknown: Any):
+        if unknown:
+            raise ConfigError(f"controller {self.registry_name!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+                              f"known: {', '.join(sorted(self._OPTIONS))}")
+        self.p_r = _prob("p_r", p_r)
+        self.p_den = _prob("p_den", p_den)
+        if self.p_r + self.p_den > 1.0 + 1e-12:
+            raise ConfigError(f"controller.p_r + controller.p_den must be <= 1 (Eq. 3: the rest is 'no "
+                              f"connections'), got {self.p_r:g} + {self.p_den:g}")
+        self.p_rl = _prob("p_rl", p_rl)
+        self.p_mr = _prob("p_mr", p_mr)
+        self.p_mf = _prob("p_mf", p_mf)
+        if self.p_mr + self.p_mf > 1.0 + 1e-12:
+            raise ConfigError(f"controller.p_mr + controller.p_mf must be <= 1 (Eq. 5: the rest is RWS on "
+                              f"params), got {self.p_mr:g} + {self.p_mf:g}")
+        self.rws_floor = _real("rws_floor", rws_floor, 0.0, math.inf, hi_open=True)
+        self.rl_embedding_dim = _whole("rl_embedding_dim", rl_embedding_dim, 1)
+        self.rl_hidden = _hidden(rl_hidden)
+        self.rl_lr = _real("rl_lr", rl_lr, 0.0, math.inf, lo_open=True, hi_open=True)
+        self.rl_baseline = _flag("rl_baseline", rl_baseline)
+        self.rl_baseline_decay = _real("rl_baseline_decay", rl_baseline_decay, 0.0, 1.0, hi_open=True)
+        self.rl_gene_prob = _prob("rl_gene_prob", rl_gene_prob)
+        self.rl_train_on = _choice("rl_train_on", rl_train_on, _TRAIN_ON)
+        self.generic_fallback = _flag("generic_fallback", generic_fallback)
+        super().__init__(space, reward, seed=seed, population_size=population_size,
+                         crossover_prob=crossover_prob, mutation_prob=mutation_prob, max_tries=max_tries)
+
+        problem = falsr_interface_problem(space)
+        self.falsr = problem is None
+        if problem is not None:
+            if not self.generic_fallback:
+                raise ConfigError(f"controller {self.registry_name!r} needs a FALSR space: {problem}; set "
+                                  "controller.generic_fallback=true to run it as plain NSGA-II there")
+            log.warning("%s: %s; falling back to plain NSGA-II with the space's own sample / crossover / mutate "
+                        "(no paper initialisation, no roulette-wheel or reinforcement-driven mutation)",
+                        self.registry_name, problem)
+
+        # the torch generator: seeded from self.rng, so the seed is the only input
+        self.torch_generator = torch.Generator().manual_seed(int(self.rng.integers(2**63 - 1)))
+        self.policy: FalsrPolicy | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        if self.falsr:
+            self.n_cells = int(space.n_cells)
+            self.n_choices = len(space.cell_choices)
+            self.n_bits = macro_length(self.n_cells)
+            self.policy = FalsrPolicy(self.n_cells, self.n_choices, self.rl_embedding_dim, self.rl_hidden,
+                                      self.torch_generator)
+            self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.rl_lr)
+        self.baseline: float | None = None
+        self.rl_steps = 0                           # policy-gradient steps taken
+        self.rl_samples = 0                         # models learned from
+        self.init_queue: list[Genome] = []          # the rest of the planned initial population
+        self.origins: dict[str, str] = {}           # genome key -> how it was made, for asked-not-told genomes
+        self.origin_counts = {origin: 0 for origin in ORIGINS}
+        self._made: dict[str, str] = {}             # transient: origins of the children of the current ask
+        self._weights: dict[str, np.ndarray] = {}   # RWS weights (derived from the cost model, not state)
+
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "p_r": self.p_r, "p_den": self.p_den, "p_rl": self.p_rl, "p_mr": self.p_mr,
+                "p_mf": self.p_mf, "rws_floor": self.rws_floor, "rl_embedding_dim": self.rl_embedding_dim,
+                "rl_hidden": list(self.rl_hidden), "rl_lr": self.rl_lr, "rl_baseline": self.rl_baseline,
+                "rl_baseline_decay": self.rl_baseline_decay, "rl_gene_prob": self.rl_gene_prob,
+                "rl_train_on": self.rl_train_on, "generic_fallback": self.generic_fallback}
+
+    # ---- genome <-> (cell indices, bits) --------------------------------------------------------------------
+    def _split(self, genome: FalsrGenome) -> tuple[list[int], list[int]]:
+        return [self.space.cell_index(c) for c in genome.micro], list(genome.macro)
+
+    def _join(self, micro: Sequence[int], macro: Sequence[int]) -> FalsrGenome:
+        cells = self.space.cell_choices
+        return FalsrGenome(tuple(cells[int(i)] for i in micro), tuple(int(b) for b in macro))
+
+    def _require_falsr(self, what: str) -> None:
+        if not self.falsr:
+            raise ConfigError(f"controller {self.registry_name!r}: {what} needs a FALSR space "
+                              f"({falsr_interface_problem(self.space)})")
+
+    # ---- initialisation (§4.2) ---------------------------------------------------------------------------
+    def connections(self) -> tuple[str, tuple[int, ...]]:
+        """One initial ``M_mac`` by Eq. (3): ``(mode, bits)`` with mode random / dense / none."""
+        self._require_falsr("the paper's initialisation")
+        p = self.rng.random()
+        if p < self.p_r:
+            return "random", tuple(int(b) for b in self.rng.integers(0, 2, size=self.n_bits))
+        if p < self.p_r + self.p_den:
+            return "dense", (1,) * self.n_bits
+        return "none", (0,) * self.n_bits
+
+    def initial_population(self, size: int | None = None) -> list[FalsrGenome]:
+        """``size`` (default N) initial models by §4.2: distinct repeated cells while they last, then
+        arbitrary cells; connections by Eq. (3)."""
+        self._require_falsr("the paper's initialisation")
+        size = self.population_size if size is None else _whole("size", size, 0)
+        order = self.rng.permutation(self.n_choices)
+        out = []
+        for k in range(size):
+            if k < self.n_choices:
+                micro = [int(order[k])] * self.n_cells
+            else:
+                micro = [int(i) for i in self.rng.integers(self.n_choices, size=self.n_cells)]
+            out.append(self._join(micro, self.connections()[1]))
+        return out
+
+    def sample_new(self) -> tuple[Genome, str]:
+        """The next model of the planned initial population (a fresh plan when it is used up)."""
+        if not self.falsr:
+            genome, key = super().sample_new()
+            self._made[key] = "init"
+            return genome, key
+        for _ in range(self.max_tries):
+            if not self.init_queue:
+                self.init_queue = self.initial_population()
+            genome = self.init_queue.pop(0)
+            key = self.space.genome_key(genome)
+            if key not in self.seen or self.space_exhausted():
+                break
+        self._made[key] = "init"
+        return genome, key
+
+    # ---- variation -------------------------------------------------------------------------------------------
+    def crossover(self, a: Genome, b: Genome) -> tuple[Genome, Genome]:
+        """§4.4 Eq. (4): the space's crossover (on a FALSR space: cell ``i`` and connection row ``j`` swapped
+        at once)."""
+        return self.space.crossover(a, b, self.rng)
+
+    def mutation_kind(self) -> str:
+        """Draw a mutation kind: ``rl`` with probability ``p_rl``, else Eq. (5) over random / rws_flops /
+        rws_params. On a generic space always ``random``."""
+        if not self.falsr:
+            return "random"
+        if self.rng.random() < self.p_rl:
+            return "rl"
+        p = self.rng.random()
+        if p < self.p_mr:
+            return "random"
+        return "rws_flops" if p < self.p_mr + self.p_mf else "rws_params"
+
+    def mutate(self, genome: Genome, kind: str | None = None) -> tuple[Genome, str]:
+        """``(child, kind)``: ``genome`` mutated by ``kind`` (one of :data:`MUTATION_KINDS`, drawn by
+        :meth:`mutation_kind` when ``None``)."""
+        kind = self.mutation_kind() if kind is None else _choice("mutation kind", kind, MUTATION_KINDS)
+        if kind == "random":
+            return self.space.mutate(genome, self.rng), kind
+        if kind == "rl":
+            return self.mutate_rl(genome), kind
+        return self.mutate_rws(genome, "mult_adds" if kind == "rws_flops" else "params"), kind
+
+    def rws_weights(self, metric: str) -> np.ndarray:
+        """Roulette-wheel probabilities over ``S`` for ``metric`` (``mult_adds`` = FLOPs, or ``params``): with
+        ``L_k = log(cost_k)``, weight ``L_max - L_k + rws_floor * (L_max - L_min)``, normalised — the cheapest
+        cell has the largest slice, the dearest ``rws_floor`` of the log range."""
+        self._require_falsr("roulette-wheel selection")
+        if metric not in self._weights:
+            mult_adds, params = cell_costs(self.space)
+            cost = {"mult_adds": mult_adds, "params": params}[metric]
+            logc = np.log(np.maximum(cost, 1.0))
+            span = float(logc.max() - logc.min())
+            w = (logc.max() - logc) + self.rws_floor * span
+            if not np.any(w > 0):  # every cell costs the same (or a zero floor with one cell): uniform
+                w = np.ones_like(logc)
+            self._weights[metric] = w / w.sum()
+        return self._weights[metric]
+
+    def mutate_rws(self, genome: FalsrGenome, metric: str) -> FalsrGenome:
+        """§4.5 RWS: ``M_mac`` kept, each of the ``n`` cells drawn from ``S`` by :meth:`rws_weights`."""
+        p = self.rws_weights(metric)
+        micro = self.rng.choice(self.n_choices, size=self.n_cells, p=p)
+        return self._join(micro, genome.macro)
+
+    def mutate_rl(self, genome: FalsrGenome) -> FalsrGenome:
+        """The reinforcement-driven mutation: each cell resampled from its policy head with probability
+        ``rl_gene_prob``, then each connection bit from ``O^mac`` given the new cells with the same
+        probability (``rl_gene_prob = 1``: the policy generates the whole model)."""
+        self._require_falsr("the reinforcement-driven mutation")
+        micro, macro = self._split(genome)
+        keep_cells = self.rng.random(self.n_cells) >= self.rl_gene_prob
+        keep_bits = self.rng.random(self.n_bits) >= self.rl_gene_prob
+        g = self.torch_generator
+        with torch.no_grad():
+            cell_probs = F.softmax(self.policy.cell_logits, dim=-1)
+            drawn = torch.multinomial(cell_probs, 1, generator=g).reshape(-1).tolist()
+            micro = [old if keep else new for old, new, keep in zip(micro, drawn, keep_cells)]
+            o_mac = torch.sigmoid(self.policy.connection_logits(torch.tensor([micro], dtype=torch.long)))[0]
+            bits = torch.bernoulli(o_mac, generator=g).to(torch.long).tolist()
+            macro = [old if keep else new for old, new, keep in zip(macro, bits, keep_bits)]
+        return self._join(micro, macro)
+
+    def make_offspring(self) -> list[tuple[Genome, str]]:
+        a = self.population[self.tournament()].genome
+        b = self.population[self.tournament()].genome
+        crossed = self.rng.random() < self.crossover_prob
+        c1, c2 = self.crossover(a, b) if crossed else (a, b)
+        out = []
+        for child in (c1, c2):
+            origin = "crossover" if crossed else "copy"
+            if self.rng.random() < self.mutation_prob:
+                child, origin = self.mutate(child)
+            key = self.space.genome_key(child)
+            self._made[key] = origin
+            out.append((child, key))
+        return out
+
+    # ---- ask / tell ----------------------------------------------------------------------------------------
+    def ask(self, n: int | None = None) -> list[Genome]:
+        self._made = {}
+        genomes = super().ask(n)
+        for genome in genomes:
+            key = self.space.genome_key(genome)
+            origin = self._made.get(key, "random")  # NSGA-II's last-resort extra mutation is a random one
+            self.origins[key] = origin
+            self.origin_counts[origin] = self.origin_counts.get(origin, 0) + 1
+        self._made = {}
+        return genomes
+
+    def tell(self, results: Sequence[Result]) -> None:
+        samples = []
+        for result in results:
+            key = self.space.genome_key(result.genome)
+            origin = self.origins.pop(key, None)
+            value = self._reward_of(result)
+            if value is not None and (self.rl_train_on == "all" or origin == "rl"):
+                samples.append((result.genome, value))
+        super().tell(results)
+        if self.falsr and samples:
+            self.policy_update(samples)
+
+    def _reward_of(self, result: Result) -> float | None:
+        """The model's reward R for Eq. (6): ``result.reward``, else the reward's scalar of the metrics;
+        ``None`` for failed results and results without a finite reward."""
+        if result.status == "failed":
+            return None
+        for get in (lambda: result.reward, lambda: self.reward.scalar(result.metrics) if result.metrics else None):
+            try:
+                value = get()
+                value = None if value is None else float(value)
+            except (KeyError, TypeError, ValueError, ZeroDivisionError):
+                value = None
+            if value is not None and math.isfinite(value):
+                return value
+        return None
+
+    # ---- the policy gradient (Eq. 6) -----------------------------------------------------------------------
+    def _batch(self, genomes: Sequence[FalsrGenome]) -> tuple[torch.Tensor, torch.Tensor]:
+        split = [self._split(g) for g in genomes]
+        micro = torch.tensor([m for m, _ in split], dtype=torch.long)
+        macro = torch.tensor([c for _, c in split], dtype=torch.float32)
+        return micro, macro
+
+    def policy_log_prob(self, genome: FalsrGenome) -> float:
+        """``log p(genome)`` under the policy: ``sum_i log p(cell_i) + sum_j log p(c_j | M_mic)``."""
+        self._require_falsr("the policy")
+        with torch.no_grad():
+            lp_mic, lp_mac = self.policy.log_prob(*self._batch([genome]))
+        return float(lp_mic[0] + lp_mac[0])
+
+    def policy_update(self, samples: Sequence[tuple[FalsrGenome, float]]) -> float:
+        """One Adam step on Eq. (6) for ``samples`` = ``[(genome, R), ...]``; returns the loss. With
+        ``rl_baseline`` the advantage is ``R - b`` (``b``: EMA of the batch-mean rewards, the first batch's
+        mean at the start), then ``b`` is updated; without it ``R`` itself, as Eq. (6) is printed."""
+        self._require_falsr("the policy")
+        if not samples:
+            return 0.0
+        genomes = [g for g, _ in samples]
+        rewards = torch.tensor([float(r) for _, r in samples], dtype=torch.float32)
+        mean_reward = float(rewards.mean())
+        if self.rl_baseline:
+            base = mean_reward if self.baseline is None else self.baseline
+            advantage = rewards - base
+        else:
+            advantage = rewards
+        lp_mic, lp_mac = self.policy.log_prob(*self._batch(genomes))
+        # g(θ) = -∇[Σ_i log p(cell_i) R_i + Σ_j (c_j log O_j + (1 - c_j) log(1 - O_j)) R_j], R_i = R_j = R - b
+        loss = -(advantage * (lp_mic + lp_mac)).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.rl_baseline:
+            d = self.rl_baseline_decay
+            self.baseline = mean_reward if self.baseline is None else d * self.baseline + (1 - d) * mean_reward
+        self.rl_steps += 1
+        self.rl_samples += len(samples)
+        return float(loss.detach())
+
+    # ---- state -------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(
+            falsr=self.falsr,
+            init_queue=[self.space.to_json(g) for g in self.init_queue],
+            origins=dict(self.origins),
+            origin_counts=dict(self.origin_counts),
+            torch_generator=self.torch_generator.get_state().clone(),
+            baseline=self.baseline,
+            rl_steps=self.rl_steps,
+            rl_samples=self.rl_samples,
+        )
+        if self.falsr:
+            state["policy"] = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+            state["optimizer"] = copy.deepcopy(self.optimizer.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if bool(state.get("falsr", self.falsr)) != self.falsr:
+            raise ConfigError(f"controller {self.registry_name!r}: the saved state was made on a "
+                              f"{'FALSR' if state.get('falsr') else 'generic'} space, this controller runs on a "
+                              f"{'FALSR' if self.falsr else 'generic'} one ({type(self.space).__name__})")
+        super().load_state_dict(state)
+        self.init_queue = [self.space.from_json(g) for g in state["init_queue"]]
+        self.origins = dict(state["origins"])
+        self.origin_counts = {k: int(v) for k, v in state["origin_counts"].items()}
+        self.torch_generator.set_state(state["torch_generator"].clone())
+        self.baseline = None if state["baseline"] is None else float(state["baseline"])
+        self.rl_steps = int(state["rl_steps"])
+        self.rl_samples = int(state["rl_samples"])
+        if self.falsr:
+            try:
+                self.policy.load_state_dict({k: v.clone() for k, v in state["policy"].items()})
+                self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+            except (RuntimeError, KeyError, ValueError) as exc:
+                raise ConfigError(f"controller {self.registry_name!r}: the saved policy does not fit this space "
+                                  f"(n_cells={self.n_cells}, {self.n_choices} cell choices): {exc}") from None
