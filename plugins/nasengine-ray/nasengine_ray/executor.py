@@ -1,0 +1,435 @@
+"""The ``ray`` executor: every candidate evaluation is one Ray task.
+
+Where Ray comes from (:meth:`RayExecutor.start`):
+
+* Ray already initialised in this process (``ray.init`` called by the caller): that connection is used, and
+  left alone by :meth:`~RayExecutor.close`;
+* ``address`` (the executor option, else the ``RAY_ADDRESS`` environment variable Ray itself reads): the
+  existing cluster there (``"HEAD:6379"``, ``"auto"`` for one started on this machine with ``ray start``);
+  :meth:`~RayExecutor.close` disconnects and the cluster keeps running;
+* neither: a local Ray instance sized to the machine (the CPUs this process may use, or ``workers`` x
+  ``num_cpus`` when ``workers`` is given), loopback only, no dashboard; :meth:`~RayExecutor.close` stops it.
+
+Each evaluation is ``ray.remote(nasengine.executors.run_task)`` called on the task's small, picklable
+:class:`~nasengine.executors.EvalTask` (space name + options, genome JSON, evaluator name + options, seed), with
+resource hints so that Ray places and isolates it: ``num_cpus`` CPUs (default 1) and ``gpus_per_task`` GPUs
+(default ``"auto"``: one when the cluster has GPUs, none otherwise), plus optional custom ``resources``. The
+worker builds the space and the evaluator itself (its plugins loaded from the environment, like a local worker
+process) and reads the training data from a path it can reach; it only returns the
+:class:`~nasengine.executors.EvalOutcome`, which the driver records: the driver's experiment store stays the
+single source of truth.
+
+Tasks are taken from the iterable lazily — at most ``workers`` in flight (default: what the cluster can run
+at once, read again at every :meth:`~RayExecutor.imap`, so nodes that joined are used by the next
+generation) — and outcomes are yielded as they complete (``ray.wait``), like the local process executor, so a
+search's seconds budget still stops submitting work.
+
+Faults: a worker process that dies mid-evaluation (SIGKILL, segfault, out of memory, a lost node) is retried by
+Ray up to ``max_retries`` times (default 2); when every attempt died the driver yields a ``failed`` outcome
+``"worker died: ..."``. Exceptions raised by an evaluation are not retried: ``run_task`` already turns them into
+a ``failed`` outcome. ``task_timeout`` (seconds from submission) cancels an evaluation that runs longer. When
+:meth:`~RayExecutor.imap` is abandoned (Ctrl-C, an exception, the caller stopped) the tasks in flight are
+cancelled (their workers killed).
+
+Environment: every ``NASENGINE_*`` variable of the driver (``NASENGINE_PLUGINS_EXTRA``, ``NASENGINE_DATA``,
+...) is sent with each task through ``runtime_env={"env_vars": ...}`` (``forward_env: false`` turns that off),
+plus the ``env_vars`` option's own variables, so that the workers load the same plugins and find the same data.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any, Iterable, Iterator, Mapping
+
+import attrs
+
+from nasengine.errors import ConfigError
+from nasengine.executors import EvalOutcome, EvalTask, Executor, ExecutorError, run_task, usable_cpus
+
+__all__ = ["RayExecutor", "FORWARDED_ENV_PREFIXES", "forwarded_env"]
+
+log = logging.getLogger("nasengine.ray")
+
+#: Variables of the driver sent to every evaluation (names starting with these).
+FORWARDED_ENV_PREFIXES = ("NASENGINE_",)
+
+#: The Ray instance a :class:`RayExecutor` of this process started, and the driver's ``NASENGINE_*`` variables
+#: then: its workers inherited them, so evaluations need no ``runtime_env`` for those (a ``runtime_env`` makes Ray
+#: start a separate pool of worker processes, seconds each). ``(gcs_address, env)`` or ``None``.
+_LOCAL_INSTANCE: tuple[str, dict[str, str]] | None = None
+
+#: ``ray.exceptions`` names that mean the process (or node) running the task died; Ray retries these.
+_DEATH_ERRORS = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "LocalRayletDiedError",
+                 "ActorDiedError")
+
+
+def forwarded_env(extra: Mapping[str, str] | None = None, *, forward: bool = True) -> dict[str, str]:
+    """The environment variables each evaluation gets: the driver's ``NASENGINE_*`` ones (when ``forward``),
+    then ``extra``."""
+    env: dict[str, str] = {}
+    if forward:
+        env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)})
+    env.update({str(k): str(v) for k, v in (extra or {}).items()})
+    return env
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - the package depends on ray
+        raise ExecutorError(f"the ray executor needs Ray: pip install nasengine-ray ({exc})") from None
+    return ray
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _number(name: str, value: Any, *, minimum: float, strict: bool, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (value <= minimum if strict else value < minimum):
+        rel = ">" if strict else ">="
+        raise ConfigError(f"executor.{name} must be a number {rel} {minimum:g}, got {value!r}")
+    return value
+
+
+def _whole(name: str, value: Any, *, minimum: int, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"executor.{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class RayExecutor(Executor):
+    """Evaluations as Ray tasks, on a local Ray instance or an existing cluster (see the module docstring).
+
+    Options (the config's ``executor`` section; ``--set executor.KEY=VALUE``):
+
+    * ``address`` — the Ray cluster (``"HEAD:6379"``, ``"auto"``); default ``$RAY_ADDRESS``, else a local
+      instance;
+    * ``workers`` — evaluations in flight (default: the cluster's CPUs / ``num_cpus``, or its GPUs /
+      ``gpus_per_task`` when evaluations take GPUs); also sizes a local instance;
+    * ``num_cpus`` — CPUs each evaluation reserves (default 1; fractions allowed);
+    * ``gpus_per_task`` — GPUs each evaluation reserves: ``"auto"`` (default: 1 when the cluster has GPUs, else
+      0) or a number (``0.5`` puts two evaluations on a GPU);
+    * ``threads`` — torch CPU threads of an evaluation (default ``ceil(num_cpus)``);
+    * ``max_retries`` — Ray's retries of an evaluation whose worker died (default 2; 0: none);
+    * ``task_timeout`` — seconds from submission after which an evaluation is cancelled and failed;
+    * ``resources`` — custom Ray resources each evaluation reserves (``{"a100": 1}``);
+    * ``env_vars`` — more environment variables for the evaluations; ``forward_env`` (default true) — send the
+      driver's ``NASENGINE_*`` variables;
+    * ``max_calls`` — evaluations a Ray worker process runs before it is replaced (Ray's default: unlimited for
+      CPU tasks, 1 for GPU tasks, which frees GPU memory between evaluations).
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        address: str | None = None,
+        num_cpus: float = 1,
+        gpus_per_task: float | str = "auto",
+        threads: int | None = None,
+        max_retries: int = 2,
+        task_timeout: float | None = None,
+        resources: Mapping[str, float] | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        forward_env: bool = True,
+        max_calls: int | None = None,
+    ):
+        super().__init__(workers)
+        if address is not None and (not isinstance(address, str) or not address.strip()):
+            raise ConfigError(f"executor.address must be a Ray address such as 'HEAD:6379' or 'auto', got {address!r}")
+        self.address = address.strip() if address else None
+        self.num_cpus = _number("num_cpus", num_cpus, minimum=0, strict=True)
+        if gpus_per_task != "auto":
+            gpus_per_task = _number("gpus_per_task", gpus_per_task, minimum=0, strict=False)
+        self.gpus_per_task = gpus_per_task
+        self.threads = _whole("threads", threads, minimum=1)
+        self.max_retries = _whole("max_retries", max_retries, minimum=0, allow_none=False)
+        self.task_timeout = _number("task_timeout", task_timeout, minimum=0, strict=True, allow_none=True)
+        if resources is not None:
+            if not isinstance(resources, Mapping):
+                raise ConfigError(f"executor.resources must be a mapping of resource name to amount, got {resources!r}")
+            for key, value in resources.items():
+                _number(f"resources.{key}", value, minimum=0, strict=False)
+            resources = dict(resources)
+        self.resources = resources
+        if env_vars is not None and not isinstance(env_vars, Mapping):
+            raise ConfigError(f"executor.env_vars must be a mapping of variable name to value, got {env_vars!r}")
+        self.env_vars = dict(env_vars or {})
+        if not isinstance(forward_env, bool):
+            raise ConfigError(f"executor.forward_env must be true or false, got {forward_env!r}")
+        self.forward_env = forward_env
+        self.max_calls = _whole("max_calls", max_calls, minimum=0)
+
+        self._mode: str | None = None  # "local" (ours), "connected" (we connected), "attached" (the caller's)
+        self._closed = False
+        self._parallelism = workers or 1
+        self._gpus = 0.0
+        self._where = ""
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+    @property
+    def owns_instance(self) -> bool:
+        """Whether :meth:`close` stops a Ray instance this executor started."""
+        return self._mode == "local" and not self._closed
+
+    def start(self) -> None:
+        """Start (or connect to) Ray; idempotent."""
+        global _LOCAL_INSTANCE
+        if self._closed:
+            raise ExecutorError("the ray executor is closed")
+        if self._mode is not None:
+            return
+        ray = _import_ray()
+        if ray.is_initialized():
+            self._mode = "attached"
+            if self.address:
+                log.info("ray is already initialised in this process; using that connection, not %s", self.address)
+        else:
+            address = self.address or os.environ.get("RAY_ADDRESS", "").strip() or None
+            mode = "connected" if address else "local"
+            try:
+                if address:
+                    ray.init(address=address)
+                else:
+                    cpus = usable_cpus()
+                    if self.workers is not None:
+                        cpus = max(1, math.ceil(self.workers * self.num_cpus))
+                    env_at_start = forwarded_env()
+                    ray.init(num_cpus=cpus, include_dashboard=False)
+            except BaseException as exc:
+                if ray.is_initialized():  # half-way (Ctrl-C during the start): do not leave it running
+                    try:
+                        ray.shutdown()
+                    except Exception:  # pragma: no cover
+                        pass
+                if not isinstance(exc, Exception):
+                    raise
+                if address:
+                    hint = ""
+                    chain, seen = [], exc
+                    while seen is not None and len(chain) < 10:
+                        chain.append(f"{type(seen).__name__} {seen}")
+                        seen = seen.__cause__ or seen.__context__
+                    if "auth" in " ".join(chain).lower():
+                        hint = ("; the cluster uses token authentication: set RAY_AUTH_MODE=token and make its token "
+                                "readable here (~/.ray/auth_token or RAY_AUTH_TOKEN)")
+                    raise ExecutorError(f"cannot connect to the Ray cluster at {address}: {_one_line(exc)}{hint}") from exc
+                raise ExecutorError(f"cannot start a local Ray instance: {_one_line(exc)}") from exc
+            self._mode = mode
+            if mode == "local":
+                _LOCAL_INSTANCE = (ray.get_runtime_context().gcs_address, env_at_start)
+        self._refresh()
+        if isinstance(self.gpus_per_task, (int, float)) and self.gpus_per_task > 0 and self._cluster_gpus() == 0:
+            log.warning("executor.gpus_per_task=%g but the Ray cluster has no GPU (yet): evaluations wait for one",
+                        self.gpus_per_task)
+
+    def close(self) -> None:
+        """Stop a local instance this executor started, or disconnect from a cluster it connected to (the
+        cluster keeps running); a connection the caller made is left alone. Idempotent."""
+        global _LOCAL_INSTANCE
+        if self._closed:
+            return
+        self._closed = True
+        mode = self._mode  # kept: describe() still tells what ran where
+        if mode in ("local", "connected"):
+            ray = _import_ray()
+            if mode == "local":
+                _LOCAL_INSTANCE = None
+            try:
+                ray.shutdown()
+            except Exception as exc:  # pragma: no cover - nothing left to save
+                log.warning("ray.shutdown() failed: %s", exc)
+
+    # ---- resources ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _cluster() -> dict[str, float]:
+        import ray
+
+        try:
+            return dict(ray.cluster_resources())
+        except Exception:  # pragma: no cover - a cluster that went away fails the tasks instead
+            return {}
+
+    def _cluster_gpus(self) -> float:
+        return float(self._cluster().get("GPU", 0) or 0)
+
+    def _refresh(self) -> None:
+        """Resolve ``gpus_per_task="auto"`` and the default parallelism from the cluster's resources now."""
+        res = self._cluster()
+        cpus, gpus = float(res.get("CPU", 0) or 0), float(res.get("GPU", 0) or 0)
+        self._gpus = (1.0 if gpus > 0 else 0.0) if self.gpus_per_task == "auto" else float(self.gpus_per_task)
+        if self.workers is not None:
+            self._parallelism = self.workers
+        elif self._gpus > 0:
+            self._parallelism = max(1, int(gpus // self._gpus)) if gpus else 1
+        else:
+            self._parallelism = max(1, int(cpus // self.num_cpus)) if cpus else 1
+        nodes = 0
+        try:
+            import ray
+
+            nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        except Exception:  # pragma: no cover
+            pass
+        kind = {"local": "local instance", "connected": "cluster", "attached": "existing connection"}[self._mode]
+        try:
+            import ray
+
+            gcs = ray.get_runtime_context().gcs_address
+        except Exception:  # pragma: no cover
+            gcs = self.address or "?"
+        self._where = (f"{kind} {gcs} ({nodes} node(s), {cpus:g} CPU(s)" + (f", {gpus:g} GPU(s)" if gpus else "")
+                       + ")")
+
+    @property
+    def parallelism(self) -> int:
+        return self._parallelism
+
+    @property
+    def task_threads(self) -> int:
+        """torch threads of an evaluation that does not set its own."""
+        return self.threads or max(1, math.ceil(self.num_cpus))
+
+    def describe(self) -> str:
+        if self._mode is None:
+            return "ray (not started)"
+        per = f"{self.num_cpus:g} CPU" + (f" + {self._gpus:g} GPU" if self._gpus else "")
+        timeout = f", timeout {self.task_timeout:g} s" if self.task_timeout else ""
+        return (f"ray: {self._where}; {self._parallelism} evaluation(s) at once, {per} and "
+                f"{self.task_threads} torch thread(s) each, max_retries {self.max_retries}{timeout}")
+
+    # ---- evaluations -----------------------------------------------------------------------------------
+    def _options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "num_cpus": self.num_cpus,
+            "num_gpus": self._gpus,
+            "max_retries": self.max_retries,
+            "retry_exceptions": False,  # run_task turns exceptions into failed outcomes; only deaths are retried
+            "name": "nasengine-eval",
+        }
+        if self.resources:
+            opts["resources"] = dict(self.resources)
+        if self.max_calls is not None:
+            opts["max_calls"] = self.max_calls
+        env = forwarded_env(self.env_vars, forward=self.forward_env)
+        if env and not self._inherited(env):
+            opts["runtime_env"] = {"env_vars": env}
+        return opts
+
+    @staticmethod
+    def _inherited(env: dict[str, str]) -> bool:
+        """Whether the workers already have ``env``: a local instance started by this process with it."""
+        if _LOCAL_INSTANCE is None:
+            return False
+        import ray
+
+        try:
+            gcs = ray.get_runtime_context().gcs_address
+        except Exception:  # pragma: no cover
+            return False
+        address, at_start = _LOCAL_INSTANCE
+        return gcs == address and all(at_start.get(k) == v for k, v in env.items())
+
+    def _prepare(self, task: EvalTask) -> EvalTask:
+        changes: dict[str, Any] = {}
+        if task.threads is None:
+            changes["threads"] = self.task_threads
+        if task.device in ("auto", None, "") and not self._gpus:
+            changes["device"] = "cpu"  # no GPU reserved: do not use one Ray did not give us
+        return attrs.evolve(task, **changes) if changes else task
+
+    def _failed(self, task: EvalTask, started: float, error: str) -> EvalOutcome:
+        return EvalOutcome(task_id=task.task_id, status="failed", error=error,
+                           wall_seconds=time.perf_counter() - started, worker="ray")
+
+    def _collect(self, ref, task: EvalTask, started: float) -> EvalOutcome:
+        import ray
+        import ray.exceptions as rex
+
+        deaths = tuple(getattr(rex, n) for n in _DEATH_ERRORS if hasattr(rex, n))
+        try:
+            outcome = ray.get(ref)
+        except rex.TaskCancelledError as exc:
+            return self._failed(task, started, f"cancelled ({_one_line(exc)}) while evaluating task {task.task_id}")
+        except deaths as exc:
+            attempts = self.max_retries + 1
+            return self._failed(task, started, f"worker died: {_one_line(exc)} ({attempts} attempt(s), "
+                                               f"max_retries {self.max_retries}) while evaluating task {task.task_id}")
+        except rex.RayTaskError as exc:  # run_task raised (KeyboardInterrupt in the worker, or a bug)
+            cause = getattr(exc, "cause", None) or exc
+            return self._failed(task, started, f"the Ray task raised {_one_line(cause)} while evaluating task "
+                                               f"{task.task_id}")
+        except rex.RayError as exc:
+            return self._failed(task, started, f"ray: {_one_line(exc)} while evaluating task {task.task_id}")
+        if not isinstance(outcome, EvalOutcome) or outcome.task_id != task.task_id:
+            return self._failed(task, started, f"the Ray task returned {type(outcome).__name__}, not the outcome of "
+                                               f"task {task.task_id}")
+        return outcome
+
+    @staticmethod
+    def _cancel(refs) -> None:
+        import ray
+
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # already finished, or Ray is going away
+                pass
+
+    def imap(self, tasks: Iterable[EvalTask]) -> Iterator[EvalOutcome]:
+        import ray
+
+        self.start()
+        self._refresh()
+        # Built with ray.remote (not .options) so that Ray's own defaults by resources apply: max_calls=1 for GPU
+        # tasks (a fresh process per evaluation frees its GPU memory), which .options cannot set.
+        remote = ray.remote(**self._options())(run_task)
+        limit = self._parallelism
+        source = iter(tasks)
+        pending: dict[Any, tuple[EvalTask, float]] = {}  # ObjectRef -> (task, submitted at); insertion ordered
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < limit:
+                    try:
+                        task = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending[remote.remote(self._prepare(task))] = (task, time.perf_counter())
+                if not pending:
+                    return
+                timeout = None
+                if self.task_timeout is not None:
+                    now = time.perf_counter()
+                    late = [ref for ref, (_, t0) in pending.items() if now - t0 >= self.task_timeout]
+                    if late:
+                        self._cancel(late)
+                        for ref in late:
+                            task, t0 = pending.pop(ref)
+                            yield self._failed(task, t0, f"timed out after {self.task_timeout:g} s while "
+                                                         f"evaluating task {task.task_id}")
+                        continue
+                    timeout = max(0.0, min(t0 for _, t0 in pending.values()) + self.task_timeout - now)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+                for ref in ready:
+                    task, t0 = pending.pop(ref)
+                    yield self._collect(ref, task, t0)
+        finally:
+            # Abandoned (Ctrl-C, an exception, the caller stopped iterating): the evaluations in flight are of
+            # no use any more; their workers are killed rather than left computing on a shared cluster.
+            if pending:
+                self._cancel(list(pending))
