@@ -121,3 +121,24 @@ def nasengine_register_models(registry):
         return BicubicUpscaler(scale=scale)
 
     registry.add("bicubic", bicubic)
+
+
+def _seconds(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+@hookimpl
+def nasengine_register_search_options(registry):
+    from nasengine.options import SearchOption
+
+    registry.add("task-timeout", SearchOption(
+        key="executor.task_timeout", type=_seconds, metavar="SECONDS",
+        help="fail an evaluation that runs longer than this (process executor and executors that support it)"))

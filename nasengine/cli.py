@@ -237,6 +237,17 @@ def _search_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
+def _with_plugin_options(args) -> tuple[dict, str | None]:
+    """``--set`` overrides merged with those of the plugin-added options given, and the executor to use."""
+    from nasengine.method import deep_merge
+    from nasengine.options import search_option_overrides
+
+    options = getattr(args, "search_options", None) or {}
+    values = {name: getattr(args, _option_dest(name)) for name in options}
+    extra, executor = search_option_overrides(options, values, args.executor)
+    return deep_merge(_overrides(args.set), extra), executor
+
+
 def cmd_search(args) -> int:
     import time
 
@@ -247,8 +258,8 @@ def cmd_search(args) -> int:
 
     plugins = get_plugins()
     method = plugins.methods.get(args.method)
-    overrides = _overrides(args.set)
-    cfg = _apply_executor_args(method.config(args.preset, overrides), args.executor, args.workers)
+    overrides, executor = _with_plugin_options(args)
+    cfg = _apply_executor_args(method.config(args.preset, overrides), executor, args.workers, overrides)
     plan = search_plan(method, cfg, plugins=plugins, measure=args.plan)
     print(format_plan(plan), flush=True)
     if args.plan:
@@ -260,7 +271,7 @@ def cmd_search(args) -> int:
     print(f"run folder: {out}", flush=True)
     _search_logging(args.quiet)
     outcome = run_search(out, method=method.name, preset=args.preset, overrides=overrides, seed=args.seed,
-                         executor=args.executor, workers=args.workers, progress=not args.quiet)
+                         executor=executor, workers=args.workers, progress=not args.quiet)
     print(f"search {outcome.status} ({outcome.stop_reason}) in {outcome.seconds:.1f} s")
     _print_report(out, top=args.top)
     return EXIT_OK if outcome.counts.get("ok", 0) or not outcome.counts else EXIT_FAILED
@@ -269,9 +280,10 @@ def cmd_search(args) -> int:
 def cmd_resume(args) -> int:
     from nasengine.search import resume_search
 
+    overrides, executor = _with_plugin_options(args)
     _search_logging(args.quiet)
-    outcome = resume_search(args.run, executor=args.executor, workers=args.workers, progress=not args.quiet,
-                            overrides=_overrides(args.set) or None)
+    outcome = resume_search(args.run, executor=executor, workers=args.workers, progress=not args.quiet,
+                            overrides=overrides or None)
     print(f"search {outcome.status} ({outcome.stop_reason}) in {outcome.seconds:.1f} s")
     _print_report(args.run, top=args.top)
     return EXIT_OK if outcome.counts.get("ok", 0) else EXIT_FAILED
@@ -421,7 +433,36 @@ def cmd_train(args) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _option_dest(name: str) -> str:
+    return "plugin_option_" + name.replace("-", "_")
+
+
+def _add_plugin_options(p: argparse.ArgumentParser, entries) -> None:
+    """The options plugins registered through ``nasengine_register_search_options``."""
+    if not entries:
+        return
+    group = p.add_argument_group("options added by plugins")
+    for entry in entries:
+        opt = entry.obj
+        help_text = f"{opt.help} [sets {opt.key}" + (f"; implies --executor {opt.executor}" if opt.executor else "") \
+            + f"; plugin {entry.plugin}]"
+        group.add_argument(f"--{entry.name}", dest=_option_dest(entry.name), type=opt.type, metavar=opt.metavar,
+                           help=help_text)
+    p.set_defaults(search_options={entry.name: entry.obj for entry in entries})
+
+
+def _search_option_entries(argv: list[str]):
+    """Plugin options, loaded only for ``search`` and ``resume`` (other commands stay free of plugin imports)."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in ("search", "resume"):
+        return []
+    from nasengine.plugins import get_plugins
+
+    return list(get_plugins().search_options.entries())
+
+
+def build_parser(search_options=()) -> argparse.ArgumentParser:
+    """The argument parser; ``search_options`` are registry entries of plugin-added search/resume options."""
     parser = _Parser(
         prog="nasengine",
         description="Neural architecture search for single-image super-resolution.",
@@ -484,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true", help="print the plan with its estimated cost, then stop")
     p.add_argument("--top", type=_positive_int, help="rows of the front table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-generation log")
+    _add_plugin_options(p, search_options)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("resume", help="continue a stopped or killed search exactly where it stopped")
@@ -494,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extend the budget or change the executor, e.g. --set budget.generations=10")
     p.add_argument("--top", type=_positive_int)
     p.add_argument("-q", "--quiet", action="store_true")
+    _add_plugin_options(p, search_options)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("show", help="Pareto front, hypervolume, table and plots of a run")
@@ -536,7 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_search_option_entries(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

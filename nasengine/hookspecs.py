@@ -37,6 +37,7 @@ __all__ = [
     "nasengine_register_executors",
     "nasengine_register_models",
     "nasengine_register_architectures",
+    "nasengine_register_search_options",
 ]
 
 # Each hook's parameter is named ``registry``; pluggy passes it by keyword.
@@ -105,3 +106,11 @@ def nasengine_register_architectures(registry) -> None:
     """Register named architectures (published models as data): ``registry.add("falsr:FALSR-A", path)`` with
     ``path`` a genome file (see :mod:`nasengine.genomefile`) shipped as package data. Wherever a GENOME is
     expected (``nasengine cost``, ``train``, ``export``, ``evaluate --model``) the name works as a path does."""
+
+
+@hookspec
+def nasengine_register_search_options(registry) -> None:
+    """Register command-line options of ``nasengine search`` and ``resume``: ``registry.add(name,
+    nasengine.options.SearchOption(key="executor.address", executor="ray", help=...))`` adds ``--NAME VALUE``,
+    whose value becomes the config override at ``key``; an option with ``executor`` also selects that executor
+    unless ``--executor`` is given (``--ray-address ADDR``)."""

@@ -35,6 +35,25 @@ def deep_merge(base: Mapping, update: Mapping) -> dict:
     return out
 
 
+#: options that mean the same to every implementation of a role, kept when an override swaps the implementation
+ROLE_GENERIC_OPTIONS = {"controller": ("population_size", "max_tries"), "evaluator": ()}
+
+
+def _drop_options_of_replaced_roles(cfg: dict, overrides: Mapping, defaults: Mapping[str, str]) -> dict:
+    """When ``overrides`` swap a role's implementation (``--set controller.name=random`` on a method whose
+    preset configures its own controller), the preset's options of the old one would not fit the new one:
+    only the generic ones (``ROLE_GENERIC_OPTIONS``) stay."""
+    out = dict(cfg)
+    for role, generic in ROLE_GENERIC_OPTIONS.items():
+        new = (overrides.get(role) or {}).get("name") if isinstance(overrides.get(role), Mapping) else None
+        section = out.get(role)
+        if new is None or not isinstance(section, Mapping):
+            continue
+        if new != (section.get("name") or defaults[role]):
+            out[role] = {k: v for k, v in section.items() if k in generic}
+    return out
+
+
 def parse_override(text: str) -> dict:
     """``"budget.candidates=20"`` -> ``{"budget": {"candidates": 20}}`` (values parsed as JSON when they can be)."""
     if "=" not in text:
@@ -86,6 +105,8 @@ class Method:
             known = ", ".join(sorted(self.presets)) or "none"
             raise ConfigError(f"method {self.name!r} has no preset {preset!r}; presets: {known}")
         cfg = deep_merge(self.base, self.presets[preset])
+        cfg = _drop_options_of_replaced_roles(cfg, overrides or {},
+                                              {"controller": self.controller, "evaluator": self.evaluator})
         cfg = deep_merge(cfg, overrides or {})
         cfg.setdefault("space", {})
         cfg.setdefault("controller", {})

@@ -47,6 +47,7 @@ ROLES = {
     "nasengine_register_executors": ("executors", "executor"),
     "nasengine_register_models": ("models", "model"),
     "nasengine_register_architectures": ("architectures", "architecture"),
+    "nasengine_register_search_options": ("search_options", "search option"),
 }
 
 
@@ -91,6 +92,7 @@ class Plugins:
         self.executors: Registry = Registry("executor")
         self.models: Registry = Registry("model")
         self.architectures: Registry = Registry("architecture")
+        self.search_options: Registry = Registry("search option")
         if autoload is None:
             autoload = not _truthy("NASENGINE_DISABLE_PLUGIN_AUTOLOAD")
         self._load_builtin()
@@ -166,9 +168,11 @@ class Plugins:
         from nasengine.ops import OpRegistry
 
         self.ops = OpRegistry()
+        from nasengine.options import validate_search_option
+
         for attr, role in ROLES.values():
             if attr != "ops":
-                setattr(self, attr, Registry(role))
+                setattr(self, attr, Registry(role, validate_search_option if attr == "search_options" else None))
 
     def _fill_registries(self) -> None:
         # A plugin that fails while registering is skipped entirely: the registries are filled again without

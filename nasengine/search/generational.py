@@ -26,6 +26,7 @@ Run it from Python (:func:`run_search`, :func:`resume_search`), from the CLI, or
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -699,12 +700,15 @@ class _Search:
 # ---------------------------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------------------------
-def _apply_executor_args(cfg: dict, executor: str | None, workers: int | None) -> dict:
+def _apply_executor_args(cfg: dict, executor: str | None, workers: int | None,
+                         overrides: Mapping | None = None) -> dict:
+    """``--executor`` / ``--workers`` applied to ``cfg`` (which already holds ``overrides``)."""
     section = dict(cfg.get("executor") or {})
+    given = set((overrides or {}).get("executor") or {})  # what the user set explicitly always stays
     if executor is not None:
         if executor != section.get("name"):
-            # Options of another executor would not fit this one.
-            section = {k: v for k, v in section.items() if k in ("workers", "device", "workdirs")}
+            # The preset's options for another executor would not fit this one.
+            section = {k: v for k, v in section.items() if k in ("workers", "device", "workdirs") or k in given}
         section["name"] = executor
     if workers is not None:
         section["workers"] = workers
@@ -734,17 +738,20 @@ def run_search(
     t0 = time.perf_counter()
     plugins = get_plugins()
     m = plugins.methods.get(method)
-    cfg = _apply_executor_args(m.config(preset, overrides), executor, workers)
+    cfg = _apply_executor_args(m.config(preset, overrides), executor, workers, overrides)
     setup = _Setup.resolve(plugins, m, cfg, seed)  # every config error surfaces before the folder is made
     run_dir = Path(run_dir)
     if ExperimentStore.exists(run_dir):
         raise StoreError(f"{run_dir} already holds a run; resume it or choose another folder")
+    made = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = _Lock(run_dir)
     lock.acquire()
+    store_made = False
     try:
         with setup.make_executor(plugins) as ex:
             ex.start()  # workers get ready while the environment is recorded and the store created
+            store_made = True
             store = ExperimentStore.create(run_dir, method=m.name, preset=cfg.get("preset"), seed=int(seed),
                                            config=cfg, plugins=plugins.versions(), environment=environment())
             try:
@@ -754,6 +761,10 @@ def run_search(
                 store.close()
     finally:
         lock.release()
+        if made and not store_made:  # the executor could not start: leave no empty run folder behind
+            (run_dir / ".lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
 
 
 def resume_search(
@@ -790,7 +801,7 @@ def resume_search(
                     raise ConfigError(f"a resume may only change {', '.join(RESUMABLE_SECTIONS)}; "
                                       f"not {', '.join(bad)}")
                 cfg = deep_merge(cfg, overrides)
-            cfg = _apply_executor_args(cfg, executor, workers)
+            cfg = _apply_executor_args(cfg, executor, workers, overrides)
             missing = sorted(set(run.plugins) - set(plugins.versions()))
             if missing:
                 log.warning("run %s was made with plugin(s) %s that are not loaded now", run_dir, ", ".join(missing))

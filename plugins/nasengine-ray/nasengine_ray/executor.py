@@ -108,6 +108,25 @@ def _whole(name: str, value: Any, *, minimum: int, allow_none: bool = True) -> i
     return int(value)
 
 
+def _probe_head(address: str, timeout: float) -> None:
+    """Fail fast (an :class:`ExecutorError` naming the address) when nothing listens at ``HOST:PORT``."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return  # Ray resolves these itself
+    host, _, port = address.rpartition(":")
+    try:
+        port_number = int(port)
+    except ValueError:
+        raise ExecutorError(f"executor.address {address!r}: the port {port!r} is not a number") from None
+    try:
+        socket.create_connection((host.strip("[]"), port_number), timeout=timeout).close()
+    except OSError as exc:
+        raise ExecutorError(f"cannot connect to the Ray cluster at {address}: nothing answers there within "
+                            f"{timeout:g} s ({exc.strerror or exc}); is `ray start --head` running, and is the "
+                            "port open from this machine?") from None
+
+
 class RayExecutor(Executor):
     """Evaluations as Ray tasks, on a local Ray instance or an existing cluster (see the module docstring).
 
@@ -127,7 +146,9 @@ class RayExecutor(Executor):
     * ``env_vars`` — more environment variables for the evaluations; ``forward_env`` (default true) — send the
       driver's ``NASENGINE_*`` variables;
     * ``max_calls`` — evaluations a Ray worker process runs before it is replaced (Ray's default: unlimited for
-      CPU tasks, 1 for GPU tasks, which frees GPU memory between evaluations).
+      CPU tasks, 1 for GPU tasks, which frees GPU memory between evaluations);
+    * ``connect_timeout`` — seconds to wait for the head at ``HOST:PORT`` to answer before giving up with an error
+      (default 15; Ray itself would retry for minutes).
     """
 
     name = "ray"
@@ -146,6 +167,7 @@ class RayExecutor(Executor):
         env_vars: Mapping[str, str] | None = None,
         forward_env: bool = True,
         max_calls: int | None = None,
+        connect_timeout: float = 15.0,
     ):
         super().__init__(workers)
         if address is not None and (not isinstance(address, str) or not address.strip()):
@@ -172,6 +194,7 @@ class RayExecutor(Executor):
             raise ConfigError(f"executor.forward_env must be true or false, got {forward_env!r}")
         self.forward_env = forward_env
         self.max_calls = _whole("max_calls", max_calls, minimum=0)
+        self.connect_timeout = _number("connect_timeout", connect_timeout, minimum=0, strict=True)
 
         self._mode: str | None = None  # "local" (ours), "connected" (we connected), "attached" (the caller's)
         self._closed = False
@@ -202,6 +225,7 @@ class RayExecutor(Executor):
             mode = "connected" if address else "local"
             try:
                 if address:
+                    _probe_head(address, self.connect_timeout)
                     ray.init(address=address)
                 else:
                     cpus = usable_cpus()
@@ -216,6 +240,8 @@ class RayExecutor(Executor):
                     except Exception:  # pragma: no cover
                         pass
                 if not isinstance(exc, Exception):
+                    raise
+                if isinstance(exc, ExecutorError):
                     raise
                 if address:
                     hint = ""

@@ -154,6 +154,33 @@ def test_options_are_checked():
         ex.start()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ray_address_option_fails_fast_on_a_dead_address_and_leaves_no_folder(tmp_path):
+    from nasengine.cli import EXIT_USAGE
+
+    nasengine_bin = Path(sys.executable).with_name("nasengine")
+    out = tmp_path / "run"
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(nasengine_bin), "search", "simple", "--ray-address", f"127.0.0.1:{_free_port()}",
+                           "--out", str(out), "-q", "--set", "budget.candidates=1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "cannot connect to the Ray cluster at 127.0.0.1:" in proc.stderr and "nothing answers" in proc.stderr
+    assert time.perf_counter() - t0 < 60 and not out.exists()
+    proc = subprocess.run([str(nasengine_bin), "search", "simple", "--ray-address", "h:1", "--executor", "process",
+                           "--plan"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_USAGE and "--ray-address belongs to the 'ray' executor" in proc.stderr
+    with pytest.raises(ConfigError, match="connect_timeout must be"):
+        RayExecutor(connect_timeout=0)
+
+
 def test_forwarded_environment(monkeypatch):
     monkeypatch.setenv("NASENGINE_DATA", "/shared/data")
     monkeypatch.setenv("NOT_NASENGINE", "x")
