@@ -18,11 +18,11 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
-from typing import Any, ClassVar, Hashable
+from typing import Any, ClassVar, Hashable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["SearchSpace", "Genome", "canonical_json"]
+__all__ = ["SearchSpace", "Genome", "canonical_json", "check_fields"]
 
 Genome = Hashable
 """A genome is any immutable, hashable value owned by its space."""
@@ -31,6 +31,20 @@ Genome = Hashable
 def canonical_json(data: Any) -> str:
     """Deterministic JSON text (sorted keys, no spaces) used for keys and storage."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def check_fields(data: Mapping, fields: Sequence[str], where: str = "") -> None:
+    """For genome parsers: ``data`` must have exactly ``fields``; otherwise a :class:`ValidationError` naming
+    the first unknown or missing field (``where.field``, e.g. ``layers[2].kernel``)."""
+    from nasengine.errors import ValidationError
+
+    prefix = f"{where}." if where else ""
+    for key in data:
+        if key not in fields:
+            raise ValidationError(f"unknown field (known: {', '.join(fields)})", field=f"{prefix}{key}")
+    for key in fields:
+        if key not in data:
+            raise ValidationError("missing", field=f"{prefix}{key}")
 
 
 class SearchSpace(abc.ABC):

@@ -32,7 +32,7 @@ import attrs
 import numpy as np
 
 from nasengine.errors import ConfigError, ValidationError
-from nasengine.space import SearchSpace
+from nasengine.space import SearchSpace, check_fields
 
 __all__ = ["SimpleSpace", "SimpleGenome", "Layer", "ACTIVATIONS", "UPSAMPLERS", "KERNELS", "WIDTHS", "SCALES"]
 
@@ -331,12 +331,7 @@ class SimpleSpace(SearchSpace):
         if not isinstance(data, Mapping):
             raise ValidationError(f"must be an object with {', '.join(_GENOME_FIELDS)}, got "
                                   f"{type(data).__name__}", field="genome")
-        for key in data:
-            if key not in _GENOME_FIELDS:
-                raise ValidationError(f"unknown field (known: {', '.join(_GENOME_FIELDS)})", field=str(key))
-        for key in _GENOME_FIELDS:
-            if key not in data:
-                raise ValidationError("missing", field=key)
+        check_fields(data, _GENOME_FIELDS)
         raw_layers = data["layers"]
         if not isinstance(raw_layers, (list, tuple)):
             raise ValidationError(f"must be a list of layers, got {type(raw_layers).__name__}", field="layers")
@@ -344,13 +339,7 @@ class SimpleSpace(SearchSpace):
         for i, raw in enumerate(raw_layers):
             field = f"layers[{i}]"
             if isinstance(raw, Mapping):
-                for key in raw:
-                    if key not in _LAYER_FIELDS:
-                        raise ValidationError(f"unknown field (known: {', '.join(_LAYER_FIELDS)})",
-                                              field=f"{field}.{key}")
-                for key in _LAYER_FIELDS:
-                    if key not in raw:
-                        raise ValidationError("missing", field=f"{field}.{key}")
+                check_fields(raw, _LAYER_FIELDS, field)
                 values = tuple(raw[k] for k in _LAYER_FIELDS)
             elif isinstance(raw, (list, tuple)) and len(raw) == 3:
                 values = tuple(raw)

@@ -2,11 +2,7 @@
 from __future__ import annotations
 
 import os
-import signal
-import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,8 @@ from nasengine.method import deep_merge
 from nasengine.registry import UnknownNameError
 from nasengine.search import Budget, candidate_seed, resume_search, run_search
 from nasengine.search.generational import RunLockedError, _Lock
-from nasengine.store import STORE_FILE, ExperimentStore, StoreError
+from nasengine.store import ExperimentStore, StoreError
+from nasengine.testing import sigkill_when_stored
 
 pytestmark = pytest.mark.usefixtures("fake_plugins")
 
@@ -262,32 +259,9 @@ KILL_SETS = ["budget.generations=5", "evaluator.sleep=0.04",
 KILL_CFG = deep_merge(WIDE, {"budget": {"generations": 5}, "evaluator": {"sleep": 0.04}})
 
 
-def _rows(run_dir: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{run_dir / STORE_FILE}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
-
-
 def _start_and_kill(run_dir: Path, args: list[str], at_least: int) -> None:
     cmd = [sys.executable, "-m", "nasengine.search", str(run_dir), "--no-progress"] + args
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while _rows(run_dir) < at_least:
-            if proc.poll() is not None:
-                raise AssertionError(f"the search ended before it was killed: {proc.stderr.read().decode()}")
-            assert time.monotonic() < deadline, "the search made no progress"
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stderr.close()
+    sigkill_when_stored(cmd, run_dir, at_least, timeout=60, cwd=REPO)
 
 
 @pytest.mark.slow

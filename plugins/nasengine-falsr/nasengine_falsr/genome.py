@@ -66,7 +66,7 @@ import attrs
 import numpy as np
 
 from nasengine.errors import ValidationError
-from nasengine.space import canonical_json
+from nasengine.space import canonical_json, check_fields
 
 __all__ = [
     "KINDS", "CHANNELS", "KERNELS", "SKIPS", "BLOCKS", "HEAD_CHANNELS", "N_CELL_CHOICES", "ALL_CELLS",
@@ -156,13 +156,7 @@ class Cell:
         if isinstance(data, str):
             cell = parse_cell_name(data, field=field)
         elif isinstance(data, Mapping):
-            for key in data:
-                if key not in _CELL_FIELDS:
-                    raise ValidationError(f"unknown field (known: {', '.join(_CELL_FIELDS)})",
-                                          field=f"{field}.{key}")
-            for key in _CELL_FIELDS:
-                if key not in data:
-                    raise ValidationError("missing", field=f"{field}.{key}")
+            check_fields(data, _CELL_FIELDS, field)
             cell = cls(**{k: data[k] for k in _CELL_FIELDS})
         else:
             raise ValidationError("must be an object {kind, channels, kernel, skip, blocks} or a cell name "
@@ -355,12 +349,7 @@ class FalsrGenome:
         if not isinstance(data, Mapping):
             raise ValidationError(f"must be an object with micro and macro, got {type(data).__name__}",
                                   field="genome")
-        for key in data:
-            if key not in _GENOME_FIELDS:
-                raise ValidationError(f"unknown field (known: {', '.join(_GENOME_FIELDS)})", field=str(key))
-        for key in _GENOME_FIELDS:
-            if key not in data:
-                raise ValidationError("missing", field=key)
+        check_fields(data, _GENOME_FIELDS)
         raw_micro, raw_macro = data["micro"], data["macro"]
         if not isinstance(raw_micro, (list, tuple)) or not raw_micro:
             raise ValidationError(f"must be a non-empty list of cells, got {raw_micro!r}", field="micro")

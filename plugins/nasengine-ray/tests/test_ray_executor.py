@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -29,9 +28,10 @@ if str(REPO) not in sys.path:
 
 from nasengine.errors import ConfigError  # noqa: E402
 from nasengine.executors import EvalTask, ExecutorError  # noqa: E402
+from nasengine.testing import sigkill_when_stored, stored_candidates  # noqa: E402
 from nasengine.method import deep_merge  # noqa: E402
 from nasengine.search import resume_search, run_search  # noqa: E402
-from nasengine.store import STORE_FILE, ExperimentStore  # noqa: E402
+from nasengine.store import ExperimentStore  # noqa: E402
 from nasengine_ray import RayExecutor  # noqa: E402
 from nasengine_ray.executor import forwarded_env  # noqa: E402
 
@@ -123,15 +123,7 @@ def alive(pid: int) -> bool:
         return True
 
 
-def rows(run_dir: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{run_dir / STORE_FILE}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
+rows = stored_candidates
 
 
 # ---- without a Ray instance ------------------------------------------------------------------------------
@@ -283,19 +275,7 @@ def test_driver_killed_then_resumed_on_ray(cluster, tmp_path):
             f"executor.address={cluster}"]
     cmd = [sys.executable, "-m", "nasengine.search", str(run_dir), "--no-progress", "--method", "fake",
            "--seed", "13"] + [a for s in sets for a in ("--set", s)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        while rows(run_dir) < 8:
-            if proc.poll() is not None:
-                raise AssertionError(f"the search ended before it was killed: {proc.stderr.read().decode()[-3000:]}")
-            assert time.monotonic() < deadline, "the search made no progress"
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stderr.close()
+    sigkill_when_stored(cmd, run_dir, 8, timeout=90, cwd=REPO)
     store = ExperimentStore.open(run_dir)
     first = store.candidates()
     assert store.run.status == "running" and store.run.config["executor"] == {"name": "ray", "address": cluster}
