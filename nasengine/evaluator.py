@@ -41,6 +41,11 @@ class Evaluator(abc.ABC):
     def evaluate(self, graph, ctx: EvalContext) -> dict[str, float]:
         """Metrics of the architecture ``graph`` (a validated :class:`nasengine.graph.ArchGraph`)."""
 
+    def check(self) -> None:
+        """Called once in the driver before a search starts: raise a :class:`nasengine.errors.NasengineError`
+        (``DataError``, ``ConfigError``) for what would make every evaluation fail, e.g. missing data.
+        The default checks nothing."""
+
     def describe(self) -> str:
         return type(self).__name__
 
@@ -93,6 +98,13 @@ class TrainingEvaluator(Evaluator):
         # Validate the hyper-parameters now, in the driver, rather than in every worker.
         self.train_config = TrainConfig(lr=lr, betas=tuple(betas), batch_size=batch_size, steps=steps,
                                         epochs=epochs, seconds=seconds, schedule=schedule, step_size=step_size)
+
+    def check(self) -> None:
+        """The training and validation data must resolve (a ``DataError`` naming the set otherwise)."""
+        from nasengine.sr.data import resolve_benchmark, resolve_training
+
+        resolve_training(self.train_data)
+        resolve_benchmark(self.val_data)
 
     def evaluate(self, graph, ctx: EvalContext) -> dict[str, float]:
         import time

@@ -272,6 +272,9 @@ class Executor(abc.ABC):
 
     #: Registry name (informative).
     name: ClassVar[str] = ""
+    #: Whether evaluations see the driver's files (same machine): then the driver checks the evaluator's data
+    #: before the search starts (:meth:`nasengine.evaluator.Evaluator.check`); a remote executor sets False.
+    shares_driver_files: ClassVar[bool] = True
 
     def __init__(self, workers: int | None = None, **options):
         if workers is not None and (not isinstance(workers, int) or workers < 1):

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from nasengine.errors import NasengineError
+
 __all__ = ["search_plan", "format_plan"]
 
 
@@ -71,6 +73,11 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
         "train_macs_per_candidate": train_macs,
         "train_macs_total": train_macs * candidates if train_macs and candidates else None,
     }
+    try:  # what the evaluator would need (data) and this machine lacks: a note, the search may run elsewhere
+        plugins.evaluators.get(ev_name)(**ev).check()
+        plan["data_problem"] = None
+    except NasengineError as exc:
+        plan["data_problem"] = str(exc)
     if measure and steps:
         plan["seconds_per_step_here"] = _time_steps(space, genomes, mult_adds, batch, patch, scale)
         plan["hours_here"] = (plan["seconds_per_step_here"] * steps * candidates / 3600.0) if candidates else None
@@ -131,4 +138,6 @@ def format_plan(plan: dict) -> str:
         hours = plan.get("hours_here")
         lines.append(f"  on this machine: {plan['seconds_per_step_here'] * 1000:.0f} ms per step -> "
                      f"{'?' if hours is None else f'{hours:,.1f}'} hours of training (one worker)")
+    if plan.get("data_problem"):
+        lines.append(f"  note: not runnable on this machine as configured: {plan['data_problem']}")
     return "\n".join(lines)

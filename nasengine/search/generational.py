@@ -44,7 +44,7 @@ from typing import Any, Iterator, Mapping
 import attrs
 
 from nasengine.controller import Result
-from nasengine.errors import ConfigError, NasengineError
+from nasengine.errors import ConfigError, DataError, NasengineError
 from nasengine.executors import EvalTask, Executor, describe_exception
 from nasengine.method import Method, deep_merge
 from nasengine.space import canonical_json
@@ -95,18 +95,21 @@ class Budget:
     finished, so the candidates budget may be exceeded by up to one generation). The seconds budget also stops
     submitting new evaluations mid-generation; the running ones finish and are recorded, and the unfinished
     generation is completed by a resume with a larger budget. ``stall_generations`` consecutive generations
-    without any new architecture (an exhausted space) stop the search too.
+    without any new architecture (an exhausted space) stop the search too, and so do ``failed_generations``
+    consecutive generations in which every evaluation failed (missing data, a broken evaluator: the same error
+    for every candidate, which more candidates would only repeat).
     """
 
     candidates: int | None = None
     generations: int | None = None
     seconds: float | None = None
     stall_generations: int = 10
+    failed_generations: int = 3
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> "Budget":
         section = dict(section or {})
-        known = {"candidates", "generations", "seconds", "stall_generations"}
+        known = {"candidates", "generations", "seconds", "stall_generations", "failed_generations"}
         unknown = sorted(set(section) - known)
         if unknown:
             raise ConfigError(f"budget: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -115,12 +118,14 @@ class Budget:
             generations=_positive("generations", section.get("generations")),
             seconds=_positive("seconds", section.get("seconds"), float),
             stall_generations=_positive("stall_generations", section.get("stall_generations", 10)),
+            failed_generations=_positive("failed_generations", section.get("failed_generations", 3)),
         )
         if budget.candidates is None and budget.generations is None and budget.seconds is None:
             raise ConfigError("budget: set at least one of budget.candidates, budget.generations, budget.seconds")
         return budget
 
-    def reached(self, *, candidates: int, generations: int, seconds: float, stalled: int = 0) -> str | None:
+    def reached(self, *, candidates: int, generations: int, seconds: float, stalled: int = 0,
+                failing: int = 0) -> str | None:
         """Why the search must stop now (a sentence), or ``None`` to go on."""
         if self.generations is not None and generations >= self.generations:
             return f"generations budget reached ({generations}/{self.generations})"
@@ -130,6 +135,8 @@ class Budget:
             return f"seconds budget reached ({seconds:.1f}/{self.seconds:g} s)"
         if stalled >= self.stall_generations:
             return f"no new architecture in the last {stalled} generations (the space looks exhausted)"
+        if failing >= self.failed_generations:
+            return f"every evaluation failed in the last {failing} generations"
         return None
 
     def describe(self) -> str:
@@ -279,6 +286,21 @@ class _Lock:
             self.fd = None
 
 
+def _check_evaluator(plugins, name: str, options: dict, executor_name: str) -> None:
+    """What would fail every evaluation (missing data) fails here, before any run folder exists; with an
+    executor whose workers do not share the driver's files it is only a warning."""
+    try:
+        evaluator = plugins.evaluators.get(name)(**options)
+    except TypeError as exc:
+        raise ConfigError(f"evaluator {name!r}: {exc}") from None
+    try:
+        evaluator.check()
+    except DataError as exc:
+        if getattr(plugins.executors.get(executor_name), "shares_driver_files", True):
+            raise
+        log.warning("evaluator %s: %s (the %s executor's workers must find it)", name, exc, executor_name)
+
+
 @attrs.define
 class _Setup:
     """Everything a session needs, resolved from a config (validated before a run folder is created)."""
@@ -335,6 +357,7 @@ class _Setup:
         workdirs = bool(ex.pop("workdirs", False))
         # An unknown name or option fails here (listing the known ones), before any run folder exists.
         _check_options("executor", executor_name, plugins.executors.get(executor_name), {"workers": workers, **ex})
+        _check_evaluator(plugins, evaluator_name, evaluator_options, executor_name)
         return cls(method, cfg, int(seed), space_name, space_options, space, reward, controller, evaluator_name,
                    evaluator_options, cost_model, budget, executor_name, workers, ex, device, workdirs)
 
@@ -604,6 +627,7 @@ class _Search:
             s.controller.load_state_dict(state)
             start_gen = done_gen + 1
         stalled = self._stalled(records, start_gen)
+        failing, last_error = self._failing(records, start_gen)
 
         total = None
         pop = getattr(s.controller, "population_size", None)
@@ -623,8 +647,11 @@ class _Search:
                 f"{start_gen}: budget {s.budget.describe()}; executor {self.executor.describe()}")
             while True:
                 reason = s.budget.reached(candidates=self.counted, generations=g, seconds=self._elapsed(),
-                                          stalled=stalled) or ""
+                                          stalled=stalled, failing=failing) or ""
                 if reason:
+                    if reason.startswith("every evaluation failed"):
+                        reason += f" (last error: {last_error}); fix the cause and resume the run"
+                        log.error("stopping: %s", reason)
                     break
                 t_gen = time.perf_counter()
                 genomes = list(s.controller.ask())
@@ -651,6 +678,9 @@ class _Search:
                 evaluated = [r for r in slots if r.generation == g and r.evaluated]
                 if evaluated and all(r.status == "failed" for r in evaluated):
                     line += f" | every evaluation failed, e.g. {evaluated[0].error}"
+                    failing, last_error = failing + 1, evaluated[-1].error
+                elif evaluated:
+                    failing = 0
                 self.progress.line(line)
                 self._show_best(g)
                 g += 1
@@ -681,6 +711,26 @@ class _Search:
                 self.store.set_status(status)
             except Exception as exc:  # pragma: no cover - the store itself broke; keep the original error
                 log.error("could not mark the run %s: %s", status, exc)
+
+    @staticmethod
+    def _failing(records: list[CandidateRecord], start_gen: int) -> tuple[int, str]:
+        """Consecutive finished generations, counting back from the last, in which every evaluation failed
+        (generations that evaluated nothing do not count either way), and the last of their errors."""
+        by_gen: dict[int, list[CandidateRecord]] = defaultdict(list)
+        for rec in records:
+            if rec.generation < start_gen and rec.evaluated:
+                by_gen[rec.generation].append(rec)
+        failing, last_error = 0, ""
+        for g in range(start_gen - 1, -1, -1):
+            evaluated = by_gen.get(g)
+            if not evaluated:
+                continue
+            if any(r.status != "failed" for r in evaluated):
+                break
+            if not last_error:
+                last_error = evaluated[-1].error or ""
+            failing += 1
+        return failing, last_error
 
     @staticmethod
     def _stalled(records: list[CandidateRecord], start_gen: int) -> int:

@@ -278,3 +278,40 @@ def test_sigkill_and_resume_give_the_uninterrupted_run(tmp_path):
     ref = search(tmp_path / "ref", KILL_CFG, seed=3)
     assert essence(out.records) == essence(ref.records)
     assert ExperimentStore.open(run_dir).controller_generations() == list(range(5))
+
+
+# ---- searches that cannot succeed stop early -------------------------------------------------------------------
+def test_generations_where_every_evaluation_fails_stop_the_search_and_resume_knows(tmp_path):
+    assert "every evaluation failed in the last 3" in Budget(generations=9).reached(
+        candidates=0, generations=1, seconds=0, failing=3)
+    cfg = deep_merge(WIDE, {"budget": {"generations": 10, "failed_generations": 2},
+                            "evaluator": {"fail_if": [{}]}})  # {} matches every genome
+    out = search(tmp_path / "run", cfg, seed=4)
+    assert out.generations == 2 and out.counts["ok"] == 0
+    assert "every evaluation failed in the last 2 generations (last error: RuntimeError: told to fail" \
+        in out.stop_reason and "resume" in out.stop_reason
+    again = resume_search(tmp_path / "run", progress=False)  # counted from the records: stops at once
+    assert again.generations == 2 and len(again.records) == len(out.records)
+    # one good generation resets the count
+    cfg = deep_merge(WIDE, {"budget": {"generations": 4, "failed_generations": 2},
+                            "evaluator": {"fail_if": [{"kernel": 1}]}})
+    out = search(tmp_path / "mixed", cfg, seed=4)
+    assert "generations budget" in out.stop_reason and out.counts["ok"] > 0
+
+
+def test_missing_training_data_fails_before_the_run_folder_exists(tmp_path, monkeypatch):
+    from nasengine.errors import DataError
+    from nasengine.executors import InlineExecutor
+
+    bad = {"evaluator": {"train_data": "no-such-set"}, "budget": {"generations": 3, "failed_generations": 1},
+           "controller": {"population_size": 2}}
+    with pytest.raises(DataError, match="unknown training set 'no-such-set'"):
+        run_search(tmp_path / "run", method="simple", preset="smoke", overrides=bad, executor="inline",
+                   progress=False)
+    assert not (tmp_path / "run").exists()
+    # workers that do not share the driver's files resolve data themselves: only a warning, then the
+    # candidates fail and the failed-generations rule stops the search
+    monkeypatch.setattr(InlineExecutor, "shares_driver_files", False)
+    out = run_search(tmp_path / "remote", method="simple", preset="smoke", overrides=bad, executor="inline",
+                     progress=False)
+    assert out.counts["failed"] == 2 and "every evaluation failed in the last 1 generations" in out.stop_reason

@@ -73,3 +73,24 @@ def test_overrides_merge():
     cfg = falsr_method().config("smoke", {"budget": {"generations": 1}, "space": {"n_cells": 4}})
     assert cfg["budget"] == {"generations": 1} and cfg["space"] == {"n_cells": 4, "scale": 2}
     assert cfg["method"] == "falsr" and cfg["preset"] == "smoke"
+
+
+def test_paper_plan_from_the_cli(monkeypatch, capsys):
+    """`nasengine search falsr --preset paper --plan` validates the preset and prints the paper's budget and its
+    estimated cost (the per-step time measured here is stubbed: the point is the plan, not this CPU)."""
+    import nasengine.plan
+    from nasengine.cli import main
+    from nasengine.errors import DataError
+    from nasengine.sr.data import resolve_training
+
+    monkeypatch.setattr(nasengine.plan, "_time_steps", lambda *a, **k: 2.0)
+    monkeypatch.setenv("NASENGINE_DATA", "")
+    assert main(["search", "falsr", "--preset", "paper", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "controller falsr-hybrid, population 64" in out
+    assert "about 10000 models" in out and "200 epochs of 800 patches, batch 16, HR patch 96, data DIV2K" in out
+    assert "2000 ms per step -> 55,555.6 hours" in out  # 10,000 models x (200 x 800 / 16) steps x 2 s
+    try:
+        resolve_training("DIV2K")
+    except DataError:  # as on CI: the plan says so (the search itself would stop before making a run folder)
+        assert "note: not runnable on this machine as configured: unknown training set 'DIV2K'" in out

@@ -152,6 +152,8 @@ class RayExecutor(Executor):
     """
 
     name = "ray"
+    # Workers may run elsewhere: data paths are theirs to resolve (the driver only warns when it cannot).
+    shares_driver_files = False
 
     def __init__(
         self,
