@@ -365,6 +365,17 @@ def _warm_up(threads: int | None, explicit: bool) -> None:  # pragma: no cover -
         pass
 
 
+def _no_process_shared_locks() -> None:  # pragma: no cover - runs in the worker
+    """tqdm makes a multiprocessing lock (a named semaphore) for its first bar, even a disabled one; a worker
+    leaves with ``os._exit``, so the semaphore would never be unregistered and Python's resource tracker
+    warns about "leaked semaphore objects" when the search ends. A worker draws no bars: a thread lock does."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    tqdm.set_lock(threading.RLock())
+
+
 def _worker_main(conn, parent_pid: int, threads: int | None,
                  explicit_threads: bool = False) -> None:  # pragma: no cover - runs in the worker
     """A worker process: evaluate the tasks that arrive on ``conn`` until ``None`` or EOF."""
@@ -375,6 +386,7 @@ def _worker_main(conn, parent_pid: int, threads: int | None,
             os.environ[var] = str(threads)
     if hasattr(os, "getppid"):
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    _no_process_shared_locks()
     _warm_up(threads, explicit_threads)
     try:
         conn.send(_READY)

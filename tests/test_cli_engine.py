@@ -103,3 +103,18 @@ def test_cost_train_evaluate_upscale_export(run_dir, tmp_path, capsys):
     # a genome is not a model: evaluating it asks for training first
     assert run_cli(["evaluate", "--model", str(genome)]) == EXIT_USAGE
     assert "train it first" in capsys.readouterr().err
+
+
+def test_a_search_on_worker_processes_ends_without_resource_warnings(tmp_path):
+    """Workers leave with os._exit; nothing they created may be reported leaked by Python's resource tracker
+    (tqdm's multiprocessing lock once was, as "leaked semaphore objects")."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "nasengine", "search", "simple", "--out", str(tmp_path / "run"), "-q",
+         "--executor", "process", "--workers", "2", "--set", "budget.generations=1",
+         "--set", "controller.population_size=2", "--set", "evaluator.steps=2", "--set", "evaluator.patch_size=32"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == EXIT_OK, proc.stderr[-2000:]
+    assert "leaked" not in proc.stderr and "resource_tracker" not in proc.stderr, proc.stderr[-2000:]
