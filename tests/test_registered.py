@@ -76,9 +76,14 @@ def test_every_method_preset_resolves(method_name):
 
     method = PLUGINS.methods.get(method_name)
     assert method.space in PLUGINS.spaces and method.evaluator in PLUGINS.evaluators
+    from nasengine.errors import DataError
+
     for preset in method.presets:
         cfg = method.config(preset)
-        _Setup.resolve(PLUGINS, method, cfg, seed=0)
+        try:
+            _Setup.resolve(PLUGINS, method, cfg, seed=0)
+        except DataError as exc:  # data this machine lacks (the paper's DIV2K): the data check is resolve's last step
+            assert "unknown" in str(exc) and preset != "smoke", f"{method_name}/{preset}: {exc}"
 
 
 def test_every_op_costs_and_builds_in_random_graphs():

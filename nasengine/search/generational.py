@@ -525,6 +525,10 @@ class _Search:
                 evaluator_options=s.evaluator_options, seed=seed, device=s.device, workdir=workdir,
             ))
             meta[task_id] = (i, key, genome_json, costs, seed)
+        if self.executor.parallelism > 1:
+            # Longest first (Mult-Adds predict training time): the generation's last evaluation is then a short
+            # one, so fewer workers idle at the generation's end. Results do not depend on the order.
+            tasks.sort(key=lambda t: -(meta[t.task_id][3].get("mult_adds") or 0.0))
         return slots, tasks, meta, waiting
 
     def _flush_waiting(self, g: int, key: str, waiting: dict, slots: list) -> None:

@@ -264,3 +264,31 @@ def nasengine_register_executors(registry):
     for name, cls in BUILTIN_EXECUTORS.items():
         if name not in registry:
             registry.add(name, cls)
+    registry.add("fake-parallel", _fake_parallel())
+
+
+#: task ids in the order the ``fake-parallel`` executor pulled them
+PULLED: list = []
+
+
+def _fake_parallel():
+    from nasengine.executors import InlineExecutor
+
+    class FakeParallel(InlineExecutor):
+        """In-process like ``inline``, but claims ``workers`` (default 2) parallel slots and records the
+        order in which it pulls tasks (``PULLED``)."""
+
+        name = "fake-parallel"
+
+        def imap(self, tasks):
+            def recorded():
+                for task in tasks:
+                    PULLED.append(task.task_id)
+                    yield task
+            return super().imap(recorded())
+
+        @property
+        def parallelism(self) -> int:
+            return self.workers or 2
+
+    return FakeParallel

@@ -315,3 +315,17 @@ def test_missing_training_data_fails_before_the_run_folder_exists(tmp_path, monk
     out = run_search(tmp_path / "remote", method="simple", preset="smoke", overrides=bad, executor="inline",
                      progress=False)
     assert out.counts["failed"] == 2 and "every evaluation failed in the last 1 generations" in out.stop_reason
+
+
+def test_parallel_executors_get_the_costliest_candidates_first(tmp_path):
+    from tests.engine import fake_plugin
+
+    fake_plugin.PULLED.clear()
+    cfg = deep_merge(WIDE, {"budget": {"generations": 2}})
+    out = search(tmp_path / "par", cfg, seed=6, executor="fake-parallel")
+    by_id = {f"{r.generation}:{r.idx}": r for r in out.records}
+    for g in range(2):
+        order = [by_id[t].mult_adds for t in fake_plugin.PULLED if t.startswith(f"{g}:")]
+        assert len(order) > 1 and order == sorted(order, reverse=True)
+    ref = search(tmp_path / "ref", cfg, seed=6, executor="inline")  # the order changes nothing else
+    assert essence(out.records) == essence(ref.records)
