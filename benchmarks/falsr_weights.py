@@ -8,7 +8,7 @@ the official pipeline (:class:`~nasengine_falsr.weights.FalsrUpscaler`) on two L
 * ``protocol``: :func:`nasengine.sr.evaluate.evaluate` as is, i.e. the project's MATLAB-exact LR (symmetric
   borders, PROTOCOL.md);
 * ``official``: the LR the official repository evaluates on (SelfExSR's images: the same bicubic with
-  *replicate* borders, :func:`~nasengine_falsr.weights.replicate_border_lr`); the reference figures
+  *replicate* borders, :func:`~nasengine.sr.resize.downscale_replicate`); the reference figures
   (shared/reference/README.md) were measured on these.
 
 Prints one row per model and set: the reference, both PSNRs with their deltas, and the seconds each took
@@ -36,8 +36,8 @@ from nasengine.sr.data import resolve_benchmark
 from nasengine.sr.evaluate import evaluate, prepare_pair
 from nasengine.sr.image import load_rgb
 from nasengine.sr.metrics import psnr
-from nasengine.sr.resize import modcrop
-from nasengine_falsr.weights import FalsrUpscaler, load_official_weights, replicate_border_lr
+from nasengine.sr.resize import downscale_replicate, modcrop
+from nasengine_falsr.weights import FalsrUpscaler, load_official_weights
 
 #: shared/reference/README.md, FALSR section (official graphs, official script and data).
 REFERENCE = {
@@ -66,7 +66,7 @@ def official_lr_pairs(set_name: str, scale: int = 2):
         if hr.ndim == 2:
             hr = np.repeat(hr[:, :, None], 3, axis=2)
         hr = modcrop(hr, scale)
-        out.append((replicate_border_lr(hr, scale), rgb_to_y(hr)))
+        out.append((downscale_replicate(hr, scale), rgb_to_y(hr)))
     return out
 
 

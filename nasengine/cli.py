@@ -121,6 +121,7 @@ def cmd_evaluate(args) -> int:
             args.data,
             scale=scale,
             pipeline=args.pipeline,
+            lr_border=args.lr_border,
             self_ensemble=args.self_ensemble,
             progress=not args.quiet and not args.json,
         )
@@ -480,6 +481,9 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--scale", action="append", type=_scale, help="upscaling factor (repeatable; default 2)")
     p.add_argument("--pipeline", choices=("rgb", "y"), default="rgb",
                    help="rgb: LR from uint8 RGB, Y scored (default); y: the papers' older 'Y first' pipeline")
+    p.add_argument("--lr-border", choices=("symmetric", "replicate"), default="symmetric",
+                   help="symmetric: MATLAB imresize, the protocol (default); replicate: the LR of SelfExSR's "
+                        "Set5/Set14/B100 copies, on which FALSR's published figures were measured")
     p.add_argument("--self-ensemble", action="store_true", help="x8 geometric self-ensemble")
     p.add_argument("--per-image", action="store_true", help="also print one row per image")
     p.add_argument("--device", default="cpu", help="torch device for network models (cpu, cuda, auto)")

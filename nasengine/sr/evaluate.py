@@ -49,7 +49,7 @@ from nasengine.sr.color import rgb_to_y
 from nasengine.sr.metrics import SSIM_WINDOW, psnr, ssim
 from nasengine.sr.models import Upscaler, to_uint8
 from nasengine.sr.models import self_ensemble as _self_ensemble
-from nasengine.sr.resize import imresize, modcrop
+from nasengine.sr.resize import downscale_replicate, imresize, modcrop
 
 __all__ = [
     "PIPELINES",
@@ -64,6 +64,9 @@ __all__ = [
 ]
 
 PIPELINES = ("rgb", "y")
+#: How the LR is made at the image border: MATLAB's ``symmetric`` (the protocol), or ``replicate`` (SelfExSR's
+#: LR copies, on which FALSR's repository measured; see :func:`nasengine.sr.resize.downscale_replicate`).
+LR_BORDERS = ("symmetric", "replicate")
 #: Environment variable naming an on-disk cache folder for LR images (off when unset or empty).
 CACHE_ENV = "NASENGINE_CACHE"
 #: Bound of the in-memory LR / HR-Y cache.
@@ -108,6 +111,7 @@ class EvalReport:
     self_ensemble: bool
     rows: list = field(default_factory=list)
     sets: list = field(default_factory=list)
+    lr_border: str = "symmetric"
 
     def set_score(self, name: str) -> SetScore:
         """The :class:`SetScore` of the set called ``name`` (case-insensitive)."""
@@ -138,7 +142,9 @@ class EvalReport:
 
         title = (
             f"{self.upscaler}{' (x8 self-ensemble)' if self.self_ensemble else ''}, "
-            f"pipeline {self.pipeline!r}: PSNR (dB) / SSIM on Y, {self.scale} px border cropped"
+            f"pipeline {self.pipeline!r}"
+            + (f", LR with {self.lr_border} borders" if self.lr_border != "symmetric" else "")
+            + f": PSNR (dB) / SSIM on Y, {self.scale} px border cropped"
         )
         rule = "-" * len(line(head))
         return "\n".join([title, line(head), rule] + [line(r) for r in body])
@@ -155,6 +161,7 @@ class EvalReport:
             "scale": self.scale,
             "pipeline": self.pipeline,
             "self_ensemble": self.self_ensemble,
+            "lr_border": self.lr_border,
             "sets": {
                 s.set: {"scale": s.scale, "images": s.images, "psnr": s.psnr, "ssim": s.ssim}
                 for s in self.sets
@@ -237,16 +244,19 @@ def _load_hr(path: Path, pipeline: str) -> np.ndarray:
     return load_rgb(path) if pipeline == "rgb" else load_image(path)
 
 
-def prepare_pair(path, scale: int, pipeline: str = "rgb") -> tuple[np.ndarray, np.ndarray]:
+def prepare_pair(path, scale: int, pipeline: str = "rgb", lr_border: str = "symmetric") -> tuple[np.ndarray, np.ndarray]:
     """``(lr, hr_y)`` of one HR image file under ``pipeline`` (see the module docstring): for
     "rgb", ``lr`` is the uint8 ``HxWx3`` LR; for "y", the float64 ``HxWx1`` LR Y. ``hr_y`` is the
     uint8 ``HxW`` Y of the modcropped HR. Cached (memory, and ``$NASENGINE_CACHE`` on disk); the
-    returned arrays are read-only."""
+    returned arrays are read-only. ``lr_border`` "replicate" makes the LR as SelfExSR's copies are made
+    (see :data:`LR_BORDERS`)."""
     global _memory_bytes
     path = Path(path)
     scale = _check_scale(scale)
     pipeline = _check_pipeline(pipeline)
-    key = _file_key(path) + (scale, pipeline)
+    if lr_border not in LR_BORDERS:
+        raise InputError(f"lr_border must be one of {', '.join(LR_BORDERS)}, got {lr_border!r}")
+    key = _file_key(path) + (scale, pipeline) + (() if lr_border == "symmetric" else (lr_border,))
     with _lock:
         hit = _memory.get(key)
         if hit is not None:
@@ -267,10 +277,12 @@ def prepare_pair(path, scale: int, pipeline: str = "rgb") -> tuple[np.ndarray, n
     folder = _cache_folder()
     lr = _disk_load(folder, key, lr_shape, lr_dtype)
     if lr is None:
+        down = (lambda a: imresize(a, 1.0 / scale)) if lr_border == "symmetric" else \
+            (lambda a: downscale_replicate(a, scale))
         if pipeline == "rgb":
-            lr = imresize(hr, 1.0 / scale)
+            lr = down(hr)
         else:
-            lr = imresize(hr_y.astype(np.float64), 1.0 / scale)[:, :, None]
+            lr = down(hr_y.astype(np.float64))[:, :, None]
         _disk_store(folder, key, lr)
     lr = np.ascontiguousarray(lr)
     for a in (lr, hr_y):
@@ -346,13 +358,15 @@ def evaluate(
     pipeline: str = "rgb",
     self_ensemble: bool = False,
     progress: bool = False,
+    lr_border: str = "symmetric",
 ) -> EvalReport:
     """Score ``upscaler`` on the benchmark ``sets`` (a name such as ``"Set5"``, a folder, or a list
     of them; resolved by :func:`nasengine.sr.data.resolve_benchmark`) at the integer ``scale``
     (>= 2, equal to ``upscaler.scale``) with ``pipeline`` "rgb" (default) or "y" (see the module
     docstring). ``self_ensemble=True`` evaluates the x8 geometric self-ensemble of the upscaler.
     ``progress=True`` prints one line per image to stderr. The LR arrays handed to the upscaler
-    come from the cache and are read-only.
+    come from the cache and are read-only. ``lr_border="replicate"`` makes the LR with replicate borders
+    (SelfExSR's LR copies, which FALSR's published figures were measured on) instead of the protocol's.
 
     Raises :class:`~nasengine.errors.InputError` for a bad scale, pipeline or upscaler (an "rgb"
     model with pipeline "y", a scale that differs from the model's), and
@@ -373,13 +387,15 @@ def evaluate(
             f"{upscaler.channels!r} model; use pipeline='rgb'"
         )
     model = _self_ensemble(upscaler) if self_ensemble else upscaler
-    report = EvalReport(upscaler.name, scale, pipeline, bool(self_ensemble))
+    if lr_border not in LR_BORDERS:
+        raise InputError(f"lr_border must be one of {', '.join(LR_BORDERS)}, got {lr_border!r}")
+    report = EvalReport(upscaler.name, scale, pipeline, bool(self_ensemble), lr_border=lr_border)
     for item in _set_list(sets):
         name, paths = resolve_benchmark(item)
         ps, ss = [], []
         for i, path in enumerate(paths):
             path = Path(path)
-            lr, hr_y = prepare_pair(path, scale, pipeline)
+            lr, hr_y = prepare_pair(path, scale, pipeline, lr_border)
             p, s = _score_one(model, lr, hr_y, scale, path)
             ps.append(p)
             ss.append(s)

@@ -57,7 +57,7 @@ import torch
 
 from nasengine.errors import InputError
 
-__all__ = ["imresize", "modcrop", "cubic", "contributions", "clear_cache"]
+__all__ = ["imresize", "downscale_replicate", "modcrop", "cubic", "contributions", "clear_cache"]
 
 #: Largest number of phases (output rows sharing one tap stride) handled with strided views; beyond
 #: that a pass gathers its taps.
@@ -457,3 +457,20 @@ def modcrop(img, scale) -> np.ndarray:
     if h == 0 or w == 0:
         raise InputError(f"modcrop: image of shape {a.shape} is smaller than scale {s}")
     return a[:h, :w]
+
+
+def downscale_replicate(img, scale: int) -> np.ndarray:
+    """``imresize(img, 1/scale)`` with *replicate* borders instead of MATLAB's symmetric ones: the LR of
+    SelfExSR's Set5/Set14/B100 copies, on which FALSR's repository (and papers that took their LR from
+    SelfExSR) measured. Exact: ``img`` is padded with ``4*scale`` repeated edge pixels (further than the
+    antialiased kernel reaches) and the LR cropped back; only the outermost LR rows and columns differ from
+    :func:`imresize`. ``img``'s height and width must be multiples of ``scale`` (modcrop first)."""
+    a = np.asarray(img)
+    scale = int(scale)
+    if scale < 2 or a.shape[0] % scale or a.shape[1] % scale:
+        raise ValueError(f"downscale_replicate: need an integer scale >= 2 dividing the image size, got scale "
+                         f"{scale} for {a.shape[1]}x{a.shape[0]}")
+    pad = 4 * scale
+    width = ((pad, pad), (pad, pad)) + ((0, 0),) * (a.ndim - 2)
+    lr = imresize(np.pad(a, width, mode="edge"), 1.0 / scale)
+    return np.ascontiguousarray(lr[4:-4, 4:-4])

@@ -448,3 +448,19 @@ def test_upscale_image_rgb_and_y():
 def test_to_uint8_rounds_and_clips():
     x = np.array([-3.0, 0.4999999, 0.5, 1.5, 2.5, 254.5, 300.0, np.nan])
     np.testing.assert_array_equal(to_uint8(x), [0, 0, 1, 2, 3, 255, 255, 0])
+
+
+def test_replicate_lr_border_is_an_option_of_evaluate(tiny_set):
+    from nasengine.sr.resize import downscale_replicate
+
+    report = evaluate(BicubicUpscaler(2), tiny_set, scale=2, lr_border="replicate")
+    assert report.to_dict()["lr_border"] == "replicate" and "LR with replicate borders" in report.table()
+    path = sorted(tiny_set.glob("*.png"))[0]
+    hr = modcrop(np.asarray(Image.open(path).convert("RGB")), 2)
+    y_sr, y_hr = rgb_to_y(imresize(downscale_replicate(hr, 2), 2)), rgb_to_y(hr)
+    from nasengine.sr.metrics import psnr
+
+    assert report.rows[0].psnr == pytest.approx(psnr(y_sr, y_hr, crop=2), abs=1e-12)
+    assert report.rows[0].psnr != evaluate(BicubicUpscaler(2), tiny_set, scale=2).rows[0].psnr
+    with pytest.raises(InputError, match="lr_border must be one of symmetric, replicate"):
+        evaluate(BicubicUpscaler(2), tiny_set, scale=2, lr_border="mirror")

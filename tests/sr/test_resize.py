@@ -414,3 +414,22 @@ def test_bool_and_complex_refused():
 def test_tiny_scale_refused():
     with pytest.raises(InputError, match="too small"):
         imresize(np.zeros((4, 4)), 1e-9)
+
+
+# ---- replicate-border downscaling (SelfExSR's LR copies; shared/data/benchmarks/README.md) ---------------------
+def test_downscale_replicate_differs_from_matlab_only_at_the_border():
+    from nasengine.sr.resize import downscale_replicate
+
+    rng = np.random.default_rng(0)
+    hr = rng.integers(0, 256, size=(40, 36, 3), dtype=np.uint8)
+    for scale, inner in ((2, 2), (3, 2), (4, 2)):
+        h = modcrop(hr, scale)
+        a, b = downscale_replicate(h, scale), imresize(h, 1 / scale)
+        assert a.shape == b.shape and a.dtype == np.uint8
+        np.testing.assert_array_equal(a[inner:-inner, inner:-inner], b[inner:-inner, inner:-inner])
+        assert (a != b).any()
+    # the same as resizing an image whose outside repeats its edge: a constant image stays constant
+    flat = np.full((12, 10), 77.25)
+    np.testing.assert_array_equal(downscale_replicate(flat, 2), np.full((6, 5), 77.25))
+    with pytest.raises(ValueError, match="dividing the image size"):
+        downscale_replicate(hr[:39], 2)

@@ -66,7 +66,6 @@ __all__ = [
     "load_official_weights",
     "DepthToSpace",
     "FalsrUpscaler",
-    "replicate_border_lr",
     "falsr_model_factory",
     "register_models",
 ]
@@ -883,23 +882,6 @@ class FalsrUpscaler(Upscaler):
         rgb = np.minimum(np.maximum(rgb, f(0)), f(255)) / f(255)  # the graph's output in [0, 1]
         # truncation (official script: out*255, clip, astype) is what matches; rounding: +0.08 dB on Set5 (A)
         return np.clip(rgb * f(255), 0, 255).astype(np.uint8)
-
-
-def replicate_border_lr(hr, scale: int = 2) -> np.ndarray:
-    """The LR the official FALSR repository evaluates on (its ``dataset/`` Set5, Set14 and B100 ``*_LR.png``
-    come from SelfExSR): MATLAB ``imresize(hr, 1/scale)`` on uint8, but with *replicate* borders instead of
-    MATLAB's symmetric ones (made exact by padding ``hr`` with ``4*scale`` repeated edge pixels, which the
-    kernel never reaches past, and cropping the LR). Only the outermost LR rows and columns differ from
-    :func:`nasengine.sr.resize.imresize`; the reference PSNRs of the released models were measured on it."""
-    from nasengine.sr.resize import imresize
-
-    a = np.asarray(hr)
-    if a.ndim == 2:
-        a = a[:, :, None]
-    p = 4 * int(scale)
-    padded = np.pad(a, ((p, p), (p, p), (0, 0)), mode="edge")
-    lr = imresize(padded, 1.0 / scale)
-    return np.ascontiguousarray(lr[4:-4, 4:-4])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,10 +5,10 @@ Golden PSNRs: shared/reference/README.md (FALSR section), measured with the offi
 The official data's LR images (SelfExSR's) differ from the project's MATLAB-exact LR only on the outermost
 rows and columns (replicate instead of symmetric borders, shared/data/benchmarks/README.md):
 
-* on that LR (:func:`replicate_border_lr`) the port reproduces every reference figure to 0.0001 dB; tolerance
-  0.002 dB;
-* through :func:`nasengine.sr.evaluate.evaluate` (the project's LR) it is 0.001 to 0.010 dB below the
-  reference (largest: FALSR-C Set14, -0.0101 dB); tolerance 0.0125 dB.
+* on that LR (``evaluate(..., lr_border="replicate")``, ``nasengine evaluate --lr-border replicate``) the port
+  reproduces every reference figure to 0.0001 dB; tolerance 0.002 dB;
+* on the protocol's MATLAB LR (symmetric borders, the default) it is 0.001 to 0.010 dB below the reference
+  (largest: FALSR-C Set14, -0.0101 dB): the figures were not measured on that LR; tolerance 0.0125 dB.
 
 Time (2 CPU cores): about 2 minutes in all, see CELLS_PROTOCOL / CELLS_OFFICIAL; benchmarks/falsr_weights.py
 runs the full matrix on both LRs. Everything skips with a message when ../shared (or $NASENGINE_DATA) or the
@@ -214,24 +214,6 @@ def test_wiring_difference_is_refused(weights_mod, pb_dir):
 
 
 # ---- the official pipeline's PSNR ----------------------------------------------------------------------------
-def _official_lr_psnr(weights_mod, up, set_name: str) -> float:
-    from nasengine.sr.color import rgb_to_y
-    from nasengine.sr.data import resolve_benchmark
-    from nasengine.sr.image import load_rgb
-    from nasengine.sr.metrics import psnr
-    from nasengine.sr.resize import modcrop
-
-    values = []
-    for path in resolve_benchmark(set_name)[1]:
-        hr = load_rgb(path)
-        if hr.ndim == 2:
-            hr = np.repeat(hr[:, :, None], 3, axis=2)
-        hr = modcrop(hr, 2)
-        sr = up.upscale(weights_mod.replicate_border_lr(hr, 2))
-        values.append(psnr(rgb_to_y(sr), rgb_to_y(hr), crop=2))
-    return float(np.mean(values))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("model,set_name", CELLS_PROTOCOL)
 def test_psnr_through_evaluate(benchmarks, upscaler, model, set_name):
@@ -244,21 +226,12 @@ def test_psnr_through_evaluate(benchmarks, upscaler, model, set_name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model,set_name", CELLS_OFFICIAL)
-def test_psnr_on_the_official_lr_is_exact(weights_mod, benchmarks, upscaler, model, set_name):
+def test_psnr_on_the_official_lr_is_exact(benchmarks, upscaler, model, set_name):
+    from nasengine.sr.evaluate import evaluate
+
     ref = REFERENCE[model][set_name]
-    value = _official_lr_psnr(weights_mod, upscaler(model), set_name)
+    value = evaluate(upscaler(model), [set_name], scale=2, lr_border="replicate").sets[0].psnr
     assert abs(value - ref) <= TOL_OFFICIAL_LR, f"{model} {set_name}: {value:.4f} dB vs reference {ref}"
-
-
-def test_replicate_border_lr_differs_only_at_the_border(weights_mod):
-    from nasengine.sr.resize import imresize
-
-    rng = np.random.default_rng(0)
-    hr = rng.integers(0, 256, size=(40, 36, 3), dtype=np.uint8)
-    a, b = weights_mod.replicate_border_lr(hr, 2), imresize(hr, 0.5)
-    assert a.shape == b.shape == (20, 18, 3)
-    np.testing.assert_array_equal(a[2:-2, 2:-2], b[2:-2, 2:-2])
-    assert (a != b).any()
 
 
 def test_upscaler_output_is_truncated_uint8(upscaler):
