@@ -13,6 +13,8 @@ holding the kernels and biases as constants. This module
 
       nasengine upscale photo.png --model falsr:FALSR-A --weights FALSR-A.pb -o out.png
       nasengine evaluate --model falsr:FALSR-A --weights FALSR-A.pb --data Set5
+      nasengine evaluate --model falsr:FALSR-A --weights FALSR-A.pb --data Set5 --lr-border replicate
+          # the LR (SelfExSR's) on which the published figures were measured: reproduced to 0.0001 dB
 
 How the mapping works
 ---------------------
