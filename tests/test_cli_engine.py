@@ -100,6 +100,11 @@ def test_cost_train_evaluate_upscale_export(run_dir, tmp_path, capsys):
         assert im.size == (24, 20)
     assert run_cli(["export", str(model), "-o", str(tmp_path / "one.pt")]) == EXIT_OK
     assert torch.jit.load(str(tmp_path / "one.pt"))(torch.rand(1, 1, 6, 6)).shape == (1, 1, 12, 12)
+    onnx = pytest.importorskip("onnx")  # the test extra installs it
+    assert run_cli(["export", str(model), "--format", "onnx", "-o", str(tmp_path / "one.onnx")]) == EXIT_OK
+    proto = onnx.load(str(tmp_path / "one.onnx"))
+    onnx.checker.check_model(proto)
+    assert [i.name for i in proto.graph.input] == ["lr"]
     # a genome is not a model: evaluating it asks for training first
     assert run_cli(["evaluate", "--model", str(genome)]) == EXIT_USAGE
     assert "train it first" in capsys.readouterr().err

@@ -159,8 +159,13 @@ def test_torch_export():
 
 
 def test_onnx_export():
-    pytest.importorskip("onnx")
+    """The exporter `nasengine export --format onnx` uses (the TorchScript-based one, which needs only the
+    ``onnx`` package of the ``onnx`` extra): a valid model whose LR size is free."""
+    onnx = pytest.importorskip("onnx")
     model = build(residual_sr(channels=3, width=8, blocks=1)).eval()
     buf = io.BytesIO()
-    torch.onnx.export(model, (torch.randn(1, 3, 8, 8),), buf)
-    assert buf.getvalue()
+    torch.onnx.export(model, (torch.randn(1, 3, 8, 8),), buf, input_names=["lr"], output_names=["sr"],
+                      dynamic_axes={"lr": {2: "height", 3: "width"}, "sr": {2: "height", 3: "width"}}, dynamo=False)
+    proto = onnx.load_model_from_string(buf.getvalue())
+    onnx.checker.check_model(proto)
+    assert [i.name for i in proto.graph.input] == ["lr"] and [o.name for o in proto.graph.output] == ["sr"]
