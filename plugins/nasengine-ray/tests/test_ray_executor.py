@@ -246,7 +246,7 @@ def test_a_worker_killed_mid_evaluation_is_retried_and_succeeds(cluster, tmp_pat
     killed: list[int] = []
 
     def killer():
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
             lines = log_lines(log, victim)
             if lines:
@@ -312,7 +312,7 @@ def test_tasks_are_pulled_lazily_and_timeouts_cancel(cluster):
     with RayExecutor(task_timeout=3) as ex:
         t0 = time.perf_counter()
         outcomes = {o.task_id: o for o in ex.imap(tasks)}
-        assert time.perf_counter() - t0 < 30
+        assert time.perf_counter() - t0 < 55  # well before the 60 s evaluation would end
     assert outcomes["slow"].status == "failed" and outcomes["slow"].error == "timed out after 3 s while evaluating task slow"
     assert outcomes["t1"].ok and outcomes["t2"].ok
     assert ray.is_initialized()
@@ -325,12 +325,14 @@ def test_ctrl_c_cancels_the_evaluations_and_keeps_the_store(cluster, tmp_path):
     victim_key = next(r.key for r in ref.records if r.genome == victim)
     expected = sum(1 for r in ref.records if r.generation == 0 and r.key != victim_key)  # all but the victim's
     log = tmp_path / "evals.log"
-    cfg = deep_merge(base, {"evaluator": {"sleep": 60, "sleep_if": [victim], "log": str(log)}})
+    # The victim sleeps far longer than a loaded CI machine can need to get there, so the search cannot end
+    # on its own before the Ctrl-C.
+    cfg = deep_merge(base, {"evaluator": {"sleep": 600, "sleep_if": [victim], "log": str(log)}})
     run_dir = tmp_path / "run"
     main = threading.main_thread()
 
     def interrupt():  # Ctrl-C once the victim is running and the others are recorded
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if log_lines(log, victim) and rows(run_dir) >= expected:
                 signal.pthread_kill(main.ident, signal.SIGINT)
@@ -342,7 +344,7 @@ def test_ctrl_c_cancels_the_evaluations_and_keeps_the_store(cluster, tmp_path):
     t0 = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         search(run_dir, cfg, seed=14, executor="ray")
-    assert time.perf_counter() - t0 < 45  # the 60 s evaluation was not waited for
+    assert time.perf_counter() - t0 < 300  # the 600 s evaluation was not waited for
     thread.join(5)
     store = ExperimentStore.open(run_dir)
     kept = store.candidates()
