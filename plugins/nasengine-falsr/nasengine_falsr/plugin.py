@@ -95,8 +95,7 @@ def nasengine_register_methods(registry):
     registry.add("falsr", falsr_method())
 
 
-# ---- controller: falsr-hybrid ------------------------------------------------------------------------------
-# (appended with nasengine_falsr/controller.py: FALSR's hybrid NSGA-II / RWS / RL controller, §4)
+# ---- controller: falsr-hybrid (nasengine_falsr/controller.py: the hybrid NSGA-II / RWS / RL controller, §4) --
 @hookimpl
 def nasengine_register_controllers(registry):
     from nasengine_falsr.controller import FalsrHybridController
@@ -105,8 +104,8 @@ def nasengine_register_controllers(registry):
 
 
 # ---- models: the released FALSR-A/B/C with their official weights ----------------------------------------
-# (appended with nasengine_falsr/weights.py: `--model falsr:FALSR-A --weights FALSR-A.pb`; reading the frozen
-# TensorFlow graphs needs the `weights` extra)
+# (nasengine_falsr/weights.py: `--model falsr:FALSR-A --weights FALSR-A.pb`; reading the frozen TensorFlow
+# graphs needs the `weights` extra)
 @hookimpl
 def nasengine_register_models(registry):
     from nasengine_falsr.weights import register_models
