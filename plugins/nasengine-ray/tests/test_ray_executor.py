@@ -321,7 +321,10 @@ def test_tasks_are_pulled_lazily_and_timeouts_cancel(cluster):
 def test_ctrl_c_cancels_the_evaluations_and_keeps_the_store(cluster, tmp_path):
     base = deep_merge(WIDE, {"budget": {"generations": 2}})
     ref = search(tmp_path / "ref", base, seed=14, executor="inline")
-    victim = _first_evaluated(ref, 3)
+    # The victim is the generation's last task (parallel executors take the costliest first), so the others are
+    # recorded before it starts however many CPUs the cluster has free.
+    gen0 = [r for r in ref.records if r.generation == 0 and r.evaluated]
+    victim = sorted(gen0, key=lambda r: (-(r.mult_adds or 0.0), r.idx))[-1].genome
     victim_key = next(r.key for r in ref.records if r.genome == victim)
     expected = sum(1 for r in ref.records if r.generation == 0 and r.key != victim_key)  # all but the victim's
     log = tmp_path / "evals.log"
