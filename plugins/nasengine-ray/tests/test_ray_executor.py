@@ -342,11 +342,17 @@ def test_ctrl_c_cancels_the_evaluations_and_keeps_the_store(cluster, tmp_path):
                 return
             time.sleep(0.02)
 
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored: give Ctrl-C its
+    # usual meaning for this test, whatever started the test run.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     thread = threading.Thread(target=interrupt, daemon=True)
     thread.start()
     t0 = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        search(run_dir, cfg, seed=14, executor="ray")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            search(run_dir, cfg, seed=14, executor="ray")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - t0 < 300  # the 600 s evaluation was not waited for
     thread.join(5)
     store = ExperimentStore.open(run_dir)
