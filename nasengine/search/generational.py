@@ -286,6 +286,18 @@ class _Lock:
             self.fd = None
 
 
+def _executor_section(plugins, cfg: Mapping) -> tuple[str, int | None, dict, str, bool]:
+    """``(name, workers, options, device, workdirs)`` of the config's executor section, checked: an unknown name
+    or option fails here (listing the known ones), before any run folder exists."""
+    ex = dict(cfg.get("executor") or {})
+    name = ex.pop("name", None) or "inline"
+    workers = ex.pop("workers", None)
+    device = str(ex.pop("device", "auto"))
+    workdirs = bool(ex.pop("workdirs", False))
+    _check_options("executor", name, plugins.executors.get(name), {"workers": workers, **ex})
+    return name, workers, ex, device, workdirs
+
+
 def _check_evaluator(plugins, name: str, options: dict, executor_name: str) -> None:
     """What would fail every evaluation (missing data) fails here, before any run folder exists; with an
     executor whose workers do not share the driver's files it is only a warning."""
@@ -350,13 +362,7 @@ class _Setup:
 
         budget = Budget.from_config(cfg.get("budget"))
 
-        ex = dict(cfg.get("executor") or {})
-        executor_name = ex.pop("name", None) or "inline"
-        workers = ex.pop("workers", None)
-        device = str(ex.pop("device", "auto"))
-        workdirs = bool(ex.pop("workdirs", False))
-        # An unknown name or option fails here (listing the known ones), before any run folder exists.
-        _check_options("executor", executor_name, plugins.executors.get(executor_name), {"workers": workers, **ex})
+        executor_name, workers, ex, device, workdirs = _executor_section(plugins, cfg)
         _check_evaluator(plugins, evaluator_name, evaluator_options, executor_name)
         return cls(method, cfg, int(seed), space_name, space_options, space, reward, controller, evaluator_name,
                    evaluator_options, cost_model, budget, executor_name, workers, ex, device, workdirs)
@@ -793,32 +799,35 @@ def run_search(
     plugins = get_plugins()
     m = plugins.methods.get(method)
     cfg = _apply_executor_args(m.config(preset, overrides), executor, workers, overrides)
-    setup = _Setup.resolve(plugins, m, cfg, seed)  # every config error surfaces before the folder is made
     run_dir = Path(run_dir)
     if ExperimentStore.exists(run_dir):
         raise StoreError(f"{run_dir} already holds a run; resume it or choose another folder")
-    made = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = _Lock(run_dir)
-    lock.acquire()
-    store_made = False
-    try:
-        with setup.make_executor(plugins) as ex:
-            ex.start()  # workers get ready while the environment is recorded and the store created
-            store_made = True
+    ex_name, ex_workers, ex_options, _, _ = _executor_section(plugins, cfg)
+    # The workers start first: they load torch and the plugins while the driver resolves the rest of the
+    # config and creates the store. Every config error still surfaces before the run folder is made.
+    with plugins.executors.get(ex_name)(workers=ex_workers, **ex_options) as ex:
+        ex.start()
+        setup = _Setup.resolve(plugins, m, cfg, seed)
+        made = not run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = _Lock(run_dir)
+        lock.acquire()
+        store_made = False
+        try:
             store = ExperimentStore.create(run_dir, method=m.name, preset=cfg.get("preset"), seed=int(seed),
                                            config=cfg, plugins=plugins.versions(), environment=environment())
+            store_made = True
             try:
                 return _Search(store, setup, ex, progress=progress,
                                setup_seconds=time.perf_counter() - t0).run(resumed=False)
             finally:
                 store.close()
-    finally:
-        lock.release()
-        if made and not store_made:  # the executor could not start: leave no empty run folder behind
-            (run_dir / ".lock").unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()
+        finally:
+            lock.release()
+            if made and not store_made:  # the store could not be created: leave no empty run folder behind
+                (run_dir / ".lock").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()
 
 
 def resume_search(
