@@ -9,11 +9,11 @@ Evaluations must be deterministic given ``ctx.seed`` so that a resumed search is
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import attrs
 
-__all__ = ["Evaluator", "EvalContext"]
+__all__ = ["Evaluator", "EvalContext", "build_evaluator"]
 
 
 @attrs.frozen
@@ -48,6 +48,17 @@ class Evaluator(abc.ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+
+def build_evaluator(plugins, name: str, options: Mapping[str, Any]) -> Evaluator:
+    """The registered evaluator ``name`` made with ``options`` in this process; options it does not take are a
+    :class:`~nasengine.errors.ConfigError` naming it."""
+    from nasengine.errors import ConfigError
+
+    try:
+        return plugins.evaluators.get(name)(**options)
+    except TypeError as exc:
+        raise ConfigError(f"evaluator {name!r}: {exc}") from None
 
 
 # ---- the generic evaluator: incomplete training -------------------------------------------------------

@@ -19,7 +19,7 @@ import attrs
 
 from nasengine.errors import ConfigError
 
-__all__ = ["Method", "deep_merge", "parse_override", "LOOPS"]
+__all__ = ["Method", "deep_merge", "apply_overrides", "override_at", "parse_override", "LOOPS"]
 
 LOOPS = ("generational", "one-shot", "differentiable")
 
@@ -36,21 +36,34 @@ def deep_merge(base: Mapping, update: Mapping) -> dict:
 
 
 #: options that mean the same to every implementation of a role, kept when an override swaps the implementation
-ROLE_GENERIC_OPTIONS = {"controller": ("population_size", "max_tries"), "evaluator": ()}
+ROLE_GENERIC_OPTIONS = {"controller": ("population_size", "max_tries"), "evaluator": (),
+                        "executor": ("workers", "device", "workdirs")}
 
 
-def _drop_options_of_replaced_roles(cfg: dict, overrides: Mapping, defaults: Mapping[str, str]) -> dict:
-    """When ``overrides`` swap a role's implementation (``--set controller.name=random`` on a method whose
-    preset configures its own controller), the preset's options of the old one would not fit the new one:
-    only the generic ones (``ROLE_GENERIC_OPTIONS``) stay."""
+def apply_overrides(cfg: Mapping, overrides: Mapping, defaults: Mapping[str, str]) -> dict:
+    """``cfg`` with ``overrides`` merged in. When an override swaps a role's implementation (``--set
+    controller.name=random`` on a method whose preset configures its own controller; ``--executor ray`` on a
+    preset made for worker processes), the options ``cfg`` gave the old one would not fit the new one: of
+    those only the generic ones (``ROLE_GENERIC_OPTIONS``) stay. ``defaults``: each role's implementation
+    when its section names none."""
     out = dict(cfg)
     for role, generic in ROLE_GENERIC_OPTIONS.items():
-        new = (overrides.get(role) or {}).get("name") if isinstance(overrides.get(role), Mapping) else None
-        section = out.get(role)
-        if new is None or not isinstance(section, Mapping):
+        section, wanted = out.get(role), overrides.get(role)
+        if not isinstance(section, Mapping) or not isinstance(wanted, Mapping) or "name" not in wanted:
             continue
-        if new != (section.get("name") or defaults[role]):
+        if wanted["name"] != (section.get("name") or defaults.get(role)):
             out[role] = {k: v for k, v in section.items() if k in generic}
+    return deep_merge(out, overrides)
+
+
+def override_at(path: str, value: Any) -> dict:
+    """``("budget.candidates", 20)`` -> ``{"budget": {"candidates": 20}}``."""
+    out: dict = {}
+    node = out
+    keys = [k for k in path.split(".") if k]
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
     return out
 
 
@@ -66,12 +79,7 @@ def parse_override(text: str) -> dict:
         value: Any = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
-    out: dict = {}
-    node = out
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-    node[keys[-1]] = value
-    return out
+    return override_at(".".join(keys), value)
 
 
 def _loop(_inst, _attr, value):
@@ -105,9 +113,8 @@ class Method:
             known = ", ".join(sorted(self.presets)) or "none"
             raise ConfigError(f"method {self.name!r} has no preset {preset!r}; presets: {known}")
         cfg = deep_merge(self.base, self.presets[preset])
-        cfg = _drop_options_of_replaced_roles(cfg, overrides or {},
-                                              {"controller": self.controller, "evaluator": self.evaluator})
-        cfg = deep_merge(cfg, overrides or {})
+        cfg = apply_overrides(cfg, overrides or {}, {"controller": self.controller, "evaluator": self.evaluator,
+                                                     "executor": "inline"})
         cfg.setdefault("space", {})
         cfg.setdefault("controller", {})
         cfg.setdefault("evaluator", {})

@@ -38,14 +38,10 @@ class SearchOption:
     executor: str | None = None
 
     def override(self, value: Any) -> dict:
-        """The config override for ``value`` (plus the executor name when the option implies one)."""
-        out: dict = {}
-        node = out
-        parts = self.key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-        return out
+        """The config override for ``value``."""
+        from nasengine.method import override_at
+
+        return override_at(self.key, value)
 
 
 def validate_search_option(name: str, obj: Any) -> None:
@@ -80,9 +76,9 @@ def search_option_overrides(options: Mapping[str, SearchOption], values: Mapping
             implied[name] = opt.executor
     wanted = sorted(set(implied.values()))
     if executor is not None:
-        clash = [f"--{n}" for n, e in implied.items() if e != executor]
+        clash = sorted(n for n, e in implied.items() if e != executor)
         if clash:
-            raise ConfigError(f"{', '.join(clash)} belongs to the {implied[clash[0][2:]]!r} executor, "
+            raise ConfigError(f"{', '.join('--' + n for n in clash)} belongs to the {implied[clash[0]]!r} executor, "
                               f"not --executor {executor}")
         return overrides, executor
     if len(wanted) > 1:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from nasengine.errors import NasengineError
+from nasengine.evaluator import build_evaluator
 
 __all__ = ["search_plan", "format_plan"]
 
@@ -73,8 +74,9 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
         "train_macs_per_candidate": train_macs,
         "train_macs_total": train_macs * candidates if train_macs and candidates else None,
     }
+    evaluator = build_evaluator(plugins, ev_name, ev)
     try:  # what the evaluator would need (data) and this machine lacks: a note, the search may run elsewhere
-        plugins.evaluators.get(ev_name)(**ev).check()
+        evaluator.check()
         plan["data_problem"] = None
     except NasengineError as exc:
         plan["data_problem"] = str(exc)

@@ -28,6 +28,7 @@ import pluggy
 
 from nasengine import hookspecs
 from nasengine.registry import Registry
+from nasengine.options import validate_search_option
 
 __all__ = ["Plugins", "PluginInfo", "get_plugins", "reset_plugins", "ENTRY_POINT_GROUP", "BUILTIN_PLUGINS"]
 
@@ -49,6 +50,9 @@ ROLES = {
     "nasengine_register_architectures": ("architectures", "architecture"),
     "nasengine_register_search_options": ("search_options", "search option"),
 }
+
+#: registry attribute -> the check every registered object must pass (``validate(name, obj)``)
+_VALIDATORS = {"search_options": validate_search_option}
 
 
 def _truthy(name: str) -> bool:
@@ -72,9 +76,20 @@ class PluginInfo:
 class Plugins:
     """Typed facade over the pluggy manager and the registries it fills."""
 
-    def __init__(self, *, autoload: bool | None = None, extra: tuple = ()):
-        from nasengine.ops import OpRegistry
+    # One registry per role (ROLES), made by _new_registries.
+    ops: Any
+    spaces: Registry
+    controllers: Registry
+    evaluators: Registry
+    cost_models: Registry
+    rewards: Registry
+    methods: Registry
+    executors: Registry
+    models: Registry
+    architectures: Registry
+    search_options: Registry
 
+    def __init__(self, *, autoload: bool | None = None, extra: tuple = ()):
         self.pm = pluggy.PluginManager("nasengine")
         self.pm.add_hookspecs(hookspecs)
         self.trace = _truthy("NASENGINE_TRACE_PLUGINS")
@@ -82,17 +97,7 @@ class Plugins:
             self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
             self.pm.enable_tracing()
         self.info: dict[str, PluginInfo] = {}
-        self.ops = OpRegistry()
-        self.spaces: Registry = Registry("search space")
-        self.controllers: Registry = Registry("controller")
-        self.evaluators: Registry = Registry("evaluator")
-        self.cost_models: Registry = Registry("cost model")
-        self.rewards: Registry = Registry("reward")
-        self.methods: Registry = Registry("method")
-        self.executors: Registry = Registry("executor")
-        self.models: Registry = Registry("model")
-        self.architectures: Registry = Registry("architecture")
-        self.search_options: Registry = Registry("search option")
+        self._new_registries()
         if autoload is None:
             autoload = not _truthy("NASENGINE_DISABLE_PLUGIN_AUTOLOAD")
         self._load_builtin()
@@ -168,11 +173,9 @@ class Plugins:
         from nasengine.ops import OpRegistry
 
         self.ops = OpRegistry()
-        from nasengine.options import validate_search_option
-
         for attr, role in ROLES.values():
             if attr != "ops":
-                setattr(self, attr, Registry(role, validate_search_option if attr == "search_options" else None))
+                setattr(self, attr, Registry(role, _VALIDATORS.get(attr)))
 
     def _fill_registries(self) -> None:
         # A plugin that fails while registering is skipped entirely: the registries are filled again without

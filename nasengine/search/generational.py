@@ -45,8 +45,9 @@ import attrs
 
 from nasengine.controller import Result
 from nasengine.errors import ConfigError, DataError, NasengineError
+from nasengine.evaluator import build_evaluator
 from nasengine.executors import EvalTask, Executor, describe_exception
-from nasengine.method import Method, deep_merge
+from nasengine.method import Method, apply_overrides, deep_merge
 from nasengine.space import canonical_json
 from nasengine.store import CANDIDATE_STATUSES, CandidateRecord, ExperimentStore, StoreError
 
@@ -298,13 +299,14 @@ def _executor_section(plugins, cfg: Mapping) -> tuple[str, int | None, dict, str
     return name, workers, ex, device, workdirs
 
 
+def _new_executor(plugins, name: str, workers: int | None, options: Mapping) -> Executor:
+    return plugins.executors.get(name)(workers=workers, **options)
+
+
 def _check_evaluator(plugins, name: str, options: dict, executor_name: str) -> None:
     """What would fail every evaluation (missing data) fails here, before any run folder exists; with an
     executor whose workers do not share the driver's files it is only a warning."""
-    try:
-        evaluator = plugins.evaluators.get(name)(**options)
-    except TypeError as exc:
-        raise ConfigError(f"evaluator {name!r}: {exc}") from None
+    evaluator = build_evaluator(plugins, name, options)
     try:
         evaluator.check()
     except DataError as exc:
@@ -368,7 +370,7 @@ class _Setup:
                    evaluator_options, cost_model, budget, executor_name, workers, ex, device, workdirs)
 
     def make_executor(self, plugins) -> Executor:
-        return plugins.executors.get(self.executor_name)(workers=self.executor_workers, **self.executor_options)
+        return _new_executor(plugins, self.executor_name, self.executor_workers, self.executor_options)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -762,19 +764,17 @@ class _Search:
 # ---------------------------------------------------------------------------------------------------------
 def _apply_executor_args(cfg: dict, executor: str | None, workers: int | None,
                          overrides: Mapping | None = None) -> dict:
-    """``--executor`` / ``--workers`` applied to ``cfg`` (which already holds ``overrides``)."""
-    section = dict(cfg.get("executor") or {})
-    given = set((overrides or {}).get("executor") or {})  # what the user set explicitly always stays
+    """``--executor`` / ``--workers`` applied to ``cfg`` (which already holds ``overrides``): another executor
+    keeps only the generic options and those the user set in ``overrides`` (:func:`apply_overrides`)."""
+    given: dict = {}
     if executor is not None:
-        if executor != section.get("name"):
-            # The preset's options for another executor would not fit this one.
-            section = {k: v for k, v in section.items() if k in ("workers", "device", "workdirs") or k in given}
-        section["name"] = executor
+        given["name"] = executor
     if workers is not None:
-        section["workers"] = workers
-    cfg = dict(cfg)
-    cfg["executor"] = section
-    return cfg
+        given["workers"] = workers
+    if not given:
+        return dict(cfg)
+    user = dict((overrides or {}).get("executor") or {})
+    return apply_overrides(cfg, {"executor": {**user, **given}}, {"executor": "inline"})
 
 
 def run_search(
@@ -802,10 +802,10 @@ def run_search(
     run_dir = Path(run_dir)
     if ExperimentStore.exists(run_dir):
         raise StoreError(f"{run_dir} already holds a run; resume it or choose another folder")
-    ex_name, ex_workers, ex_options, _, _ = _executor_section(plugins, cfg)
+    ex_name, ex_workers, ex_options, _device, _workdirs = _executor_section(plugins, cfg)
     # The workers start first: they load torch and the plugins while the driver resolves the rest of the
     # config and creates the store. Every config error still surfaces before the run folder is made.
-    with plugins.executors.get(ex_name)(workers=ex_workers, **ex_options) as ex:
+    with _new_executor(plugins, ex_name, ex_workers, ex_options) as ex:
         ex.start()
         setup = _Setup.resolve(plugins, m, cfg, seed)
         made = not run_dir.exists()
@@ -863,7 +863,7 @@ def resume_search(
                 if bad:
                     raise ConfigError(f"a resume may only change {', '.join(RESUMABLE_SECTIONS)}; "
                                       f"not {', '.join(bad)}")
-                cfg = deep_merge(cfg, overrides)
+                cfg = apply_overrides(cfg, overrides, {"executor": "inline"})
             cfg = _apply_executor_args(cfg, executor, workers, overrides)
             missing = sorted(set(run.plugins) - set(plugins.versions()))
             if missing:

@@ -95,3 +95,15 @@ def test_swapping_the_controller_drops_the_presets_options_of_the_old_one():
     # naming the same controller keeps everything
     assert m.config("p", {"controller": {"name": "nsga2"}})["controller"]["crossover_prob"] == 0.7
     assert m.config("p", {"evaluator": {"name": "other"}})["evaluator"] == {"name": "other"}
+
+
+def test_a_plugin_registering_a_bad_option_is_reported_and_skipped(monkeypatch):
+    def bad(registry):
+        registry.add("seed", SearchOption(key="executor.seed"))
+
+    mod = type("BadOptions", (), {"nasengine_register_search_options": staticmethod(nasengine.hookimpl(bad))})
+    monkeypatch.setenv("NASENGINE_PLUGINS", "")
+    with pytest.warns(RuntimeWarning):
+        plugins = Plugins(autoload=False, extra=(mod,))
+    assert "seed" not in plugins.search_options and "task-timeout" in plugins.search_options
+    assert any("CLI's own" in (p.error or "") for p in plugins.plugins())
