@@ -14,7 +14,7 @@ it records the front over (PSNR max, Mult-Adds min, params min) and prints
   of *all* runs (so the numbers compare across controllers), reference point 1.1 per objective
   (``nasengine.report``); mean and spread (sample standard deviation) over the seeds;
 * ``best PSNR`` of the run, ``front`` size, ``ok/infeasible/failed`` counts;
-* ``overhead``: the share of the search's wall time not covered by evaluations (see
+* ``overhead``: the workers' idle capacity, the share of workers x wall time not spent evaluating (see
   ``benchmarks/engine_overhead.py``): with 2 workers it includes a worker idling at the end of a generation
   while the other trains the generation's slowest candidate (NSGA-II needs the whole generation);
   ``driver``: the share the engine's own work took (asking, costing, storing, telling), and the wall time.
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     except NasengineError as exc:
                         print(f"error ({controller}, seed {seed}): {exc}", file=sys.stderr)
                         return 2
-                    timing = {"overhead_share": out.overhead_share,
+                    timing = {"overhead_share": out.idle_capacity_share,
                               "driver_share": out.driver_seconds / max(1e-9, out.seconds),
                               "seconds": time.perf_counter() - t0}
                     timing_file.write_text(json.dumps(timing))

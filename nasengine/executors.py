@@ -6,8 +6,8 @@ it loads the plugins there, so a task means the same thing in the driver, in a l
 remote machine. An :class:`Executor` runs many tasks and yields outcomes as each completes:
 
 * ``inline`` (:class:`InlineExecutor`) — in the calling process, one at a time (debugging, tiny runs);
-* ``process`` (:class:`ProcessExecutor`) — a pool of local worker processes (spawned): one per GPU when
-  CUDA is available, each worker pinned to its own ``cuda:i``; otherwise ``max(1, cpus // 2)`` CPU workers.
+* ``process`` (:class:`ProcessExecutor`) — a pool of local worker processes: one per GPU when CUDA is
+  available, each worker pinned to its own ``cuda:i``; otherwise ``max(1, cpus // 2)`` CPU workers.
 
 Third-party executors (``nasengine-ray``) subclass :class:`Executor` and register through the
 ``nasengine_register_executors`` hook. The contract of :meth:`Executor.imap`: tasks are pulled from the
@@ -15,13 +15,15 @@ iterable lazily (when there is room to run one), outcomes are yielded in complet
 be evaluated (the evaluation raised, or the worker died) yields a ``failed`` outcome — an executor never
 loses a task silently.
 
-Worker processes load plugins like any process does (entry points of the ``nasengine`` group, and the
-modules named in ``NASENGINE_PLUGINS_EXTRA``), not the plugin objects installed in the driver.
+Spawned worker processes load plugins like any process does (entry points of the ``nasengine`` group, and
+the modules named in ``NASENGINE_PLUGINS_EXTRA``), not the plugin objects installed in the driver; forked
+ones (CPU workers on Linux, see :class:`ProcessExecutor`) start with the driver's.
 """
 from __future__ import annotations
 
 import abc
 import atexit
+import contextlib
 import json
 import math
 import multiprocessing
@@ -51,6 +53,7 @@ __all__ = [
     "ExecutorError",
     "BUILTIN_EXECUTORS",
     "usable_cpus",
+    "fork_hazard",
 ]
 
 
@@ -384,6 +387,8 @@ def _worker_main(conn, parent_pid: int, threads: int | None,
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(threads)
+        if "torch" in sys.modules:  # forked from a driver that imported torch: the variables come too late
+            _set_threads(threads)
     if hasattr(os, "getppid"):
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     _no_process_shared_locks()
@@ -483,8 +488,33 @@ def _exit_reason(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+def fork_hazard(threads: int | None, devices: Iterable[str] = ("cpu",)) -> str | None:
+    """Why forking a worker from this process now would be unsafe (a sentence), or ``None`` when it is safe.
+
+    Forking copies only the calling thread, so it needs: Linux (macOS system libraries are not fork-safe),
+    workers without CUDA (a forked child cannot use a CUDA the parent initialised), no other Python thread
+    (a lock it holds would stay locked in the child), and either torch not imported yet or one torch thread
+    per worker: GNU OpenMP, once it has run a parallel region here, hangs in a forked child that runs one too
+    (single-threaded torch runs none).
+    """
+    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+        return f"{sys.platform} is not Linux"
+    cuda = sorted({str(d) for d in devices if str(d).startswith("cuda")})
+    if cuda:
+        return f"the workers use CUDA ({', '.join(cuda)})"
+    if threading.active_count() > 1:
+        return f"the driver runs {threading.active_count()} threads"
+    if "torch" in sys.modules and (threads or 1) > 1:
+        return f"torch is loaded and each worker runs {threads} threads (OpenMP is not fork-safe)"
+    return None
+
+
+#: ``executor.start_method`` values: ``auto`` forks where :func:`fork_hazard` finds nothing, else spawns.
+START_METHODS = ("auto", "fork", "spawn", "forkserver")
+
+
 class ProcessExecutor(Executor):
-    """A pool of local worker processes (``spawn`` start method).
+    """A pool of local worker processes.
 
     * With CUDA: one worker per visible GPU (``workers`` more or fewer are spread round-robin over them);
       each task whose device is ``"auto"`` or ``"cuda"`` runs on its worker's own ``cuda:i``.
@@ -496,6 +526,12 @@ class ProcessExecutor(Executor):
     worker) override the automatic choices. A worker that dies (SIGKILL, segfault, out of memory) fails the
     task it was running — ``"worker died (killed by SIGKILL) ..."`` — and is replaced; the other tasks go on.
     ``task_timeout`` (seconds, default none) fails an evaluation that runs longer, killing its worker.
+
+    ``start_method`` ``auto`` (the default) forks each worker from the driver when that is safe
+    (:func:`fork_hazard`: CPU workers on Linux, the usual case on a CPU machine) — a forked worker is ready
+    in milliseconds with torch and the plugins already loaded, where a spawned one spends a second or more
+    importing them — and spawns otherwise (GPU workers, macOS, a threaded driver). ``spawn``, ``fork`` and
+    ``forkserver`` force one.
     """
 
     name = "process"
@@ -508,7 +544,7 @@ class ProcessExecutor(Executor):
         *,
         devices: list[str] | None = None,
         threads: int | None = None,
-        start_method: str = "spawn",
+        start_method: str = "auto",
         task_timeout: float | None = None,
     ):
         super().__init__(workers)
@@ -528,10 +564,12 @@ class ProcessExecutor(Executor):
             raise ConfigError(f"executor.threads must be a whole number >= 1, got {threads!r}")
         self._explicit_threads = threads is not None
         self.threads = threads or max(1, cpus // self.n_workers)
-        try:
-            self._ctx = multiprocessing.get_context(start_method)
-        except ValueError:
+        if start_method not in START_METHODS:
+            raise ConfigError(f"executor.start_method must be one of {', '.join(START_METHODS)}, got {start_method!r}")
+        if start_method != "auto" and start_method not in multiprocessing.get_all_start_methods():
             raise ConfigError(f"executor.start_method {start_method!r} is not available here") from None
+        self.start_method = start_method
+        self.started_by: set[str] = set()  # the start methods used so far (describe())
         self._slots: list[_Worker | None] = [None] * self.n_workers
         self._start_failures = 0
         self._closed = False
@@ -554,14 +592,28 @@ class ProcessExecutor(Executor):
 
     def describe(self) -> str:
         where = ", ".join(sorted(set(self.devices)))
-        return f"process: {self.n_workers} worker(s) on {where}, {self.threads} torch thread(s) each"
+        how = "/".join(sorted(self.started_by)) or (self.start_method if self.start_method != "auto" else "")
+        how = {"fork": ", forked", "spawn": ", spawned"}.get(how, f", started by {how}" if how else "")
+        return f"process: {self.n_workers} worker(s) on {where}, {self.threads} torch thread(s) each{how}"
 
     # ---- workers -----------------------------------------------------------------------------------------
     def _device_of(self, slot: int) -> str:
         return self.devices[slot % len(self.devices)]
 
+    def _context(self, device: str):
+        method = self.start_method
+        if method == "auto":
+            method = "spawn" if fork_hazard(self.threads, [device]) else "fork"
+        if method == "fork":  # what the driver has buffered must not be written twice (by the child too)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+        self.started_by.add(method)
+        return multiprocessing.get_context(method)
+
     def _spawn(self, slot: int) -> _Worker:
-        worker = _Worker(self._ctx, slot, self._device_of(slot), self.threads, self._explicit_threads)
+        device = self._device_of(slot)
+        worker = _Worker(self._context(device), slot, device, self.threads, self._explicit_threads)
         self._slots[slot] = worker
         return worker
 

@@ -39,7 +39,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import attrs
 
@@ -161,7 +161,10 @@ class SearchOutcome:
     process), ``wait_seconds`` the time the loop spent waiting for the executor, ``setup_seconds`` the time
     before the loop (loading plugins, checking the config, recording the environment, opening the store; the
     executor's workers start meanwhile), ``first_task_seconds`` the time from the loop's start until the
-    executor took the first task (mostly waiting for workers to start).
+    executor took the first task (mostly waiting for workers to start), ``busy_seconds`` the wall time during
+    which at least one evaluation ran (the union of the evaluations' intervals), ``generation_idle_seconds``
+    the worker-seconds that workers idled inside a generation while others still evaluated it (a generation
+    lasts as long as its slowest evaluation: the barrier of a generational controller).
     """
 
     run_dir: Path
@@ -177,16 +180,26 @@ class SearchOutcome:
     records: list = attrs.field(repr=False)
     setup_seconds: float = 0.0
     first_task_seconds: float = 0.0
+    busy_seconds: float = 0.0
+    generation_idle_seconds: float = 0.0
 
     @property
-    def overhead_seconds(self) -> float:
-        """Wall time not spent inside an evaluation: ``seconds - eval_seconds / parallelism`` (>= 0)."""
-        return max(0.0, self.seconds - self.eval_seconds / max(1, self.parallelism))
+    def outside_seconds(self) -> float:
+        """Wall time of the loop during which no evaluation ran (``seconds - busy_seconds``): starting the
+        workers, asking, costing, storing, telling, shipping tasks, closing the pool."""
+        return max(0.0, self.seconds - self.busy_seconds)
 
     @property
-    def overhead_share(self) -> float:
-        """:attr:`overhead_seconds` over :attr:`seconds` (the engine-overhead benchmark's number)."""
-        return self.overhead_seconds / self.seconds if self.seconds > 0 else 0.0
+    def outside_share(self) -> float:
+        """:attr:`outside_seconds` over :attr:`seconds` (the engine-overhead benchmark's goal)."""
+        return self.outside_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def idle_capacity_share(self) -> float:
+        """The share of the workers' capacity (``parallelism * seconds``) not spent evaluating: the time
+        outside evaluation on every worker, plus the generation barrier (:attr:`generation_idle_seconds`)."""
+        capacity = self.seconds * max(1, self.parallelism)
+        return max(0.0, capacity - self.eval_seconds) / capacity if capacity > 0 else 0.0
 
     @property
     def driver_seconds(self) -> float:
@@ -197,6 +210,17 @@ class SearchOutcome:
 # ---------------------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------------------
+def union_length(intervals: Iterable[tuple[float, float]]) -> float:
+    """The total length covered by ``(start, end)`` intervals (overlaps counted once)."""
+    covered, end = 0.0, -math.inf
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        covered += b - max(a, end)
+        end = b
+    return covered
+
+
 def candidate_seed(run_seed: int, key: str) -> int:
     """The evaluation seed of architecture ``key`` in a run seeded ``run_seed`` (independent of order and
     executor): the first 31 bits of ``sha256("{run_seed}:{key}")``."""
@@ -258,6 +282,23 @@ def _check_options(kind: str, name: str, factory: Any, options: dict) -> None:
         raise ConfigError(f"{kind} {name!r}: {exc}") from None
 
 
+#: File descriptors of the run-folder locks this process holds (closed in a forked child, see below).
+_LOCK_FDS: set[int] = set()
+
+
+def _close_lock_fds_in_child() -> None:  # pragma: no cover - runs in a forked worker
+    """A forked worker shares the driver's lock (``flock`` belongs to the open file): if the driver died, a
+    worker finishing its evaluation would keep the run locked. Closing the child's copy leaves the driver's."""
+    for fd in list(_LOCK_FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _LOCK_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_lock_fds_in_child)
+
+
 class _Lock:
     """An exclusive lock on a run folder (POSIX ``flock``), released by the OS if the holder dies."""
 
@@ -280,9 +321,11 @@ class _Lock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
+        _LOCK_FDS.add(fd)
 
     def release(self) -> None:
         if self.fd is not None:
+            _LOCK_FDS.discard(self.fd)
             os.close(self.fd)
             self.fd = None
 
@@ -425,6 +468,7 @@ class _Search:
         self.eval_seconds = 0.0
         self.wait_seconds = 0.0
         self.first_task: float | None = None
+        self.spans: dict[int, list[tuple[float, float]]] = defaultdict(list)  # generation -> evaluation intervals
 
     # ---- records -------------------------------------------------------------------------------------
     def _record(self, rec: CandidateRecord) -> CandidateRecord:
@@ -581,8 +625,10 @@ class _Search:
             except StopIteration:
                 self.wait_seconds += time.perf_counter() - t0
                 break
-            self.wait_seconds += time.perf_counter() - t0
+            received = time.perf_counter()
+            self.wait_seconds += received - t0
             self.eval_seconds += outcome.wall_seconds
+            self.spans[g].append((max(self.t_start, received - outcome.wall_seconds), received))
             m = meta[outcome.task_id]
             rec = self._record(self._outcome_record(g, outcome, m))
             slots[m[0]] = rec
@@ -647,11 +693,12 @@ class _Search:
             total = s.budget.generations * pop
         elif s.budget.candidates is not None:
             total = s.budget.candidates
-        self.progress = _Progress(self.show_progress, total, len(records))
+        self.progress = _Progress(False, total, len(records))
         g = start_gen
         reason = ""
         try:
-            self.executor.start()
+            self.executor.start()  # before the progress bar's thread exists: workers may then be forked
+            self.progress = _Progress(self.show_progress, total, len(records))
             store.set_status("running")
             verb = "resuming" if resumed else "starting"
             self.progress.line(
@@ -710,8 +757,21 @@ class _Search:
             seconds=time.perf_counter() - self.t_start, eval_seconds=self.eval_seconds,
             wait_seconds=self.wait_seconds, parallelism=self.executor.parallelism,
             executor=self.executor.describe(), records=store.candidates(), setup_seconds=self.setup_seconds,
-            first_task_seconds=self.first_task or 0.0,
+            first_task_seconds=self.first_task or 0.0, busy_seconds=self._busy_seconds(),
+            generation_idle_seconds=self._generation_idle_seconds(),
         )
+
+    def _busy_seconds(self) -> float:
+        return union_length(span for spans in self.spans.values() for span in spans)
+
+    def _generation_idle_seconds(self) -> float:
+        """Worker-seconds idle between a generation's first evaluation start and its last end."""
+        width = max(1, self.executor.parallelism)
+        idle = 0.0
+        for spans in self.spans.values():
+            start, end = min(a for a, _ in spans), max(b for _, b in spans)
+            idle += max(0.0, width * (end - start) - sum(b - a for a, b in spans))
+        return idle
 
     def _finish(self, status: str) -> None:
         try:

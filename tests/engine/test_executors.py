@@ -204,3 +204,44 @@ def test_close_stops_the_workers():
     ex.close()
     assert not any(p.is_alive() for p in procs)
     ex.close()  # idempotent
+
+
+# ---- how workers start -----------------------------------------------------------------------------------
+def test_fork_hazards_are_named(monkeypatch):
+    import sys
+    import threading
+
+    from nasengine.executors import fork_hazard
+
+    if not sys.platform.startswith("linux"):
+        assert "not Linux" in fork_hazard(1)
+        return
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert fork_hazard(1) is None  # one thread, torch loaded, one torch thread per worker: safe
+    assert "OpenMP" in fork_hazard(2)  # torch is loaded here: multi-threaded forked workers could hang
+    assert "CUDA (cuda:1)" in fork_hazard(1, ["cpu", "cuda:1"])
+    monkeypatch.setattr(threading, "active_count", lambda: 3)
+    assert "the driver runs 3 threads" == fork_hazard(1)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert "darwin is not Linux" in fork_hazard(1)
+
+
+def test_forked_and_spawned_workers_give_the_same_outcomes():
+    import sys
+
+    tasks = [task(n, fail_if=[{"width": 16}], report_threads=True) for n in range(6)]
+    if not sys.platform.startswith("linux"):
+        pytest.skip("forked workers: Linux only")
+    with ProcessExecutor(workers=2, threads=1, start_method="fork") as ex:
+        forked = list(ex.imap(tasks))
+        assert ex.describe().endswith(", forked")
+    with ProcessExecutor(workers=2, threads=1, start_method="spawn") as ex:
+        spawned = list(ex.imap(tasks))
+        assert ex.describe().endswith(", spawned")
+    assert essence(forked) == essence(spawned)
+    # a forked worker sets its torch threads itself (the driver's torch read OMP_NUM_THREADS long ago)
+    assert {o.metrics["torch_threads"] for o in forked if o.ok} == {1}
+    with ProcessExecutor(workers=1, threads=2) as ex:  # several torch threads each, torch loaded: spawned
+        assert next(ex.imap([task(0)])).ok and ex.describe().endswith(", spawned")
+    with pytest.raises(ConfigError, match="start_method must be one of auto, fork, spawn, forkserver, got 'vfork'"):
+        ProcessExecutor(start_method="vfork")

@@ -60,7 +60,8 @@ def test_a_run_and_what_it_stores(tmp_path):
     assert out.status == "done" and "generations budget" in out.stop_reason and out.generations == 3
     assert [(r.generation, r.idx) for r in out.records] == [(g, i) for g in range(3) for i in range(6)]
     assert sum(out.counts.values()) == 18 and out.counts["ok"] > 0
-    assert out.eval_seconds > 0 and 0 <= out.overhead_share <= 1 and out.seconds >= out.driver_seconds
+    assert out.eval_seconds > 0 and 0 <= out.idle_capacity_share <= 1 and out.seconds >= out.driver_seconds
+    assert 0 < out.busy_seconds <= out.seconds and 0 <= out.outside_share < 1
     store = ExperimentStore.open(tmp_path / "run")
     run = store.run
     assert (run.method, run.preset, run.seed, run.status) == ("fake", "smoke", 1, "done")
@@ -329,3 +330,41 @@ def test_parallel_executors_get_the_costliest_candidates_first(tmp_path):
         assert len(order) > 1 and order == sorted(order, reverse=True)
     ref = search(tmp_path / "ref", cfg, seed=6, executor="inline")  # the order changes nothing else
     assert essence(out.records) == essence(ref.records)
+
+
+def test_union_length_counts_overlaps_once():
+    from nasengine.search.generational import union_length
+
+    assert union_length([]) == 0.0
+    assert union_length([(0, 2), (1, 3), (5, 6)]) == 4.0
+    assert union_length([(5, 6), (0, 10), (2, 3)]) == 10.0
+    assert union_length([(0, 1), (1, 2)]) == 2.0
+
+
+def _wait_for(started, stop) -> None:
+    started.set()
+    stop.wait(30)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers: Linux only")
+def test_a_forked_worker_does_not_hold_the_run_lock(tmp_path):
+    """A worker forked while the driver holds the run's lock must not keep the run locked once the driver is
+    gone (a SIGKILLed driver's workers still finish their evaluation)."""
+    import multiprocessing
+
+    (tmp_path / "run").mkdir()
+    lock = _Lock(tmp_path / "run")
+    lock.acquire()
+    ctx = multiprocessing.get_context("fork")
+    started, stop = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_wait_for, args=(started, stop))
+    child.start()
+    try:
+        assert started.wait(30)  # the child runs (its fork handlers have run)
+        lock.release()  # the driver's copy is gone; the child lives on
+        again = _Lock(tmp_path / "run")
+        again.acquire()  # would raise RunLockedError if the child had kept its copy
+        again.release()
+    finally:
+        stop.set()
+        child.join(10)
