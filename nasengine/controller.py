@@ -47,7 +47,17 @@ class Controller(abc.ABC):
 
     ``space`` is the search space, ``reward`` gives objective directions and constraints, ``seed`` seeds
     ``self.rng`` (the controller's only randomness); other options come from the method preset.
+
+    ``in_flight`` selects the search loop. ``None`` (the default): generational — the loop asks
+    ``ask()`` (a generation), evaluates it all, then tells the results. An int K: steady-state — the loop
+    asks one genome at a time and tells each result alone, in ask order; genome n is asked right after
+    genome n - K is told, so at most K are under evaluation and workers never wait for a whole generation.
+    The run is the same whatever the executor and timing (the order is fixed by K, not by which evaluation
+    finishes first). A controller offers it by accepting ``ask(1)`` / ``tell([one])`` at any time and an
+    ``in_flight`` option (random search and aging evolution do).
     """
+
+    in_flight: int | None = None
 
     def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 8):
         if population_size < 1:

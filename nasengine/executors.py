@@ -278,6 +278,9 @@ class Executor(abc.ABC):
     #: Whether evaluations see the driver's files (same machine): then the driver checks the evaluator's data
     #: before the search starts (:meth:`nasengine.evaluator.Evaluator.check`); a remote executor sets False.
     shares_driver_files: ClassVar[bool] = True
+    #: Whether :meth:`imap` accepts ``None`` from the task iterable ("no task yet"), which the steady-state
+    #: search needs (it asks a new candidate only when an earlier one is told).
+    can_wait: ClassVar[bool] = False
 
     def __init__(self, workers: int | None = None, **options):
         if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -296,7 +299,9 @@ class Executor(abc.ABC):
         """Run ``tasks`` and yield one outcome per task as each completes (in any order).
 
         ``tasks`` is consumed lazily: the next task is taken only when it can start, so a caller that stops
-        yielding tasks (a time budget) stops submitting work while the running tasks finish.
+        yielding tasks (a time budget) stops submitting work while the running tasks finish. An executor whose
+        :attr:`can_wait` is true also accepts ``None`` from ``tasks``: nothing to start now, take the next
+        task after yielding the next outcome (``None`` while nothing runs is an error: nothing would come).
         """
 
     def close(self) -> None:
@@ -327,8 +332,12 @@ class InlineExecutor(Executor):
         super().__init__(workers)
         self.threads = threads
 
+    can_wait = True
+
     def imap(self, tasks: Iterable[EvalTask]) -> Iterator[EvalOutcome]:
         for task in tasks:
+            if task is None:  # one task at a time: the caller has told every outcome, none will come
+                raise ExecutorError("the task source waits for an outcome while no evaluation runs")
             if self.threads and task.threads is None:
                 task = attrs.evolve(task, threads=self.threads)
             yield run_task(task)
@@ -535,6 +544,7 @@ class ProcessExecutor(Executor):
     """
 
     name = "process"
+    can_wait = True
     #: Workers that die before completing any task this many times in a row mean a broken setup: give up.
     MAX_START_FAILURES = 3
 
@@ -693,6 +703,7 @@ class ProcessExecutor(Executor):
         try:
             while True:
                 # Hand a task to every worker that is ready and idle.
+                starved = False  # the source has nothing now (None): ask it again after the next outcome
                 for worker in list(self._slots):
                     if worker is None or not worker.ready or worker.task is not None:
                         continue
@@ -703,6 +714,9 @@ class ProcessExecutor(Executor):
                             task = next(source)
                         except StopIteration:
                             exhausted = True
+                            break
+                        if task is None:
+                            starved = True
                             break
                     else:
                         break
@@ -717,6 +731,8 @@ class ProcessExecutor(Executor):
                 busy = [w for w in self._slots if w is not None and w.task is not None]
                 if not busy and exhausted and not retry:
                     return
+                if not busy and starved and not retry:
+                    raise ExecutorError("the task source waits for an outcome while no evaluation runs")
                 # Wait for an outcome, a worker getting ready, a death, or the next timeout.
                 timeout = None
                 if self.task_timeout is not None and busy:

@@ -56,6 +56,13 @@ def reject_unknown(cls: type, unknown: dict, known: Iterable[str]) -> None:
         )
 
 
+def in_flight_option(value: Any) -> int | None:
+    """``controller.in_flight``: ``None`` (generational) or a whole number >= 1 (steady-state)."""
+    if value is None:
+        return None
+    return int_option("in_flight", value, minimum=1)
+
+
 def check_n(n: Any, default: int) -> int:
     if n is None:
         return default

@@ -17,6 +17,7 @@ from nasengine.controllers._common import (
     GenomeController,
     Member,
     check_n,
+    in_flight_option,
     int_option,
     reject_unknown,
 )
@@ -30,7 +31,10 @@ class RegularizedEvolution(GenomeController):
     """Aging evolution over any space's ``sample`` / ``mutate``.
 
     Options: ``population_size`` P (default 16), ``tournament_size`` S (1 <= S <= P, default min(4, P)),
-    ``max_tries`` (draws spent per initial sample looking for a genome not proposed before, default 50).
+    ``max_tries`` (draws spent per initial sample looking for a genome not proposed before, default 50),
+    ``in_flight`` K (default none: generational batches of P). With K, the search runs steady-state as in the
+    paper — each freed worker gets a child of the current population — but in a fixed order: child n is bred
+    right after result n - K is told, so a run does not depend on which evaluation finishes first.
 
     * The first P genomes are sampled (more while nothing has been told yet).
     * ``ask(n)`` then returns n children, each ``space.mutate`` of the tournament winner among S members
@@ -46,9 +50,12 @@ class RegularizedEvolution(GenomeController):
     registry_name = "evolution"
 
     def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 16,
-                 tournament_size: int | None = None, max_tries: int = DEFAULT_MAX_TRIES, **unknown: Any):
-        reject_unknown(type(self), unknown, ("seed", "population_size", "tournament_size", "max_tries"))
+                 tournament_size: int | None = None, max_tries: int = DEFAULT_MAX_TRIES,
+                 in_flight: int | None = None, **unknown: Any):
+        reject_unknown(type(self), unknown, ("seed", "population_size", "tournament_size", "max_tries",
+                                             "in_flight"))
         super().__init__(space, reward, seed=seed, population_size=population_size, max_tries=max_tries)
+        self.in_flight = in_flight_option(in_flight)
         if tournament_size is None:
             tournament_size = min(4, self.population_size)
         self.tournament_size = int_option("tournament_size", tournament_size, minimum=1,
@@ -57,7 +64,7 @@ class RegularizedEvolution(GenomeController):
         self.n_sampled = 0
 
     def options(self) -> dict[str, Any]:
-        return {**super().options(), "tournament_size": self.tournament_size}
+        return {**super().options(), "tournament_size": self.tournament_size, "in_flight": self.in_flight}
 
     # ---- ask / tell ----------------------------------------------------------------------------------
     def ask(self, n: int | None = None) -> list[Genome]:

@@ -10,6 +10,11 @@ the results in ask order and its state is stored. A run killed at any moment res
 evaluation seed is a function of the run seed and the architecture key, the controller state is restored, and
 the stored candidates of the unfinished generation are reused.
 
+A controller with ``in_flight`` = K (random search, aging evolution) runs the same pipeline steady-state
+instead: one genome at a time, each result told alone in ask order, genome n asked right after genome n - K
+is told, so that a worker that finishes takes the next candidate at once rather than waiting for the
+generation's slowest (see :meth:`_Search._steady`).
+
 Config sections (``Method.config(preset, overrides)``)::
 
     space:      {name?, **options}            # name defaults to method.space
@@ -37,7 +42,7 @@ import platform
 import socket
 import sys
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -408,6 +413,10 @@ class _Setup:
         budget = Budget.from_config(cfg.get("budget"))
 
         executor_name, workers, ex, device, workdirs = _executor_section(plugins, cfg)
+        steady = getattr(controller, "in_flight", None) is not None
+        if steady and not getattr(plugins.executors.get(executor_name), "can_wait", False):
+            raise ConfigError(f"controller.in_flight (a steady-state search) needs an executor that can wait for "
+                              f"tasks; executor {executor_name!r} cannot (inline and process can)")
         _check_evaluator(plugins, evaluator_name, evaluator_options, executor_name)
         return cls(method, cfg, int(seed), space_name, space_options, space, reward, controller, evaluator_name,
                    evaluator_options, cost_model, budget, executor_name, workers, ex, device, workdirs)
@@ -469,6 +478,7 @@ class _Search:
         self.wait_seconds = 0.0
         self.first_task: float | None = None
         self.spans: dict[int, list[tuple[float, float]]] = defaultdict(list)  # generation -> evaluation intervals
+        self._submitted: dict[str, float] = {}  # task id -> when it went to the executor
 
     # ---- records -------------------------------------------------------------------------------------
     def _record(self, rec: CandidateRecord) -> CandidateRecord:
@@ -506,90 +516,95 @@ class _Search:
                           violation=float(reward.violation(metrics, stage="cost")))
         return Result(genome=genome, key=rec.key, status="failed", metrics=metrics)
 
-    # ---- one generation ------------------------------------------------------------------------------
+    # ---- one candidate, one generation --------------------------------------------------------------
+    def _prepare_one(self, g: int, i: int, genome: Any, first_here: set[str]) -> tuple:
+        """One asked genome: its stored row (a resumed run), or a record made now (duplicate, undecodable,
+        costing failed, infeasible), or ``("wait", key, genome_json)`` for a repeat of ``first_here`` (a key
+        whose evaluation is under way), or ``("task", task, meta)`` (``key`` is added to ``first_here``)."""
+        s = self.s
+        genome_json = json.loads(canonical_json(s.space.to_json(genome)))
+        stored = self.store.get(g, i)
+        if stored is not None:
+            if canonical_json(stored.genome) != canonical_json(genome_json):
+                raise StoreError(
+                    f"{self.store.path}: resuming generation {g}, the controller asked a different genome at "
+                    f"idx {i} than the stored one; the controller is not deterministic given its state_dict "
+                    f"(stored {canonical_json(stored.genome)}, asked {canonical_json(genome_json)})"
+                )
+            return ("record", stored)
+        try:
+            graph = s.space.decode(genome)
+            key = graph.key()  # validates the graph too
+        except Exception as exc:  # an undecodable genome is the space's bug; record it, go on
+            key = "genome:" + s.space.genome_key(genome)
+            if key in self.known:
+                return ("record", self._duplicate(g, i, genome_json, self.known[key]))
+            return ("record", self._record(CandidateRecord(
+                generation=g, idx=i, key=key, genome=genome_json, status="failed",
+                error="decode: " + describe_exception(exc))))
+        if key in self.known:
+            return ("record", self._duplicate(g, i, genome_json, self.known[key]))
+        if key in first_here:
+            return ("wait", key, genome_json)
+        seed = candidate_seed(s.seed, key)
+        try:
+            costs = {k: float(v) for k, v in s.cost_model.metrics(graph).items()}
+        except Exception as exc:
+            return ("record", self._record(CandidateRecord(
+                generation=g, idx=i, key=key, genome=genome_json, status="failed", seed=seed,
+                error="cost: " + describe_exception(exc))))
+        try:
+            violation = s.reward.violation(costs, stage="cost")
+        except KeyError as exc:
+            raise ConfigError(f"a cost-stage constraint needs metric {exc} that the cost model does not "
+                              f"provide (it gives {', '.join(sorted(costs))})") from None
+        params, mult_adds = costs.get("params"), costs.get("mult_adds")
+        if violation > 0:
+            return ("record", self._record(CandidateRecord(
+                generation=g, idx=i, key=key, genome=genome_json, status="infeasible", params=params,
+                mult_adds=mult_adds, costs=costs, seed=seed,
+                error="violates " + "; ".join(c.describe() for c in s.reward.constraints
+                                               if c.stage == "cost" and c.violation(costs) > 0))))
+        first_here.add(key)
+        task_id = f"{g}:{i}"
+        workdir = None
+        if s.workdirs:
+            workdir = str(self.store.run_dir / "work" / f"g{g:04d}-i{i:03d}")
+        task = EvalTask(
+            task_id=task_id, space=s.space_name, space_options=s.space_options,
+            genome=canonical_json(genome_json), evaluator=s.evaluator_name,
+            evaluator_options=s.evaluator_options, seed=seed, device=s.device, workdir=workdir,
+        )
+        return ("task", task, (g, i, key, genome_json, costs, seed))
+
     def _prepare(self, g: int, genomes: list) -> tuple[list, list[EvalTask], dict, dict]:
         """Reuse stored rows, record duplicates / infeasible / undecodable ones, and make the tasks."""
-        s = self.s
         slots: list[CandidateRecord | None] = [None] * len(genomes)
         tasks: list[EvalTask] = []
         meta: dict[str, tuple] = {}
-        waiting: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+        waiting: dict[str, list[tuple[int, int, Any]]] = defaultdict(list)
         first_here: set[str] = set()
         for i, genome in enumerate(genomes):
-            genome_json = json.loads(canonical_json(s.space.to_json(genome)))
-            stored = self.store.get(g, i)
-            if stored is not None:
-                if canonical_json(stored.genome) != canonical_json(genome_json):
-                    raise StoreError(
-                        f"{self.store.path}: resuming generation {g}, the controller asked a different genome at "
-                        f"idx {i} than the stored one; the controller is not deterministic given its state_dict "
-                        f"(stored {canonical_json(stored.genome)}, asked {canonical_json(genome_json)})"
-                    )
-                slots[i] = stored
-                continue
-            try:
-                graph = s.space.decode(genome)
-                key = graph.key()  # validates the graph too
-            except Exception as exc:  # an undecodable genome is the space's bug; record it, go on
-                key = "genome:" + s.space.genome_key(genome)
-                if key in self.known:
-                    slots[i] = self._duplicate(g, i, genome_json, self.known[key])
-                else:
-                    slots[i] = self._record(CandidateRecord(
-                        generation=g, idx=i, key=key, genome=genome_json, status="failed",
-                        error="decode: " + describe_exception(exc)))
-                continue
-            if key in self.known:
-                slots[i] = self._duplicate(g, i, genome_json, self.known[key])
-                continue
-            if key in first_here:
-                waiting[key].append((i, genome_json))
-                continue
-            first_here.add(key)
-            seed = candidate_seed(s.seed, key)
-            try:
-                costs = {k: float(v) for k, v in s.cost_model.metrics(graph).items()}
-            except Exception as exc:
-                slots[i] = self._record(CandidateRecord(
-                    generation=g, idx=i, key=key, genome=genome_json, status="failed", seed=seed,
-                    error="cost: " + describe_exception(exc)))
-                continue
-            try:
-                violation = s.reward.violation(costs, stage="cost")
-            except KeyError as exc:
-                raise ConfigError(f"a cost-stage constraint needs metric {exc} that the cost model does not "
-                                  f"provide (it gives {', '.join(sorted(costs))})") from None
-            params, mult_adds = costs.get("params"), costs.get("mult_adds")
-            if violation > 0:
-                slots[i] = self._record(CandidateRecord(
-                    generation=g, idx=i, key=key, genome=genome_json, status="infeasible", params=params,
-                    mult_adds=mult_adds, costs=costs, seed=seed,
-                    error="violates " + "; ".join(c.describe() for c in s.reward.constraints
-                                                   if c.stage == "cost" and c.violation(costs) > 0)))
-                continue
-            task_id = f"{g}:{i}"
-            workdir = None
-            if s.workdirs:
-                workdir = str(self.store.run_dir / "work" / f"g{g:04d}-i{i:03d}")
-            tasks.append(EvalTask(
-                task_id=task_id, space=s.space_name, space_options=s.space_options,
-                genome=canonical_json(genome_json), evaluator=s.evaluator_name,
-                evaluator_options=s.evaluator_options, seed=seed, device=s.device, workdir=workdir,
-            ))
-            meta[task_id] = (i, key, genome_json, costs, seed)
+            kind, *rest = self._prepare_one(g, i, genome, first_here)
+            if kind == "record":
+                slots[i] = rest[0]
+            elif kind == "wait":
+                waiting[rest[0]].append((g, i, rest[1]))
+            else:
+                tasks.append(rest[0])
+                meta[rest[0].task_id] = rest[1]
         if self.executor.parallelism > 1:
             # Longest first (Mult-Adds predict training time): the generation's last evaluation is then a short
             # one, so fewer workers idle at the generation's end. Results do not depend on the order.
-            tasks.sort(key=lambda t: -(meta[t.task_id][3].get("mult_adds") or 0.0))
+            tasks.sort(key=lambda t: -(meta[t.task_id][4].get("mult_adds") or 0.0))
         return slots, tasks, meta, waiting
 
-    def _flush_waiting(self, g: int, key: str, waiting: dict, slots: list) -> None:
-        """Record the in-generation duplicates of ``key`` once its first occurrence is recorded."""
-        for j, genome_json in waiting.pop(key, []):
-            slots[j] = self._duplicate(g, j, genome_json, self.known[key])
+    def _flush_waiting(self, key: str, waiting: dict) -> list[CandidateRecord]:
+        """Record the repeats of ``key`` that waited for its evaluation, now that it is recorded."""
+        return [self._duplicate(g, j, genome_json, self.known[key]) for g, j, genome_json in waiting.pop(key, [])]
 
-    def _outcome_record(self, g: int, outcome, meta: tuple) -> CandidateRecord:
-        i, key, genome_json, costs, seed = meta
+    def _outcome_record(self, outcome, meta: tuple) -> CandidateRecord:
+        g, i, key, genome_json, costs, seed = meta
         status, error, metrics = outcome.status, outcome.error, dict(outcome.metrics)
         if status == "ok":
             have = {**costs, **metrics}
@@ -605,34 +620,42 @@ class _Search:
             created=self._submitted.get(outcome.task_id),
         )
 
-    def _evaluate(self, g: int, tasks: list[EvalTask], meta: dict, waiting: dict, slots: list) -> None:
-        self._submitted: dict[str, float] = {}
+    def _submit(self, task: EvalTask) -> EvalTask:
+        """Note that ``task`` goes to the executor now (its record's ``created``; the first task's time)."""
+        self._submitted[task.task_id] = time.time()
+        if self.first_task is None:
+            self.first_task = time.perf_counter() - self.t_start
+        return task
 
-        def source() -> Iterator[EvalTask]:
-            for task in tasks:
-                if self.s.budget.seconds is not None and self._elapsed() >= self.s.budget.seconds:
-                    return
-                self._submitted[task.task_id] = time.time()
-                if self.first_task is None:
-                    self.first_task = time.perf_counter() - self.t_start
-                yield task
-
-        outcomes = self.executor.imap(source())
+    def _run_tasks(self, source: Iterable, meta: dict, waiting: dict) -> Iterator[tuple[str, CandidateRecord, list]]:
+        """Send ``source``'s tasks to the executor; record each outcome as it arrives (and the repeats of its
+        key that waited for it), timing the waits, and yield ``(task_id, record, repeats' records)``."""
+        outcomes = self.executor.imap(source)
         while True:
             t0 = time.perf_counter()
             try:
                 outcome = next(outcomes)
             except StopIteration:
                 self.wait_seconds += time.perf_counter() - t0
-                break
+                return
             received = time.perf_counter()
             self.wait_seconds += received - t0
             self.eval_seconds += outcome.wall_seconds
-            self.spans[g].append((max(self.t_start, received - outcome.wall_seconds), received))
-            m = meta[outcome.task_id]
-            rec = self._record(self._outcome_record(g, outcome, m))
-            slots[m[0]] = rec
-            self._flush_waiting(g, rec.key, waiting, slots)
+            m = meta.pop(outcome.task_id)
+            self.spans[m[0]].append((max(self.t_start, received - outcome.wall_seconds), received))
+            rec = self._record(self._outcome_record(outcome, m))
+            yield outcome.task_id, rec, self._flush_waiting(rec.key, waiting)
+
+    def _evaluate(self, g: int, tasks: list[EvalTask], meta: dict, waiting: dict, slots: list) -> None:
+        def source() -> Iterator[EvalTask]:
+            for task in tasks:
+                if self.s.budget.seconds is not None and self._elapsed() >= self.s.budget.seconds:
+                    return
+                yield self._submit(task)
+
+        for _, rec, repeats in self._run_tasks(source(), meta, waiting):
+            for r in [rec, *repeats]:
+                slots[r.idx] = r
             self._show_best(g)
 
     # ---- reporting -----------------------------------------------------------------------------------
@@ -678,12 +701,15 @@ class _Search:
             if rec.status != "duplicate" and rec.key not in self.known:
                 self.known[rec.key] = rec
         self.counted = sum(1 for r in records if r.status in COUNTED_STATUSES)
+        steady = getattr(s.controller, "in_flight", None) is not None
         start_gen = 0
         latest = store.load_controller_state()
-        if latest is not None:
+        if latest is not None and not steady:
             done_gen, state = latest
             s.controller.load_state_dict(state)
             start_gen = done_gen + 1
+        elif latest is not None:
+            start_gen = latest[0]
         stalled = self._stalled(records, start_gen)
         failing, last_error = self._failing(records, start_gen)
 
@@ -703,8 +729,11 @@ class _Search:
             verb = "resuming" if resumed else "starting"
             self.progress.line(
                 f"{verb} {s.method.name} ({store.run.preset}) seed {s.seed} in {store.run_dir} at generation "
-                f"{start_gen}: budget {s.budget.describe()}; executor {self.executor.describe()}")
-            while True:
+                f"{start_gen}: budget {s.budget.describe()}; executor {self.executor.describe()}"
+                + (f"; steady-state, {s.controller.in_flight} in flight" if steady else ""))
+            if steady:
+                g, reason = self._steady(latest, records)
+            while not steady:
                 reason = s.budget.reached(candidates=self.counted, generations=g, seconds=self._elapsed(),
                                           stalled=stalled, failing=failing) or ""
                 if reason:
@@ -758,7 +787,7 @@ class _Search:
             wait_seconds=self.wait_seconds, parallelism=self.executor.parallelism,
             executor=self.executor.describe(), records=store.candidates(), setup_seconds=self.setup_seconds,
             first_task_seconds=self.first_task or 0.0, busy_seconds=self._busy_seconds(),
-            generation_idle_seconds=self._generation_idle_seconds(),
+            generation_idle_seconds=0.0 if steady else self._generation_idle_seconds(),
         )
 
     def _busy_seconds(self) -> float:
@@ -772,6 +801,127 @@ class _Search:
             start, end = min(a for a, _ in spans), max(b for _, b in spans)
             idle += max(0.0, width * (end - start) - sum(b - a for a, b in spans))
         return idle
+
+    # ---- the steady-state loop ----------------------------------------------------------------------
+    def _steady(self, latest: tuple[int, dict] | None, records: list[CandidateRecord]) -> tuple[int, str]:
+        """Steady-state search (``controller.in_flight`` = K): candidate n is asked right after candidate
+        n - K is told, results are told one at a time in ask order, and a worker that finishes takes the next
+        candidate at once (no generation barrier). Candidate n is stored as generation ``n // P``, idx
+        ``n % P`` (P = ``population_size``); the stall and failure budgets count P candidates as a generation.
+        The controller is kept K genomes ahead of the told ones whatever the budget, which decides only what
+        is evaluated. After each tell the controller state and the genomes asked but not yet told are saved,
+        so a resume (or a finished run extended) asks exactly what an uninterrupted run asks. Returns
+        ``(generations, stop reason)``."""
+        s, store, ctl = self.s, self.store, self.s.controller
+        size, k = max(1, int(getattr(ctl, "population_size", 1) or 1)), int(ctl.in_flight)
+        told, pending_json = 0, []
+        if latest is not None:
+            snap = latest[1]
+            ctl.load_state_dict(snap["controller"])
+            told, pending_json = int(snap["told"]), list(snap["pending"])
+        # [n, genome, record or None, admitted by the budget]
+        queue: deque[list] = deque([told + j, s.space.from_json(gj), None, False] for j, gj in enumerate(pending_json))
+        next_n = told + len(queue)
+        ready: deque[EvalTask] = deque()
+        meta: dict[str, tuple] = {}
+        entry_of: dict[Any, list] = {}  # task id or (generation, idx) of a waiting repeat -> its queue entry
+        waiting: dict[str, list[tuple[int, int, Any]]] = defaultdict(list)
+        in_eval: set[str] = set()  # keys whose evaluation is under way
+        stalled, failing, last_error = _steady_runs(records, told, size)
+        state: dict[str, Any] = {"outstanding": 0, "why": "", "exhausted": False}
+
+        def prepare(entry: list) -> None:
+            g, i = divmod(entry[0], size)
+            kind, *rest = self._prepare_one(g, i, entry[1], in_eval)
+            if kind == "record":
+                entry[2] = rest[0]
+            elif kind == "wait":
+                waiting[rest[0]].append((g, i, rest[1]))
+                entry_of[(g, i)] = entry
+            else:
+                ready.append(rest[0])
+                meta[rest[0].task_id] = rest[1]
+                entry_of[rest[0].task_id] = entry
+
+        def fill() -> None:
+            """Keep K genomes asked ahead of the told ones, whatever the budget: a run extended later then asks
+            exactly what an uninterrupted longer run asks."""
+            nonlocal next_n
+            while len(queue) < k and not state["exhausted"]:
+                genomes = list(ctl.ask(1))
+                if not genomes:
+                    state["exhausted"] = True
+                    return
+                queue.append([next_n, genomes[0], None, False])
+                next_n += 1
+
+        def admit() -> None:
+            """Evaluate (or record) the asked genomes, in order, while the budget allows."""
+            admitted = 0
+            for entry in queue:
+                if entry[3]:
+                    admitted += entry[2] is None
+                    continue
+                why = s.budget.reached(candidates=self.counted + admitted, generations=entry[0] // size,
+                                       seconds=self._elapsed(), stalled=stalled // size, failing=failing // size)
+                if why:
+                    state["why"] = why
+                    return
+                entry[3] = True
+                prepare(entry)
+                admitted += entry[2] is None
+            if state["exhausted"] and not queue:
+                state["why"] = "the controller has nothing more to ask"
+
+        def advance() -> None:
+            nonlocal told, stalled, failing, last_error
+            while queue and queue[0][2] is not None:
+                _, genome, rec, _ = queue.popleft()
+                ctl.tell([self._result(genome, rec)])
+                told += 1
+                stalled = stalled + 1 if rec.status == "duplicate" else 0
+                if rec.evaluated:
+                    failing, last_error = (failing + 1, rec.error or "") if rec.status == "failed" else (0, last_error)
+                fill()
+                admit()
+                store.save_controller_state((told - 1) // size, {
+                    "steady": True, "told": told, "controller": ctl.state_dict(),
+                    "pending": [json.loads(canonical_json(s.space.to_json(e[1]))) for e in queue]})
+                if told % size == 0:
+                    store.set_elapsed(self._elapsed())
+                    self.progress.line(f"gen {told // size - 1}: {told} candidates told | best {self._best_text()}")
+                self._show_best((told - 1) // size)
+
+        def source() -> Iterator[EvalTask | None]:
+            while True:
+                if ready and (s.budget.seconds is None or self._elapsed() < s.budget.seconds):
+                    state["outstanding"] += 1
+                    yield self._submit(ready.popleft())
+                elif state["outstanding"] > 0:
+                    yield None
+                else:
+                    return
+
+        fill()
+        admit()
+        advance()
+        for task_id, rec, repeats in self._run_tasks(source(), meta, waiting):
+            state["outstanding"] -= 1
+            entry_of.pop(task_id)[2] = rec
+            in_eval.discard(rec.key)
+            for dup in repeats:
+                entry_of.pop((dup.generation, dup.idx))[2] = dup
+            advance()
+        generations = -(-told // size)
+        unfinished = sum(1 for e in queue if e[3] and e[2] is None)
+        why = state["why"] or "nothing more to evaluate"
+        if why.startswith("every evaluation failed"):
+            why += f" (last error: {last_error}); fix the cause and resume the run"
+            log.error("stopping: %s", why)
+        if unfinished:
+            why = (f"{s.budget.reached(candidates=0, generations=0, seconds=self._elapsed()) or why} with "
+                   f"{unfinished} candidate(s) not evaluated (resume with a larger budget to finish them)")
+        return generations, why
 
     def _finish(self, status: str) -> None:
         try:
@@ -817,6 +967,19 @@ class _Search:
                 break
             stalled += 1
         return stalled
+
+
+def _steady_runs(records: list[CandidateRecord], told: int, size: int) -> tuple[int, int, str]:
+    """For a steady-state resume: the trailing run of duplicates and the trailing run of failed evaluations
+    among the first ``told`` candidates (in ask order), and the last of those errors."""
+    firsts = sorted((r for r in records if r.generation * size + r.idx < told), key=lambda r: (r.generation, r.idx))
+    stalled = failing = 0
+    last_error = ""
+    for rec in firsts:
+        stalled = stalled + 1 if rec.status == "duplicate" else 0
+        if rec.evaluated:
+            failing, last_error = (failing + 1, rec.error or "") if rec.status == "failed" else (0, last_error)
+    return stalled, failing, last_error
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -152,6 +152,7 @@ class RayExecutor(Executor):
     """
 
     name = "ray"
+    can_wait = True
     # Workers may run elsewhere: data paths are theirs to resolve (the driver only warns when it cannot).
     shares_driver_files = False
 
@@ -437,9 +438,13 @@ class RayExecutor(Executor):
                     except StopIteration:
                         exhausted = True
                         break
+                    if task is None:  # nothing to start now: ask again after the next outcome
+                        break
                     pending[remote.remote(self._prepare(task))] = (task, time.perf_counter())
                 if not pending:
-                    return
+                    if exhausted:
+                        return
+                    raise ExecutorError("the task source waits for an outcome while no evaluation runs")
                 timeout = None
                 if self.task_timeout is not None:
                     now = time.perf_counter()

@@ -199,6 +199,15 @@ def test_smoke_search_matches_the_local_executors(cluster, tmp_path):
     assert ray.is_initialized()  # a connection the caller made is left alone
 
 
+def test_steady_state_search_matches_the_local_executors(cluster, tmp_path):
+    """Steady-state (controller.in_flight): the task source waits (None) between outcomes."""
+    cfg = deep_merge(WIDE, {"budget": {"generations": 2}, "evaluator": {"sleep": 0.1, "sleep_if": [{"width": 4}]},
+                            "controller": {"name": "evolution", "population_size": 4, "in_flight": 3}})
+    inline = search(tmp_path / "inline", cfg, seed=2, executor="inline")
+    on_ray = search(tmp_path / "ray", cfg, seed=2, executor="ray")
+    assert essence(on_ray.records) == essence(inline.records) and on_ray.generations == 2
+
+
 def test_the_simple_method_trains_the_same_on_ray(cluster, tmp_path):
     over = {"budget": {"generations": 2}, "controller": {"population_size": 3},
             "evaluator": {"steps": 5, "patch_size": 32, "batch_size": 4}}
