@@ -4,6 +4,7 @@
     python benchmarks/engine_overhead.py                       # method `simple`, preset `smoke`
     python benchmarks/engine_overhead.py falsr --preset smoke --executor inline
     python benchmarks/engine_overhead.py simple --set budget.generations=2 --keep runs/bench
+    python benchmarks/engine_overhead.py --set controller.name=evolution --set controller.in_flight=4  # steady-state
 
 It runs one search into a fresh run folder and prints
 
@@ -20,7 +21,8 @@ It runs one search into a fresh run folder and prints
   a generational controller (NSGA-II) needs a whole generation's results before it can ask the next, so
   workers that finish early wait for the generation's slowest evaluation. That part is the algorithm's, not
   the engine's: it is printed on its own (``barrier``) and is the same for any implementation of the method
-  with the same population and workers.
+  with the same population and workers. A steady-state search (``controller.in_flight``, for random search
+  and aging evolution) has no barrier.
 
 The goal is an outside-evaluation share of at most 1% (``--goal``; the exit status is 1 above it).
 """
