@@ -265,6 +265,7 @@ def nasengine_register_executors(registry):
         if name not in registry:
             registry.add(name, cls)
     registry.add("fake-parallel", _fake_parallel())
+    registry.add("fake-shuffled", _fake_shuffled())
 
 
 #: task ids in the order the ``fake-parallel`` executor pulled them
@@ -292,3 +293,44 @@ def _fake_parallel():
             return self.workers or 2
 
     return FakeParallel
+
+
+def _fake_shuffled():
+    import random
+
+    from nasengine.executors import Executor, ExecutorError, run_task
+
+    class FakeShuffled(Executor):
+        """In-process, with ``workers`` (default 3) evaluations "in flight" that finish in a random order drawn
+        from ``order_seed``: what worker processes of uneven speed do, without processes or sleeps."""
+
+        name = "fake-shuffled"
+        can_wait = True
+
+        def __init__(self, workers=None, *, order_seed: int = 0):
+            super().__init__(workers)
+            self.rng = random.Random(order_seed)
+
+        @property
+        def parallelism(self) -> int:
+            return self.workers or 3
+
+        def imap(self, tasks):
+            source, running, exhausted = iter(tasks), [], False
+            while True:
+                while not exhausted and len(running) < self.parallelism:
+                    try:
+                        task = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    if task is None:
+                        break
+                    running.append(task)
+                if not running:
+                    if exhausted:
+                        return
+                    raise ExecutorError("the task source waits for an outcome while no evaluation runs")
+                yield run_task(running.pop(self.rng.randrange(len(running))))
+
+    return FakeShuffled

@@ -3,6 +3,8 @@ the executor, the timing or the interruptions."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nasengine.errors import ConfigError
 from nasengine.executors import EvalTask, ExecutorError, InlineExecutor, ProcessExecutor
@@ -60,6 +62,32 @@ def test_sigkill_and_resume_give_the_uninterrupted_run(tmp_path):
                               "evaluator": {"sleep": 0.04}})
     ref = search(tmp_path / "ref", cfg, seed=2)
     assert essence(out.records) == essence(ref.records) and len(out.records) == 30
+
+
+@settings(max_examples=15, deadline=None)
+@given(controller=st.sampled_from(["random", "evolution"]), in_flight=st.one_of(st.none(), st.integers(1, 5)),
+       workers=st.integers(1, 4), order_seed=st.integers(0, 2**31))
+def test_any_completion_order_gives_the_same_run(tmp_path_factory, controller, in_flight, workers, order_seed):
+    """Evaluations finishing in any order (steady-state or generational) change nothing that is recorded."""
+    cfg = deep_merge(STEADY, {"controller": {"name": controller, "population_size": 4, "in_flight": in_flight},
+                              "evaluator": {"fail_if": [{"width": 6}]}})
+    tmp = tmp_path_factory.mktemp("order")
+    ref = search(tmp / "inline", cfg, seed=order_seed % 7)
+    cfg = deep_merge(cfg, {"executor": {"name": "fake-shuffled", "workers": workers, "order_seed": order_seed}})
+    shuffled = search(tmp / "shuffled", cfg, seed=order_seed % 7)
+    assert essence(shuffled.records) == essence(ref.records)
+
+
+def test_every_evaluation_failing_stops_a_steady_search(tmp_path):
+    cfg = deep_merge(STEADY, {"budget": {"generations": 10, "failed_generations": 2},
+                              "evaluator": {"fail_if": [{}]}})  # {} matches every genome
+    out = search(tmp_path / "run", cfg, seed=4)
+    # 2 "generations" of 6 failed candidates, plus those already under evaluation (fewer than in_flight = 3)
+    assert out.counts["ok"] == 0 and 12 <= len(out.records) < 15
+    assert "every evaluation failed in the last 2 generations (last error: RuntimeError: told to fail" \
+        in out.stop_reason
+    again = resume_search(tmp_path / "run", progress=False)  # counted from the records: stops at once
+    assert len(again.records) == len(out.records) and "every evaluation failed" in again.stop_reason
 
 
 def test_candidates_and_seconds_budgets(tmp_path):
