@@ -129,7 +129,7 @@ class ExecutorRunner:
         self.executor = executor
         self.n = 0
 
-    def _run(self, count: int, iterations: int, label: str) -> list[float]:
+    def batch(self, count: int, iterations: int, label: str) -> list[float]:
         self.n += 1
         outcomes = list(self.executor.imap(make_tasks(count, iterations, f"{label}-{self.n}-")))
         bad = [o for o in outcomes if not o.ok]
@@ -138,10 +138,7 @@ class ExecutorRunner:
         return [o.wall_seconds for o in outcomes]
 
     def warm_up(self, workers: int) -> None:
-        self._run(2 * workers, 1000, "warm")
-
-    def batch(self, count: int, iterations: int, label: str) -> list[float]:
-        return self._run(count, iterations, label)
+        self.batch(2 * workers, 1000, "warm")
 
     def close(self) -> None:
         self.executor.close()

@@ -39,18 +39,16 @@ DEFAULT_CONTROLLERS = ("falsr-hybrid", "random", "evolution")
 def within_budget(records, candidates: int) -> list:
     """The records of a run up to its ``candidates``-th counted one (ok, failed or infeasible; duplicates are
     free), in the order they were asked: what every controller got for the same budget."""
+    from nasengine.search import COUNTED_STATUSES
+
     out, counted = [], 0
     for rec in sorted(records, key=lambda r: (r.generation, r.idx)):
         if counted >= candidates:
             break
         out.append(rec)
-        if rec.status in ("ok", "failed", "infeasible"):
+        if rec.status in COUNTED_STATUSES:
             counted += 1
     return out
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{value:.2%}"
 
 
 def _spread(values: list[float]) -> float:
@@ -119,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                              "front": len(front_of(kept, reward)), **timing})
                 print(f"  {controller:<13} seed {seed}: {counts} front {runs[-1]['front']} "
                       f"best PSNR {runs[-1]['best_psnr']:.3f} overhead {timing['overhead_share']:.2%} "
-                      f"(driver {_pct(timing['driver_share'])}) {timing['seconds']:.0f} s", flush=True)
+                      f"(driver {timing['driver_share']:.2%}) {timing['seconds']:.0f} s", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -152,13 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             "best_psnr_mean": statistics.fmean(r["best_psnr"] for r in rows),
             "front_mean": statistics.fmean(r["front"] for r in rows),
             "overhead_share_mean": statistics.fmean(r["overhead_share"] for r in rows),
-            "driver_share_mean": (statistics.fmean(r["driver_share"] for r in rows)
-                                  if all(r["driver_share"] is not None for r in rows) else None),
+            "driver_share_mean": statistics.fmean(r["driver_share"] for r in rows),
             "seconds_mean": statistics.fmean(r["seconds"] for r in rows),
         }
         s = summary[controller]
         print(f"{controller:<14} {s['hv_mean']:>8.4f} {s['hv_sd']:>7.4f} {s['best_psnr_mean']:>10.3f} "
-              f"{s['front_mean']:>6.1f} {s['overhead_share_mean']:>8.2%} {_pct(s['driver_share_mean']):>7} "
+              f"{s['front_mean']:>6.1f} {s['overhead_share_mean']:>8.2%} {s['driver_share_mean']:>7.2%} "
               f"{s['seconds_mean']:>7.0f}")
     if args.json:
         print(json.dumps({"preset": args.preset, "candidates": args.candidates, "seeds": args.seeds,

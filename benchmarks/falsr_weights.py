@@ -8,11 +8,11 @@ the official pipeline (:class:`~nasengine_falsr.weights.FalsrUpscaler`) on two L
 * ``protocol``: :func:`nasengine.sr.evaluate.evaluate` as is, i.e. the project's MATLAB-exact LR (symmetric
   borders, PROTOCOL.md);
 * ``official``: the LR the official repository evaluates on (SelfExSR's images: the same bicubic with
-  *replicate* borders, :func:`~nasengine.sr.resize.downscale_replicate`); the reference figures
+  *replicate* borders, ``evaluate(..., lr_border="replicate")``); the reference figures
   (shared/reference/README.md) were measured on these.
 
 Prints one row per model and set: the reference, both PSNRs with their deltas, and the seconds each took
-(network + colour stage; the LR images are made before the clock starts). Needs the ``weights`` extra.
+(network, colour stage and metrics; the LR images are made before the clock starts). Needs the ``weights`` extra.
 
     .venv/bin/python benchmarks/falsr_weights.py [--models A,B,C] [--sets Set5,Set14,B100]
                                                   [--lr protocol,official] [--threads N] [--device cpu]
@@ -25,18 +25,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import nasengine
 from nasengine.builder import build
 from nasengine.genomefile import load_architecture
-from nasengine.sr.color import rgb_to_y
 from nasengine.sr.data import resolve_benchmark
 from nasengine.sr.evaluate import evaluate, prepare_pair
-from nasengine.sr.image import load_rgb
-from nasengine.sr.metrics import psnr
-from nasengine.sr.resize import downscale_replicate, modcrop
 from nasengine_falsr.weights import FalsrUpscaler, load_official_weights
 
 #: shared/reference/README.md, FALSR section (official graphs, official script and data).
@@ -57,17 +52,8 @@ def shared_dir() -> Path:
     sys.exit("shared/reference/falsr not found: place ../shared beside the checkout or set NASENGINE_DATA")
 
 
-def official_lr_pairs(set_name: str, scale: int = 2):
-    """[(lr with replicate borders, hr_y)] for every image of the set."""
-    _, paths = resolve_benchmark(set_name)
-    out = []
-    for path in paths:
-        hr = load_rgb(path)
-        if hr.ndim == 2:
-            hr = np.repeat(hr[:, :, None], 3, axis=2)
-        hr = modcrop(hr, scale)
-        out.append((downscale_replicate(hr, scale), rgb_to_y(hr)))
-    return out
+#: --lr value -> the LR's border handling (``evaluate(..., lr_border=...)``)
+LR_BORDER = {"protocol": "symmetric", "official": "replicate"}
 
 
 def main(argv=None) -> int:
@@ -81,6 +67,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     shared = shared_dir()
     lrs = [v.strip() for v in args.lr.split(",") if v.strip()]
+    if any(v not in LR_BORDER for v in lrs):
+        ap.error(f"--lr: each value must be one of {', '.join(LR_BORDER)}, got {args.lr!r}")
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
     header = f"{'model':<8} {'set':<6} {'reference':>9}"
@@ -99,15 +87,10 @@ def main(argv=None) -> int:
             ref = REFERENCE[model][s]
             row = f"{model:<8} {s:<6} {ref:>9.4f}"
             for v in lrs:
-                if v == "protocol":
-                    for path in resolve_benchmark(s)[1]:
-                        prepare_pair(path, 2)  # LR made (and cached) before the clock starts
-                    t = time.perf_counter()
-                    value = evaluate(up, [s], scale=2).sets[0].psnr
-                else:
-                    pairs = official_lr_pairs(s)
-                    t = time.perf_counter()
-                    value = float(np.mean([psnr(rgb_to_y(up.upscale(lr)), hy, crop=2) for lr, hy in pairs]))
+                for path in resolve_benchmark(s)[1]:
+                    prepare_pair(path, 2, lr_border=LR_BORDER[v])  # LR made (and cached) before the clock starts
+                t = time.perf_counter()
+                value = evaluate(up, [s], scale=2, lr_border=LR_BORDER[v]).sets[0].psnr
                 sec = time.perf_counter() - t
                 worst[v] = max(worst[v], abs(value - ref))
                 row += f"  {value:>12.4f} {value - ref:>+8.4f} {sec:>6.1f}"

@@ -46,6 +46,7 @@ from nasengine.errors import ConfigError, NasengineError
 __all__ = [
     "EvalTask",
     "EvalOutcome",
+    "TaskSource",
     "run_task",
     "Executor",
     "InlineExecutor",
@@ -266,6 +267,43 @@ def _seed_everything(seed: int) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # Executors
 # ---------------------------------------------------------------------------------------------------------
+class TaskSource:
+    """An executor's end of :meth:`Executor.imap`'s task iterable.
+
+    :meth:`take` returns the next task, or ``None`` when there is none now (the iterable yielded ``None``: it
+    waits for an outcome) or ever (:attr:`exhausted`). :meth:`finished` tells ``imap`` when to return.
+    """
+
+    def __init__(self, tasks: Iterable[EvalTask | None]):
+        self._tasks = iter(tasks)
+        self.exhausted = False
+        self.waiting = False  # the last take() got None from the iterable
+
+    def take(self) -> EvalTask | None:
+        if self.exhausted:
+            return None
+        try:
+            task = next(self._tasks)
+        except StopIteration:
+            self.exhausted = True
+            return None
+        self.waiting = task is None
+        return task
+
+    def finished(self, running: int, asked: bool = True) -> bool:
+        """Whether ``imap`` is done, with ``running`` evaluations under way: nothing runs and nothing more will
+        come. ``asked``: whether the source was asked since the last outcome (an executor whose workers were
+        all busy starting did not ask). A source asked that waits for an outcome while nothing runs is an
+        :class:`ExecutorError`: no outcome would come."""
+        if running:
+            return False
+        if self.exhausted:
+            return True
+        if self.waiting and asked:
+            raise ExecutorError("the task source waits for an outcome while no evaluation runs")
+        return False
+
+
 class Executor(abc.ABC):
     """Runs :class:`EvalTask` s somewhere and yields their :class:`EvalOutcome` s.
 
@@ -302,6 +340,7 @@ class Executor(abc.ABC):
         yielding tasks (a time budget) stops submitting work while the running tasks finish. An executor whose
         :attr:`can_wait` is true also accepts ``None`` from ``tasks``: nothing to start now, take the next
         task after yielding the next outcome (``None`` while nothing runs is an error: nothing would come).
+        :class:`TaskSource` implements this pulling.
         """
 
     def close(self) -> None:
@@ -335,12 +374,12 @@ class InlineExecutor(Executor):
     can_wait = True
 
     def imap(self, tasks: Iterable[EvalTask]) -> Iterator[EvalOutcome]:
-        for task in tasks:
-            if task is None:  # one task at a time: the caller has told every outcome, none will come
-                raise ExecutorError("the task source waits for an outcome while no evaluation runs")
+        source = TaskSource(tasks)
+        while (task := source.take()) is not None:
             if self.threads and task.threads is None:
                 task = attrs.evolve(task, threads=self.threads)
             yield run_task(task)
+        source.finished(0)  # one task at a time: a source that waits now would wait forever
 
     def describe(self) -> str:
         return f"inline (in process {os.getpid()})"
@@ -697,28 +736,18 @@ class ProcessExecutor(Executor):
 
     def imap(self, tasks: Iterable[EvalTask]) -> Iterator[EvalOutcome]:
         self.start()
-        source = iter(tasks)
+        source = TaskSource(tasks)
         retry: deque[EvalTask] = deque()
-        exhausted = False
         try:
             while True:
                 # Hand a task to every worker that is ready and idle.
-                starved = False  # the source has nothing now (None): ask it again after the next outcome
+                asked = False
                 for worker in list(self._slots):
                     if worker is None or not worker.ready or worker.task is not None:
                         continue
-                    if retry:
-                        task = retry.popleft()
-                    elif not exhausted:
-                        try:
-                            task = next(source)
-                        except StopIteration:
-                            exhausted = True
-                            break
-                        if task is None:
-                            starved = True
-                            break
-                    else:
+                    asked = asked or not retry
+                    task = retry.popleft() if retry else source.take()
+                    if task is None:  # none now (the source waits for an outcome) or none ever
                         break
                     task = self._place(task, worker)
                     try:
@@ -729,10 +758,8 @@ class ProcessExecutor(Executor):
                         continue
                     worker.task, worker.started = task, time.perf_counter()
                 busy = [w for w in self._slots if w is not None and w.task is not None]
-                if not busy and exhausted and not retry:
+                if not retry and source.finished(len(busy), asked):
                     return
-                if not busy and starved and not retry:
-                    raise ExecutorError("the task source waits for an outcome while no evaluation runs")
                 # Wait for an outcome, a worker getting ready, a death, or the next timeout.
                 timeout = None
                 if self.task_timeout is not None and busy:

@@ -40,12 +40,17 @@ ROLE_GENERIC_OPTIONS = {"controller": ("population_size", "max_tries"), "evaluat
                         "executor": ("workers", "device", "workdirs")}
 
 
-def apply_overrides(cfg: Mapping, overrides: Mapping, defaults: Mapping[str, str]) -> dict:
+#: The executor of a config whose ``executor`` section names none.
+DEFAULT_EXECUTOR = "inline"
+
+
+def apply_overrides(cfg: Mapping, overrides: Mapping, defaults: Mapping[str, str] | None = None) -> dict:
     """``cfg`` with ``overrides`` merged in. When an override swaps a role's implementation (``--set
     controller.name=random`` on a method whose preset configures its own controller; ``--executor ray`` on a
     preset made for worker processes), the options ``cfg`` gave the old one would not fit the new one: of
     those only the generic ones (``ROLE_GENERIC_OPTIONS``) stay. ``defaults``: each role's implementation
-    when its section names none."""
+    when its section names none (the executor's is :data:`DEFAULT_EXECUTOR`)."""
+    defaults = {"executor": DEFAULT_EXECUTOR, **(defaults or {})}
     out = dict(cfg)
     for role, generic in ROLE_GENERIC_OPTIONS.items():
         section, wanted = out.get(role), overrides.get(role)
@@ -113,8 +118,7 @@ class Method:
             known = ", ".join(sorted(self.presets)) or "none"
             raise ConfigError(f"method {self.name!r} has no preset {preset!r}; presets: {known}")
         cfg = deep_merge(self.base, self.presets[preset])
-        cfg = apply_overrides(cfg, overrides or {}, {"controller": self.controller, "evaluator": self.evaluator,
-                                                     "executor": "inline"})
+        cfg = apply_overrides(cfg, overrides or {}, {"controller": self.controller, "evaluator": self.evaluator})
         cfg.setdefault("space", {})
         cfg.setdefault("controller", {})
         cfg.setdefault("evaluator", {})

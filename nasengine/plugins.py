@@ -260,8 +260,10 @@ def _install_ops(plugins: Plugins | None) -> None:
     ops.set_default_registry(plugins.ops if plugins is not None else None)
 
 
-def reset_plugins(plugins: Plugins | None = None) -> None:
-    """Forget the loaded plugins (tests), or install ``plugins`` as the process-wide facade."""
+def reset_plugins(plugins: Plugins | None = None) -> Plugins | None:
+    """Forget the loaded plugins (tests), or install ``plugins`` as the process-wide facade; returns the
+    facade installed before (to put it back)."""
     global _PLUGINS
-    _PLUGINS = plugins
+    previous, _PLUGINS = _PLUGINS, plugins
     _install_ops(plugins)
+    return previous

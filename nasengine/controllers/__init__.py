@@ -14,10 +14,12 @@ genomes (one generation); an unknown or bad option raises :class:`~nasengine.err
 Every controller's whole state (population with objectives, ages, pending genomes, rng) is plain data in
 ``state_dict()``, genomes stored as the space's JSON; a controller restored with ``load_state_dict`` asks
 exactly what the original would have. :mod:`nasengine.controllers.pareto` has the Pareto-front and
-hypervolume helpers.
+hypervolume helpers. ``int_option``, ``prob_option`` and ``reject_unknown`` check a controller's options
+(a :class:`~nasengine.errors.ConfigError` naming ``controller.<option>``) for plugin controllers too.
 """
 from __future__ import annotations
 
+from nasengine.controllers._common import int_option, prob_option, reject_unknown
 from nasengine.controllers.evolution import RegularizedEvolution
 from nasengine.controllers.nsga2 import NSGA2
 from nasengine.controllers.pareto import hypervolume, non_dominated, pareto_front
@@ -31,6 +33,9 @@ __all__ = [
     "pareto_front",
     "non_dominated",
     "hypervolume",
+    "int_option",
+    "prob_option",
+    "reject_unknown",
 ]
 
 #: name -> class, registered by the built-in plugin (:mod:`nasengine.builtin`).

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from nasengine.search.generational import (
+    COUNTED_STATUSES,
     Budget,
     RunLockedError,
     SearchOutcome,
@@ -24,4 +25,4 @@ from nasengine.search.generational import (
 )
 
 __all__ = ["Budget", "SearchOutcome", "run_search", "resume_search", "candidate_seed", "environment",
-           "RunLockedError"]
+           "RunLockedError", "COUNTED_STATUSES"]

@@ -52,7 +52,7 @@ from nasengine.controller import Result
 from nasengine.errors import ConfigError, DataError, NasengineError
 from nasengine.evaluator import build_evaluator
 from nasengine.executors import EvalTask, Executor, describe_exception
-from nasengine.method import Method, apply_overrides, deep_merge
+from nasengine.method import DEFAULT_EXECUTOR, Method, apply_overrides, deep_merge
 from nasengine.space import canonical_json
 from nasengine.store import CANDIDATE_STATUSES, CandidateRecord, ExperimentStore, StoreError
 
@@ -339,7 +339,7 @@ def _executor_section(plugins, cfg: Mapping) -> tuple[str, int | None, dict, str
     """``(name, workers, options, device, workdirs)`` of the config's executor section, checked: an unknown name
     or option fails here (listing the known ones), before any run folder exists."""
     ex = dict(cfg.get("executor") or {})
-    name = ex.pop("name", None) or "inline"
+    name = ex.pop("name", None) or DEFAULT_EXECUTOR
     workers = ex.pop("workers", None)
     device = str(ex.pop("device", "auto"))
     workdirs = bool(ex.pop("workdirs", False))
@@ -702,16 +702,9 @@ class _Search:
                 self.known[rec.key] = rec
         self.counted = sum(1 for r in records if r.status in COUNTED_STATUSES)
         steady = getattr(s.controller, "in_flight", None) is not None
-        start_gen = 0
-        latest = store.load_controller_state()
-        if latest is not None and not steady:
-            done_gen, state = latest
-            s.controller.load_state_dict(state)
-            start_gen = done_gen + 1
-        elif latest is not None:
-            start_gen = latest[0]
-        stalled = self._stalled(records, start_gen)
-        failing, last_error = self._failing(records, start_gen)
+        latest = store.load_controller_state()  # (generation, state) saved last
+        # the generation the session starts in (a steady-state run saves its state within a generation)
+        start_gen = 0 if latest is None else latest[0] + (not steady)
 
         total = None
         pop = getattr(s.controller, "population_size", None)
@@ -720,8 +713,6 @@ class _Search:
         elif s.budget.candidates is not None:
             total = s.budget.candidates
         self.progress = _Progress(False, total, len(records))
-        g = start_gen
-        reason = ""
         try:
             self.executor.start()  # before the progress bar's thread exists: workers may then be forked
             self.progress = _Progress(self.show_progress, total, len(records))
@@ -733,45 +724,8 @@ class _Search:
                 + (f"; steady-state, {s.controller.in_flight} in flight" if steady else ""))
             if steady:
                 g, reason = self._steady(latest, records)
-            while not steady:
-                reason = s.budget.reached(candidates=self.counted, generations=g, seconds=self._elapsed(),
-                                          stalled=stalled, failing=failing) or ""
-                if reason:
-                    if reason.startswith("every evaluation failed"):
-                        reason += f" (last error: {last_error}); fix the cause and resume the run"
-                        log.error("stopping: %s", reason)
-                    break
-                t_gen = time.perf_counter()
-                genomes = list(s.controller.ask())
-                if not genomes:
-                    reason = "the controller has nothing more to ask"
-                    break
-                slots, tasks, meta, waiting = self._prepare(g, genomes)
-                if tasks:
-                    self._evaluate(g, tasks, meta, waiting, slots)
-                if any(rec is None for rec in slots):
-                    reason = (f"seconds budget reached during generation {g} "
-                              f"({sum(r is not None for r in slots)}/{len(slots)} recorded; resume with a larger "
-                              "budget to finish it)")
-                    break
-                results = [self._result(genome, rec) for genome, rec in zip(genomes, slots)]
-                s.controller.tell(results)
-                store.save_controller_state(g, s.controller.state_dict())
-                store.set_elapsed(self._elapsed())
-                new = sum(1 for r in slots if r.status != "duplicate" and r.generation == g)
-                stalled = 0 if new else stalled + 1
-                counts = {st: sum(1 for r in slots if r.status == st) for st in CANDIDATE_STATUSES}
-                line = (f"gen {g}: " + ", ".join(f"{n} {st}" for st, n in counts.items() if n)
-                        + f" | best {self._best_text()} | {time.perf_counter() - t_gen:.1f} s")
-                evaluated = [r for r in slots if r.generation == g and r.evaluated]
-                if evaluated and all(r.status == "failed" for r in evaluated):
-                    line += f" | every evaluation failed, e.g. {evaluated[0].error}"
-                    failing, last_error = failing + 1, evaluated[-1].error
-                elif evaluated:
-                    failing = 0
-                self.progress.line(line)
-                self._show_best(g)
-                g += 1
+            else:
+                g, reason = self._generational(latest, records)
         except KeyboardInterrupt:
             self._finish("interrupted")
             raise
@@ -789,6 +743,55 @@ class _Search:
             first_task_seconds=self.first_task or 0.0, busy_seconds=self._busy_seconds(),
             generation_idle_seconds=0.0 if steady else self._generation_idle_seconds(),
         )
+
+    # ---- the generational loop ------------------------------------------------------------------------
+    def _generational(self, latest: tuple[int, dict] | None, records: list[CandidateRecord]) -> tuple[int, str]:
+        """Generation after generation until a budget stops it. Returns ``(generations, stop reason)``."""
+        s, store = self.s, self.store
+        g = 0
+        if latest is not None:
+            s.controller.load_state_dict(latest[1])
+            g = latest[0] + 1
+        stalled = self._stalled(records, g)
+        failing, last_error = self._failing(records, g)
+        while True:
+            reason = s.budget.reached(candidates=self.counted, generations=g, seconds=self._elapsed(),
+                                      stalled=stalled, failing=failing) or ""
+            if reason:
+                if reason.startswith("every evaluation failed"):
+                    reason += f" (last error: {last_error}); fix the cause and resume the run"
+                    log.error("stopping: %s", reason)
+                return g, reason
+            t_gen = time.perf_counter()
+            genomes = list(s.controller.ask())
+            if not genomes:
+                return g, "the controller has nothing more to ask"
+            slots, tasks, meta, waiting = self._prepare(g, genomes)
+            if tasks:
+                self._evaluate(g, tasks, meta, waiting, slots)
+            if any(rec is None for rec in slots):
+                reason = (f"seconds budget reached during generation {g} "
+                          f"({sum(r is not None for r in slots)}/{len(slots)} recorded; resume with a larger "
+                          "budget to finish it)")
+                return g, reason
+            results = [self._result(genome, rec) for genome, rec in zip(genomes, slots)]
+            s.controller.tell(results)
+            store.save_controller_state(g, s.controller.state_dict())
+            store.set_elapsed(self._elapsed())
+            new = sum(1 for r in slots if r.status != "duplicate" and r.generation == g)
+            stalled = 0 if new else stalled + 1
+            counts = {st: sum(1 for r in slots if r.status == st) for st in CANDIDATE_STATUSES}
+            line = (f"gen {g}: " + ", ".join(f"{n} {st}" for st, n in counts.items() if n)
+                    + f" | best {self._best_text()} | {time.perf_counter() - t_gen:.1f} s")
+            evaluated = [r for r in slots if r.generation == g and r.evaluated]
+            if evaluated and all(r.status == "failed" for r in evaluated):
+                line += f" | every evaluation failed, e.g. {evaluated[0].error}"
+                failing, last_error = failing + 1, evaluated[-1].error
+            elif evaluated:
+                failing = 0
+            self.progress.line(line)
+            self._show_best(g)
+            g += 1
 
     def _busy_seconds(self) -> float:
         return union_length(span for spans in self.spans.values() for span in spans)
@@ -828,7 +831,7 @@ class _Search:
         waiting: dict[str, list[tuple[int, int, Any]]] = defaultdict(list)
         in_eval: set[str] = set()  # keys whose evaluation is under way
         stalled, failing, last_error = _steady_runs(records, told, size)
-        state: dict[str, Any] = {"outstanding": 0, "why": "", "exhausted": False}
+        outstanding, why, exhausted = 0, "", False  # tasks sent, not returned; why admitting stopped; no more asks
 
         def prepare(entry: list) -> None:
             g, i = divmod(entry[0], size)
@@ -846,32 +849,33 @@ class _Search:
         def fill() -> None:
             """Keep K genomes asked ahead of the told ones, whatever the budget: a run extended later then asks
             exactly what an uninterrupted longer run asks."""
-            nonlocal next_n
-            while len(queue) < k and not state["exhausted"]:
+            nonlocal next_n, exhausted
+            while len(queue) < k and not exhausted:
                 genomes = list(ctl.ask(1))
                 if not genomes:
-                    state["exhausted"] = True
+                    exhausted = True
                     return
                 queue.append([next_n, genomes[0], None, False])
                 next_n += 1
 
         def admit() -> None:
             """Evaluate (or record) the asked genomes, in order, while the budget allows."""
+            nonlocal why
             admitted = 0
             for entry in queue:
                 if entry[3]:
                     admitted += entry[2] is None
                     continue
-                why = s.budget.reached(candidates=self.counted + admitted, generations=entry[0] // size,
-                                       seconds=self._elapsed(), stalled=stalled // size, failing=failing // size)
-                if why:
-                    state["why"] = why
+                stop = s.budget.reached(candidates=self.counted + admitted, generations=entry[0] // size,
+                                        seconds=self._elapsed(), stalled=stalled // size, failing=failing // size)
+                if stop:
+                    why = stop
                     return
                 entry[3] = True
                 prepare(entry)
                 admitted += entry[2] is None
-            if state["exhausted"] and not queue:
-                state["why"] = "the controller has nothing more to ask"
+            if exhausted and not queue:
+                why = "the controller has nothing more to ask"
 
         def advance() -> None:
             nonlocal told, stalled, failing, last_error
@@ -879,25 +883,24 @@ class _Search:
                 _, genome, rec, _ = queue.popleft()
                 ctl.tell([self._result(genome, rec)])
                 told += 1
-                stalled = stalled + 1 if rec.status == "duplicate" else 0
-                if rec.evaluated:
-                    failing, last_error = (failing + 1, rec.error or "") if rec.status == "failed" else (0, last_error)
+                stalled, failing, last_error = _tally(rec, stalled, failing, last_error)
                 fill()
                 admit()
                 store.save_controller_state((told - 1) // size, {
                     "steady": True, "told": told, "controller": ctl.state_dict(),
-                    "pending": [json.loads(canonical_json(s.space.to_json(e[1]))) for e in queue]})
+                    "pending": [s.space.to_json(e[1]) for e in queue]})
                 if told % size == 0:
                     store.set_elapsed(self._elapsed())
                     self.progress.line(f"gen {told // size - 1}: {told} candidates told | best {self._best_text()}")
                 self._show_best((told - 1) // size)
 
         def source() -> Iterator[EvalTask | None]:
+            nonlocal outstanding
             while True:
                 if ready and (s.budget.seconds is None or self._elapsed() < s.budget.seconds):
-                    state["outstanding"] += 1
+                    outstanding += 1
                     yield self._submit(ready.popleft())
-                elif state["outstanding"] > 0:
+                elif outstanding > 0:
                     yield None
                 else:
                     return
@@ -906,7 +909,7 @@ class _Search:
         admit()
         advance()
         for task_id, rec, repeats in self._run_tasks(source(), meta, waiting):
-            state["outstanding"] -= 1
+            outstanding -= 1
             entry_of.pop(task_id)[2] = rec
             in_eval.discard(rec.key)
             for dup in repeats:
@@ -914,7 +917,7 @@ class _Search:
             advance()
         generations = -(-told // size)
         unfinished = sum(1 for e in queue if e[3] and e[2] is None)
-        why = state["why"] or "nothing more to evaluate"
+        why = why or "nothing more to evaluate"
         if why.startswith("every evaluation failed"):
             why += f" (last error: {last_error}); fix the cause and resume the run"
             log.error("stopping: %s", why)
@@ -973,12 +976,17 @@ def _steady_runs(records: list[CandidateRecord], told: int, size: int) -> tuple[
     """For a steady-state resume: the trailing run of duplicates and the trailing run of failed evaluations
     among the first ``told`` candidates (in ask order), and the last of those errors."""
     firsts = sorted((r for r in records if r.generation * size + r.idx < told), key=lambda r: (r.generation, r.idx))
-    stalled = failing = 0
-    last_error = ""
+    runs = (0, 0, "")
     for rec in firsts:
-        stalled = stalled + 1 if rec.status == "duplicate" else 0
-        if rec.evaluated:
-            failing, last_error = (failing + 1, rec.error or "") if rec.status == "failed" else (0, last_error)
+        runs = _tally(rec, *runs)
+    return runs
+
+
+def _tally(rec: CandidateRecord, stalled: int, failing: int, last_error: str) -> tuple[int, int, str]:
+    """The trailing runs of repeats and of failed evaluations, and the last error, once ``rec`` is told."""
+    stalled = stalled + 1 if rec.status == "duplicate" else 0
+    if rec.evaluated:
+        failing, last_error = (failing + 1, rec.error or "") if rec.status == "failed" else (0, last_error)
     return stalled, failing, last_error
 
 
@@ -997,7 +1005,7 @@ def _apply_executor_args(cfg: dict, executor: str | None, workers: int | None,
     if not given:
         return dict(cfg)
     user = dict((overrides or {}).get("executor") or {})
-    return apply_overrides(cfg, {"executor": {**user, **given}}, {"executor": "inline"})
+    return apply_overrides(cfg, {"executor": {**user, **given}})
 
 
 def run_search(
@@ -1086,7 +1094,7 @@ def resume_search(
                 if bad:
                     raise ConfigError(f"a resume may only change {', '.join(RESUMABLE_SECTIONS)}; "
                                       f"not {', '.join(bad)}")
-                cfg = apply_overrides(cfg, overrides, {"executor": "inline"})
+                cfg = apply_overrides(cfg, overrides)
             cfg = _apply_executor_args(cfg, executor, workers, overrides)
             missing = sorted(set(run.plugins) - set(plugins.versions()))
             if missing:

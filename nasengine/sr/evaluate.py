@@ -254,8 +254,7 @@ def prepare_pair(path, scale: int, pipeline: str = "rgb", lr_border: str = "symm
     path = Path(path)
     scale = _check_scale(scale)
     pipeline = _check_pipeline(pipeline)
-    if lr_border not in LR_BORDERS:
-        raise InputError(f"lr_border must be one of {', '.join(LR_BORDERS)}, got {lr_border!r}")
+    _check_lr_border(lr_border)
     key = _file_key(path) + (scale, pipeline) + (() if lr_border == "symmetric" else (lr_border,))
     with _lock:
         hit = _memory.get(key)
@@ -315,6 +314,11 @@ def _check_pipeline(pipeline) -> str:
     if p not in PIPELINES:
         raise InputError(f"pipeline must be 'rgb' or 'y', got {pipeline!r}")
     return p
+
+
+def _check_lr_border(lr_border) -> None:
+    if lr_border not in LR_BORDERS:
+        raise InputError(f"lr_border must be one of {', '.join(LR_BORDERS)}, got {lr_border!r}")
 
 
 def _set_list(sets) -> list:
@@ -387,8 +391,7 @@ def evaluate(
             f"{upscaler.channels!r} model; use pipeline='rgb'"
         )
     model = _self_ensemble(upscaler) if self_ensemble else upscaler
-    if lr_border not in LR_BORDERS:
-        raise InputError(f"lr_border must be one of {', '.join(LR_BORDERS)}, got {lr_border!r}")
+    _check_lr_border(lr_border)
     report = EvalReport(upscaler.name, scale, pipeline, bool(self_ensemble), lr_border=lr_border)
     for item in _set_list(sets):
         name, paths = resolve_benchmark(item)

@@ -16,14 +16,13 @@ def fake_plugins(monkeypatch):
     from nasengine.executors import clear_instance_cache
     from tests.engine import fake_plugin
 
-    previous = np_plugins._PLUGINS
     monkeypatch.setenv("NASENGINE_PLUGINS_EXTRA", FAKE_PLUGIN)
     monkeypatch.setenv("NASENGINE_DISABLE_PLUGIN_AUTOLOAD", "1")
     with warnings.catch_warnings():
         # The built-in plugin may be incomplete while the engine is being written; the fake plugin fills in.
         warnings.simplefilter("ignore", RuntimeWarning)
         plugins = np_plugins.Plugins(autoload=False, extra=(fake_plugin,))
-    np_plugins.reset_plugins(plugins)
+    previous = np_plugins.reset_plugins(plugins)
     clear_instance_cache()
     yield plugins
     clear_instance_cache()

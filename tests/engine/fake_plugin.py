@@ -298,7 +298,7 @@ def _fake_parallel():
 def _fake_shuffled():
     import random
 
-    from nasengine.executors import Executor, ExecutorError, run_task
+    from nasengine.executors import Executor, TaskSource, run_task
 
     class FakeShuffled(Executor):
         """In-process, with ``workers`` (default 3) evaluations "in flight" that finish in a random order drawn
@@ -316,21 +316,12 @@ def _fake_shuffled():
             return self.workers or 3
 
         def imap(self, tasks):
-            source, running, exhausted = iter(tasks), [], False
+            source, running = TaskSource(tasks), []
             while True:
-                while not exhausted and len(running) < self.parallelism:
-                    try:
-                        task = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    if task is None:
-                        break
+                while len(running) < self.parallelism and (task := source.take()) is not None:
                     running.append(task)
-                if not running:
-                    if exhausted:
-                        return
-                    raise ExecutorError("the task source waits for an outcome while no evaluation runs")
+                if source.finished(len(running)):
+                    return
                 yield run_task(running.pop(self.rng.randrange(len(running))))
 
     return FakeShuffled

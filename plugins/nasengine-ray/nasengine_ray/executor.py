@@ -46,7 +46,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import attrs
 
 from nasengine.errors import ConfigError
-from nasengine.executors import EvalOutcome, EvalTask, Executor, ExecutorError, run_task, usable_cpus
+from nasengine.executors import EvalOutcome, EvalTask, Executor, ExecutorError, TaskSource, run_task, usable_cpus
 
 __all__ = ["RayExecutor", "FORWARDED_ENV_PREFIXES", "forwarded_env"]
 
@@ -261,7 +261,7 @@ class RayExecutor(Executor):
             if mode == "local":
                 _LOCAL_INSTANCE = (ray.get_runtime_context().gcs_address, env_at_start)
         self._refresh()
-        if isinstance(self.gpus_per_task, (int, float)) and self.gpus_per_task > 0 and self._cluster_gpus() == 0:
+        if isinstance(self.gpus_per_task, (int, float)) and self.gpus_per_task > 0 and self._cluster_gpus == 0:
             log.warning("executor.gpus_per_task=%g but the Ray cluster has no GPU (yet): evaluations wait for one",
                         self.gpus_per_task)
 
@@ -292,13 +292,11 @@ class RayExecutor(Executor):
         except Exception:  # pragma: no cover - a cluster that went away fails the tasks instead
             return {}
 
-    def _cluster_gpus(self) -> float:
-        return float(self._cluster().get("GPU", 0) or 0)
-
     def _refresh(self) -> None:
         """Resolve ``gpus_per_task="auto"`` and the default parallelism from the cluster's resources now."""
         res = self._cluster()
         cpus, gpus = float(res.get("CPU", 0) or 0), float(res.get("GPU", 0) or 0)
+        self._cluster_gpus = gpus
         self._gpus = (1.0 if gpus > 0 else 0.0) if self.gpus_per_task == "auto" else float(self.gpus_per_task)
         if self.workers is not None:
             self._parallelism = self.workers
@@ -306,20 +304,15 @@ class RayExecutor(Executor):
             self._parallelism = max(1, int(gpus // self._gpus)) if gpus else 1
         else:
             self._parallelism = max(1, int(cpus // self.num_cpus)) if cpus else 1
-        nodes = 0
+        nodes, gcs = 0, self.address or "?"
         try:
             import ray
 
             nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+            gcs = ray.get_runtime_context().gcs_address
         except Exception:  # pragma: no cover
             pass
         kind = {"local": "local instance", "connected": "cluster", "attached": "existing connection"}[self._mode]
-        try:
-            import ray
-
-            gcs = ray.get_runtime_context().gcs_address
-        except Exception:  # pragma: no cover
-            gcs = self.address or "?"
         self._where = (f"{kind} {gcs} ({nodes} node(s), {cpus:g} CPU(s)" + (f", {gpus:g} GPU(s)" if gpus else "")
                        + ")")
 
@@ -427,24 +420,17 @@ class RayExecutor(Executor):
         # tasks (a fresh process per evaluation frees its GPU memory), which .options cannot set.
         remote = ray.remote(**self._options())(run_task)
         limit = self._parallelism
-        source = iter(tasks)
+        source = TaskSource(tasks)
         pending: dict[Any, tuple[EvalTask, float]] = {}  # ObjectRef -> (task, submitted at); insertion ordered
-        exhausted = False
         try:
             while True:
-                while not exhausted and len(pending) < limit:
-                    try:
-                        task = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    if task is None:  # nothing to start now: ask again after the next outcome
+                while len(pending) < limit:
+                    task = source.take()
+                    if task is None:  # none now (the source waits for an outcome) or none ever
                         break
                     pending[remote.remote(self._prepare(task))] = (task, time.perf_counter())
-                if not pending:
-                    if exhausted:
-                        return
-                    raise ExecutorError("the task source waits for an outcome while no evaluation runs")
+                if source.finished(len(pending)):
+                    return
                 timeout = None
                 if self.task_timeout is not None:
                     now = time.perf_counter()

@@ -61,9 +61,8 @@ def cluster():
     owner = RayExecutor(workers=2)
     owner.start()  # the raylet (and so every worker) inherits this environment: no NASENGINE_PLUGINS_EXTRA
     mp.setenv("NASENGINE_PLUGINS_EXTRA", EXTRA)
-    previous = np_plugins._PLUGINS
     plugins = np_plugins.Plugins(autoload=False, extra=(fake_plugin, ray_plugin))
-    np_plugins.reset_plugins(plugins)
+    previous = np_plugins.reset_plugins(plugins)
     clear_instance_cache()
     try:
         assert owner.owns_instance != was_initialised
@@ -121,9 +120,6 @@ def alive(pid: int) -> bool:
         except ProcessLookupError:
             return False
         return True
-
-
-rows = stored_candidates
 
 
 # ---- without a Ray instance ------------------------------------------------------------------------------
@@ -346,7 +342,7 @@ def test_ctrl_c_cancels_the_evaluations_and_keeps_the_store(cluster, tmp_path):
     def interrupt():  # Ctrl-C once the victim is running and the others are recorded
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if log_lines(log, victim) and rows(run_dir) >= expected:
+            if log_lines(log, victim) and stored_candidates(run_dir) >= expected:
                 signal.pthread_kill(main.ident, signal.SIGINT)
                 return
             time.sleep(0.02)
