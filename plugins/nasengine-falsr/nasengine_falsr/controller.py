@@ -63,6 +63,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nasengine.controller import Result
+from nasengine.controllers import int_option, prob_option, reject_unknown
 from nasengine.controllers.nsga2 import NSGA2
 from nasengine.cost import DEFAULT_LR_SIZE, cost_breakdown
 from nasengine.errors import ConfigError, ValidationError
@@ -80,7 +81,6 @@ MUTATION_KINDS = ("random", "rws_flops", "rws_params", "rl")
 #: mutation, or one of the mutation kinds (``origin_counts`` counts them).
 ORIGINS = ("init", "copy", "crossover") + MUTATION_KINDS
 
-_CONNECTION_MODES = ("random", "dense", "none")
 _TRAIN_ON = ("all", "rl")
 
 
@@ -95,18 +95,6 @@ def _real(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False,
         lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
         raise ConfigError(f"controller.{name} must be in {lb}{lo:g}, {hi:g}{rb}, got {value!r}")
     return value
-
-
-def _prob(name: str, value: Any) -> float:
-    return _real(name, value, 0.0, 1.0)
-
-
-def _whole(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"controller.{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -125,7 +113,7 @@ def _hidden(value: Any) -> list[int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
         raise ConfigError("controller.rl_hidden must be two layer widths [h1, h2] (the policy's 3 fully "
                           f"connected layers are n*embedding_dim -> h1 -> h2 -> n(n+1)/2), got {value!r}")
-    return [_whole("rl_hidden", v, 1) for v in value]
+    return [int_option("rl_hidden", v, minimum=1) for v in value]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -277,27 +265,25 @@ class FalsrHybridController(NSGA2):
                  rl_hidden: Sequence[int] = (64, 64), rl_lr: float = 0.05, rl_baseline: bool = True,
                  rl_baseline_decay: float = 0.9, rl_gene_prob: float = 1.0, rl_train_on: str = "all",
                  generic_fallback: bool = True, **unknown: Any):
-        if unknown:
-            raise ConfigError(f"controller {self.registry_name!r}: unknown option(s) {', '.join(sorted(unknown))}; "
-                              f"known: {', '.join(sorted(self._OPTIONS))}")
-        self.p_r = _prob("p_r", p_r)
-        self.p_den = _prob("p_den", p_den)
+        reject_unknown(type(self), unknown, self._OPTIONS)
+        self.p_r = prob_option("p_r", p_r)
+        self.p_den = prob_option("p_den", p_den)
         if self.p_r + self.p_den > 1.0 + 1e-12:
             raise ConfigError(f"controller.p_r + controller.p_den must be <= 1 (Eq. 3: the rest is 'no "
                               f"connections'), got {self.p_r:g} + {self.p_den:g}")
-        self.p_rl = _prob("p_rl", p_rl)
-        self.p_mr = _prob("p_mr", p_mr)
-        self.p_mf = _prob("p_mf", p_mf)
+        self.p_rl = prob_option("p_rl", p_rl)
+        self.p_mr = prob_option("p_mr", p_mr)
+        self.p_mf = prob_option("p_mf", p_mf)
         if self.p_mr + self.p_mf > 1.0 + 1e-12:
             raise ConfigError(f"controller.p_mr + controller.p_mf must be <= 1 (Eq. 5: the rest is RWS on "
                               f"params), got {self.p_mr:g} + {self.p_mf:g}")
         self.rws_floor = _real("rws_floor", rws_floor, 0.0, math.inf, hi_open=True)
-        self.rl_embedding_dim = _whole("rl_embedding_dim", rl_embedding_dim, 1)
+        self.rl_embedding_dim = int_option("rl_embedding_dim", rl_embedding_dim, minimum=1)
         self.rl_hidden = _hidden(rl_hidden)
         self.rl_lr = _real("rl_lr", rl_lr, 0.0, math.inf, lo_open=True, hi_open=True)
         self.rl_baseline = _flag("rl_baseline", rl_baseline)
         self.rl_baseline_decay = _real("rl_baseline_decay", rl_baseline_decay, 0.0, 1.0, hi_open=True)
-        self.rl_gene_prob = _prob("rl_gene_prob", rl_gene_prob)
+        self.rl_gene_prob = prob_option("rl_gene_prob", rl_gene_prob)
         self.rl_train_on = _choice("rl_train_on", rl_train_on, _TRAIN_ON)
         self.generic_fallback = _flag("generic_fallback", generic_fallback)
         super().__init__(space, reward, seed=seed, population_size=population_size,
@@ -368,7 +354,7 @@ class FalsrHybridController(NSGA2):
         """``size`` (default N) initial models by §4.2: distinct repeated cells while they last, then
         arbitrary cells; connections by Eq. (3)."""
         self._require_falsr("the paper's initialisation")
-        size = self.population_size if size is None else _whole("size", size, 0)
+        size = self.population_size if size is None else int_option("size", size, minimum=0)
         order = self.rng.permutation(self.n_choices)
         out = []
         for k in range(size):
@@ -464,6 +450,7 @@ class FalsrHybridController(NSGA2):
         return self._join(micro, macro)
 
     def make_offspring(self) -> list[tuple[Genome, str]]:
+        # mirrors NSGA2.make_offspring (same rng order); ask's "random" default relies on NSGA2's last-resort mutate
         a = self.population[self.tournament()].genome
         b = self.population[self.tournament()].genome
         crossed = self.rng.random() < self.crossover_prob
@@ -495,8 +482,10 @@ class FalsrHybridController(NSGA2):
         for result in results:
             key = self.space.genome_key(result.genome)
             origin = self.origins.pop(key, None)
+            if not self.falsr or (self.rl_train_on == "rl" and origin != "rl"):
+                continue  # not learned from: no reward needed
             value = self._reward_of(result)
-            if value is not None and (self.rl_train_on == "all" or origin == "rl"):
+            if value is not None:
                 samples.append((result.genome, value))
         super().tell(results)
         if self.falsr and samples:

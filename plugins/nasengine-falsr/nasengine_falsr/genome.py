@@ -57,7 +57,6 @@ Vector encoding (generic controllers)
 """
 from __future__ import annotations
 
-import hashlib
 import numbers
 import re
 from typing import Any, Iterable, Mapping, Sequence
@@ -66,7 +65,7 @@ import attrs
 import numpy as np
 
 from nasengine.errors import ValidationError
-from nasengine.space import canonical_json, check_fields
+from nasengine.space import check_fields
 
 __all__ = [
     "KINDS", "CHANNELS", "KERNELS", "SKIPS", "BLOCKS", "HEAD_CHANNELS", "N_CELL_CHOICES", "ALL_CELLS",
@@ -338,7 +337,7 @@ class FalsrGenome:
                 s = next(s for s in range(n) if row_offset(n, s + 1) > k)
                 raise ValidationError(f"must be 0 or 1, got {b!r}", field=f"macro[{s}][{k - row_offset(n, s)}]")
 
-    # ---- JSON and key -----------------------------------------------------------------------------------
+    # ---- JSON -------------------------------------------------------------------------------------------
     def to_json(self) -> dict:
         """``{"micro": [cell dicts], "macro": nested rows of 0/1}`` (see the module docstring)."""
         return {"micro": [c.to_json() for c in self.micro], "macro": [list(r) for r in self.rows]}
@@ -368,13 +367,8 @@ class FalsrGenome:
                 if not (isinstance(b, bool) or (_is_int(b) and b in (0, 1))):
                     raise ValidationError(f"must be 0 or 1, got {b!r}", field=f"macro[{s}][{t}]")
                 bits.append(int(b))
-        genome = cls(micro, tuple(bits))
-        genome.check(n_cells, channels)
-        return genome
-
-    def key(self) -> str:
-        """sha256 of the canonical JSON (what ``SearchSpace.genome_key`` gives)."""
-        return hashlib.sha256(canonical_json(self.to_json()).encode()).hexdigest()
+        # every condition of check() is enforced above (Cell.from_json checks each cell)
+        return cls(micro, tuple(bits))
 
     def describe(self) -> str:
         """``conv_f64_k3_b4_isskip<0 | ... | tail<0,1,7`` (each cell with its input nodes)."""

@@ -8,16 +8,11 @@ from nasengine import hookimpl
 
 #: Genome files of the published models (package data).
 GENOMES_DIR = Path(__file__).resolve().parent / "genomes"
+#: The models released with official weights (xiaomi-automl/FALSR): the one list of their names (this module
+#: imports no torch; ``weights.RELEASED_MODELS`` and ``tools/make_genomes.py`` take it from here).
+RELEASED_MODELS = ("FALSR-A", "FALSR-B", "FALSR-C")
 #: The released graphs, and FALSR-C without node 2 in the tail concat (the paper's 93.7G / 408K).
-PUBLISHED = ("FALSR-A", "FALSR-B", "FALSR-C", "FALSR-C-paper")
-
-# §4.2 Eq. (3) and §4.5 Eq. (5) name these probabilities but the paper gives no values: equal splits are used.
-_PAPER_SILENT_PROBABILITIES = {
-    "p_r": 1 / 3,   # initial connections: random (p_r), dense (p_den), none (the rest)
-    "p_den": 1 / 3,
-    "p_mr": 1 / 3,  # exploration mutation: random (p_mr), RWS on FLOPS (p_mf), RWS on params (the rest)
-    "p_mf": 1 / 3,
-}
+PUBLISHED = RELEASED_MODELS + ("FALSR-C-paper",)
 
 
 @hookimpl
@@ -58,6 +53,13 @@ def falsr_method():
             # weights N(0, 0.02) and zero biases. The network reads the LR Y channel (released models).
             "evaluator": {"lr": 1e-4, "betas": [0.9, 0.999], "batch_size": 16, "schedule": "constant",
                           "init_std": 0.02, "val_data": "Set5"},
+            # §4.2 Eq. (3) and §4.5 Eq. (5) name these probabilities but the paper gives no values: equal splits.
+            "controller": {
+                "p_r": 1 / 3,   # initial connections: random (p_r), dense (p_den), none (the rest)
+                "p_den": 1 / 3,
+                "p_mr": 1 / 3,  # exploration mutation: random (p_mr), RWS on FLOPS (p_mf), RWS on params (the rest)
+                "p_mf": 1 / 3,
+            },
         },
         presets={
             # §6.1: population 64, about 10k models, 200 epochs of DIV2K at batch 16 per candidate. DIV2K is
@@ -67,7 +69,7 @@ def falsr_method():
             # EDSR epochs would not. Patch size: neither the paper nor the reference gives one; 96 HR
             # (48 LR), the EDSR convention and the HNAS search code's (reference README).
             "paper": {
-                "controller": {"population_size": 64, **_PAPER_SILENT_PROBABILITIES},
+                "controller": {"population_size": 64},
                 "evaluator": {"train_data": "DIV2K", "patch_size": 96, "epochs": 200, "patches_per_epoch": 800},
                 "budget": {"candidates": 10_000},
                 "executor": {"name": "process"},
@@ -79,7 +81,7 @@ def falsr_method():
             # candidate over 60G (at 480x480; ~30 s of training on one core) is recorded infeasible untrained.
             "smoke": {
                 "space": {"n_cells": 3},
-                "controller": {"population_size": 6, **_PAPER_SILENT_PROBABILITIES},
+                "controller": {"population_size": 6},
                 "evaluator": {"train_data": "default", "patch_size": 64, "steps": 100, "lr": 1e-3},
                 "reward": {"constraints": [["mult_adds", "max", 60e9]]},
                 "budget": {"generations": 3},

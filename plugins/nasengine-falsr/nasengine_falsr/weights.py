@@ -56,6 +56,7 @@ import torch.nn.functional as F
 
 from nasengine.errors import InputError, NasengineError
 from nasengine.sr.models import Upscaler
+from nasengine_falsr.plugin import RELEASED_MODELS  # the released models (``falsr:<name>``) with official weights
 
 __all__ = [
     "WEIGHTS_EXTRA",
@@ -74,8 +75,6 @@ __all__ = [
 
 #: How to install what :func:`read_graphdef` needs.
 WEIGHTS_EXTRA = "pip install 'nasengine-falsr[weights]'"
-#: The released models (architectures ``falsr:<name>``) with official weights.
-RELEASED_MODELS = ("FALSR-A", "FALSR-B", "FALSR-C")
 
 # The fixed colour stage of the released graphs (identical in all three): RGB = [255*Y, 255*(Pb+0.5),
 # 255*(Pr+0.5)] @ KERNEL + BIAS, float32. The bias uses 128 where the inputs are centred on 127.5: kept as is.
@@ -193,9 +192,8 @@ def read_graphdef(path) -> FrozenGraph:
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class _Conv:
-    """A logical convolution (either side): identity ``key``, the tensor it reads, groups, OIHW weight."""
+    """A logical convolution (either side): the tensor it reads, groups, OIHW weight."""
 
-    key: Any
     label: str  # for messages
     input: Any  # TF: (node, idx); graph: node id
     groups: int
@@ -203,7 +201,7 @@ class _Conv:
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
     has_bias: bool = True
-    consts: tuple[str, ...] = ()
+    kernel_const: str = ""  # TF: the kernel constant's node name
 
 
 def _attr_ints(node: TFNode, key: str) -> list[int]:
@@ -318,8 +316,7 @@ class _TFNet:
                     kh, kw, c, m = k.shape
                     w = np.ascontiguousarray(k.reshape(kh, kw, c * m).transpose(2, 0, 1)[:, None])
                     g = c
-                convs[(node.name, 0)] = _Conv((node.name, 0), node.name, data, g, w.shape, w,
-                                              consts=(fnode.name,))
+                convs[(node.name, 0)] = _Conv(node.name, data, g, w.shape, w, kernel_const=fnode.name)
             elif fnode.op == "Split" and node.op == "Conv2D":
                 ksplit, kval, i = self._split_parts(filt)
                 groups.setdefault(ksplit.name, []).append((i, node))
@@ -350,8 +347,7 @@ class _TFNet:
             k = k.astype(np.float32)
             w = np.ascontiguousarray(k.transpose(3, 2, 0, 1))  # [k,k,C_in/g,C_out] -> [C_out, C_in/g, k, k]
             label = kval[0]
-            convs[(cat.name, 0)] = _Conv((cat.name, 0), label, dsplit.inputs[1], g, w.shape, w,
-                                         consts=(kval[0],))
+            convs[(cat.name, 0)] = _Conv(label, dsplit.inputs[1], g, w.shape, w, kernel_const=kval[0])
         # biases: the BiasAdd (or Add of a constant) right after each logical conv
         self.convs: dict[tuple[str, int], _Conv] = {}
         for ref, conv in convs.items():
@@ -366,9 +362,7 @@ class _TFNet:
                     if b.shape != (conv.weight_shape[0],):
                         self._fail(f"{user.name}: bias of shape {b.shape} for {conv.weight_shape[0]} channels")
                     conv.bias, conv.has_bias = b, True
-                    conv.consts += (self._skip_identity(user.inputs[1])[0],)
                     out = (user.name, 0)
-            conv.key = out
             self.convs[out] = conv
 
     def _find_output(self):
@@ -701,11 +695,13 @@ def load_official_weights(module, graph, pb_path, *, fold_shuffle: bool = True) 
     for r in resolved:
         if r.spec.name == "conv":
             mod = module.get_submodule(module_name(r.node, "conv"))
-            g_convs[r.node] = _Conv(r.node, _graph_label(graph, r.node), r.inputs[0], int(r.attrs["groups"]),
+            g_convs[r.node] = _Conv(_graph_label(graph, r.node), r.inputs[0], int(r.attrs["groups"]),
                                     tuple(mod.weight.shape), has_bias=mod.bias is not None)
+    owners: dict[str, int] = {}  # module name -> its graph node (the first, should two share a name)
+    for n, op in params_ops.items():
+        owners.setdefault(module_name(n, op), n)
     for name, p in module.named_parameters():
-        top = name.split(".")[0]
-        owner = next((n for n, op in params_ops.items() if module_name(n, op) == top), None)
+        owner = owners.get(name.split(".")[0])
         if owner is None or params_ops[owner] != "conv":
             raise WeightsMismatchError(
                 f"{where}: parameter {name!r} belongs to "
@@ -783,7 +779,7 @@ def load_official_weights(module, graph, pb_path, *, fold_shuffle: bool = True) 
                 p.copy_(torch.from_numpy(np.ascontiguousarray(arr)).to(p.dtype))
                 assigned[f"{name}.{pname}"] += 1
                 values += arr.size
-            pairs.append((tf.convs[tk].consts[0], gk, name))
+            pairs.append((tf.convs[tk].kernel_const, gk, name))
     names = [n for n, _ in module.named_parameters()]
     missing = [n for n in names if assigned[n] == 0]
     twice = [n for n, c in assigned.items() if c > 1]

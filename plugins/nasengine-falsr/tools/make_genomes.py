@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nasengine.genomefile import genome_document
 from nasengine_falsr.genome import Cell, FalsrGenome
+from nasengine_falsr.plugin import RELEASED_MODELS
 from nasengine_falsr.space import FalsrSpace
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +45,7 @@ def documents(reference: dict) -> dict[str, dict]:
     out = {}
     table = {"FALSR-A": "234.7G / 1,021K (Table 1, Fig. 3)", "FALSR-B": "74.7G / 326K (Table 1, Fig. 4)",
              "FALSR-C": "93.7G / 408K (Table 1)"}
-    for name in ("FALSR-A", "FALSR-B", "FALSR-C"):
+    for name in RELEASED_MODELS:
         genome = genome_of(reference[name]["architecture"])
         space.validate(genome)
         out[name] = genome_document(
