@@ -15,7 +15,7 @@ import numpy as np
 from nasengine.errors import NasengineError
 from nasengine.evaluator import build_evaluator
 
-__all__ = ["search_plan", "format_plan"]
+__all__ = ["search_plan", "format_plan", "time_steps"]
 
 
 def _steps_per_candidate(ev: dict) -> tuple[float | None, str]:
@@ -81,13 +81,15 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
     except NasengineError as exc:
         plan["data_problem"] = str(exc)
     if measure and steps:
-        plan["seconds_per_step_here"] = _time_steps(space, genomes, mult_adds, batch, patch, scale)
+        plan["seconds_per_step_here"] = time_steps(space, genomes, mult_adds, batch, patch, scale)
         plan["hours_here"] = (plan["seconds_per_step_here"] * steps * candidates / 3600.0) if candidates else None
     return plan
 
 
-def _time_steps(space, genomes, mult_adds, batch: int, patch: int, scale: int, steps: int = 3) -> float:
-    """Seconds per Adam step of the median-cost sampled architecture on this machine (CPU or the default GPU)."""
+def time_steps(space, genomes, mult_adds, batch: int, patch: int, scale: int, steps: int = 3) -> float:
+    """Seconds per Adam step of the median-cost sampled architecture on this machine (CPU or the default GPU).
+    :func:`search_plan` looks it up here at call time, so a test may replace it (a plan's numbers, not this
+    machine's speed)."""
     import torch
 
     from nasengine.builder import build

@@ -83,7 +83,7 @@ def test_paper_plan_from_the_cli(monkeypatch, capsys):
     from nasengine.errors import DataError
     from nasengine.sr.data import resolve_training
 
-    monkeypatch.setattr(nasengine.plan, "_time_steps", lambda *a, **k: 2.0)
+    monkeypatch.setattr(nasengine.plan, "time_steps", lambda *a, **k: 2.0)
     monkeypatch.setenv("NASENGINE_DATA", "")
     assert main(["search", "falsr", "--preset", "paper", "--plan"]) == 0
     out = capsys.readouterr().out
