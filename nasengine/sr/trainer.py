@@ -52,6 +52,7 @@ from nasengine.sr.data import make_loader
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "TrainStep",
     "Trainer",
     "TrainingDiverged",
     "scheduled_lr",
@@ -232,6 +233,68 @@ def scheduled_lr(config: TrainConfig, step: int, *, total_steps: int | None = No
 
 
 # --------------------------------------------------------------------------------------------------
+# the training step
+# --------------------------------------------------------------------------------------------------
+class TrainStep:
+    """What one optimizer step computes, and over which parameters: the trainer's pluggable part.
+
+    The default (this class) is plain SR training: ``loss(model(lr), hr)`` (``"l1"`` or ``"mse"``)
+    over one Adam group holding every trainable parameter. Subclass it for a supernet (sample a
+    child per batch), an extra loss term (a differentiable cost), or parameter groups of their own:
+
+    * :meth:`param_groups` ``(model) -> list[dict]``: Adam parameter groups (``{"params": [...],
+      **adam options}``). A group's ``"lr"`` is its base rate: it follows the trainer's schedule
+      scaled by ``lr / config.lr``; a group without ``"lr"`` follows the schedule itself.
+    * :meth:`forward` ``(model, lr, hr, step) -> (loss, logs)``: the scalar loss tensor to
+      minimise for the batch (``step``: steps completed before it) and a dict of numbers shown in
+      the progress bar and handed to a callback's ``on_logs(step, logs)``.
+    * :meth:`state_dict` / :meth:`load_state_dict`: state of the step itself (e.g. its own
+      random generator), saved in the trainer's checkpoints (tensors and plain data only).
+
+    The trainer keeps the rest: schedule, divergence checks (a non-finite loss), gradient
+    clipping, checkpoints, resume, validation and progress.
+    """
+
+    def __init__(self, loss: str = "l1"):
+        if not isinstance(loss, str) or loss.lower() not in LOSSES:
+            _fail("loss", f"must be one of {', '.join(LOSSES)}", loss)
+        self.loss = loss.lower()
+
+    def param_groups(self, model: torch.nn.Module) -> list[dict]:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
+    def reconstruction_loss(self, out: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """``loss(out, hr)`` after checking that the shapes agree (:class:`InputError` otherwise)."""
+        if out.shape != hr.shape:
+            raise InputError(
+                f"model: maps an LR batch to {tuple(out.shape)}, but the HR batch is {tuple(hr.shape)}"
+            )
+        if self.loss == "l1":
+            return F.l1_loss(out, hr)
+        return F.mse_loss(out, hr)
+
+    def forward(self, model: torch.nn.Module, lr: torch.Tensor, hr: torch.Tensor, step: int):
+        out = model(lr)
+        if out.shape != hr.shape:
+            raise InputError(
+                f"model: maps an LR batch of shape {tuple(lr.shape)} to "
+                f"{tuple(out.shape)}, but the HR batch is {tuple(hr.shape)}"
+            )
+        return self.reconstruction_loss(out, hr), {}
+
+    def __call__(self, model, lr, hr, step):
+        return self.forward(model, lr, hr, step)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise InputError(f"{type(self).__name__}: the checkpoint holds a training-step state this step "
+                             "does not take")
+
+
+# --------------------------------------------------------------------------------------------------
 # trainer
 # --------------------------------------------------------------------------------------------------
 @dataclass
@@ -239,13 +302,15 @@ class TrainResult:
     """What :meth:`Trainer.fit` returns. ``step``: steps done in total (resumed runs included);
     ``losses``: the loss of every step, ``losses[t]`` of step ``t + 1``; ``history``: one dict per
     validation, ``{"step": t, **metrics}``; ``seconds``: wall clock of training (all segments);
-    ``checkpoint``: the last checkpoint written, if any."""
+    ``checkpoint``: the last checkpoint written, if any; ``logs``: the training step's logs of the
+    last step done in this segment (``{}`` for the default step)."""
 
     step: int
     losses: list[float] = field(repr=False)
     history: list[dict[str, float]]
     seconds: float
     checkpoint: Path | None = None
+    logs: dict[str, float] = field(default_factory=dict)
 
     @property
     def final_validation(self) -> dict[str, float] | None:
@@ -282,14 +347,17 @@ def _read_checkpoint(path) -> dict:
 class Trainer:
     """Train ``model`` on ``dataset`` with Adam (see the module docstring).
 
+    ``train_step``: a :class:`TrainStep` (default: ``TrainStep(config.loss)``): the forward pass,
+    the loss and the parameter groups of one step.
     ``validate``: any callable ``model -> dict[str, float]`` (e.g. a
     :class:`~nasengine.sr.data.ValidationPatches`), called every ``config.val_every`` steps and at
     the end; the model is handed over as it is (the callable switches it to eval mode if it wants).
     ``checkpoint_dir``: where ``last.pt`` goes (None: no checkpoints). ``progress``: a tqdm bar
     (shown only on a terminal) with the step, the loss and the last validation PSNR. ``callback``:
     ``f(step, loss)`` or an object with ``on_step(step, loss)`` (and optionally
-    ``on_validation(step, metrics)``), called after every step, once its validation and checkpoint
-    are done; an exception from it stops training (the checkpoint of that step is already written).
+    ``on_validation(step, metrics)`` and ``on_logs(step, logs)``, the latter when the training
+    step returned logs), called after every step, once its validation and checkpoint are done; an
+    exception from it stops training (the checkpoint of that step is already written).
     """
 
     def __init__(
@@ -302,6 +370,7 @@ class Trainer:
         checkpoint_dir=None,
         progress: bool = True,
         callback=None,
+        train_step: TrainStep | None = None,
     ):
         if isinstance(config, dict):
             config = TrainConfig.from_dict(config)
@@ -336,10 +405,22 @@ class Trainer:
         )
 
         self.model.to(self.device)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
+        if train_step is None:
+            train_step = TrainStep(config.loss)
+        elif not isinstance(train_step, TrainStep):
+            raise ConfigError(f"train_step: expected a TrainStep, got {type(train_step).__name__}")
+        self.train_step = train_step
+        groups = [dict(g) for g in train_step.param_groups(self.model)]
+        for g in groups:
+            g["params"] = list(g.get("params", ()))
+        if not any(g["params"] for g in groups):
             raise InputError("model: it has no trainable parameters")
-        self.optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas)
+        # A group's own "lr" scales the schedule; None: the group follows it as it is.
+        self._group_lrs: list[float | None] = [
+            None if g.get("lr") is None else _float("param_groups.lr", g["lr"]) for g in groups
+        ]
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr, betas=config.betas)
+        self.last_logs: dict[str, float] = {}
         self.step = 0
         self.losses: list[float] = []
         self.history: list[dict[str, float]] = []
@@ -373,6 +454,7 @@ class Trainer:
             "seconds": float(self.seconds_before if seconds is None else seconds),
             "rng": rng,
             "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+            "train_step": self.train_step.state_dict(),
         }
 
     def save_checkpoint(self, path=None, *, seconds: float | None = None) -> Path:
@@ -418,7 +500,11 @@ class Trainer:
             self.model.load_state_dict(state["model"])
         except RuntimeError as exc:
             raise InputError(f"{path}: the checkpoint does not fit this model ({exc})") from exc
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # other parameter groups
+            raise InputError(f"{path}: the checkpoint's optimizer does not fit this training step ({exc})") from exc
+        self.train_step.load_state_dict(state.get("train_step") or {})
         self.step = int(state["step"])
         self.losses = [float(x) for x in state["losses"].tolist()]
         self.history = [dict(h) for h in state["history"]]
@@ -442,6 +528,7 @@ class Trainer:
         checkpoint_dir=None,
         progress: bool = True,
         callback=None,
+        train_step: TrainStep | None = None,
     ) -> "Trainer":
         """A fresh trainer that continues the run saved in ``path`` (config from the checkpoint
         unless ``config`` is given, e.g. with a larger budget; checkpoints go next to ``path``
@@ -457,16 +544,12 @@ class Trainer:
             checkpoint_dir=checkpoint_dir if checkpoint_dir is not None else path.parent,
             progress=progress,
             callback=callback,
+            train_step=train_step,
         )
         trainer._apply(state, path)
         return trainer
 
     # ---- training -------------------------------------------------------------------------
-    def _loss(self, out: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        if self.config.loss == "l1":
-            return F.l1_loss(out, hr)
-        return F.mse_loss(out, hr)
-
     def _run_validation(self) -> dict[str, float]:
         metrics = {k: float(v) for k, v in dict(self.validate(self.model)).items()}
         self.model.train()
@@ -477,10 +560,13 @@ class Trainer:
             on_val(self.step, metrics)
         return metrics
 
-    def _notify(self, loss: float) -> None:
+    def _notify(self, loss: float, logs: dict[str, float]) -> None:
         cb = self.callback
         if cb is None:
             return
+        on_logs = getattr(cb, "on_logs", None)
+        if logs and on_logs is not None:
+            on_logs(self.step, dict(logs))
         on_step = getattr(cb, "on_step", None)
         if on_step is not None:
             on_step(self.step, loss)
@@ -528,17 +614,16 @@ class Trainer:
                         rate = scheduled_lr(cfg, self.step, fraction=elapsed() / cfg.seconds)
                     else:
                         rate = scheduled_lr(cfg, self.step, total_steps=total)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = rate
+                    for group, base in zip(self.optimizer.param_groups, self._group_lrs):
+                        group["lr"] = rate if base is None else base * (rate / cfg.lr)
                     lr_batch = lr_batch.to(self.device, non_blocking=True)
                     hr_batch = hr_batch.to(self.device, non_blocking=True)
-                    out = self.model(lr_batch)
-                    if out.shape != hr_batch.shape:
-                        raise InputError(
-                            f"model: maps an LR batch of shape {tuple(lr_batch.shape)} to "
-                            f"{tuple(out.shape)}, but the HR batch is {tuple(hr_batch.shape)}"
-                        )
-                    loss = self._loss(out, hr_batch)
+                    loss, logs = self.train_step(self.model, lr_batch, hr_batch, self.step)
+                    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                        raise InputError(f"{type(self.train_step).__name__}: a training step must return a "
+                                         f"scalar loss tensor, got {type(loss).__name__}")
+                    logs = {str(k): float(v.detach() if isinstance(v, torch.Tensor) else v)
+                            for k, v in (logs or {}).items()}
                     value = float(loss.detach())
                     if not math.isfinite(value):
                         raise TrainingDiverged(self.step + 1, value)
@@ -551,6 +636,7 @@ class Trainer:
                     self.optimizer.step()
                     self.step += 1
                     self.losses.append(value)
+                    self.last_logs = logs
                     if self.validate is not None and cfg.val_every and self.step % cfg.val_every == 0:
                         last_psnr = self._run_validation().get("psnr", last_psnr)
                     if (
@@ -561,10 +647,11 @@ class Trainer:
                         self.save_checkpoint(seconds=elapsed())
                     bar.update(1)
                     post = f"loss={value:.4f}"
+                    post += "".join(f" {k}={v:.4g}" for k, v in logs.items())
                     if last_psnr is not None:
                         post += f" val_psnr={last_psnr:.2f}"
                     bar.set_postfix_str(post, refresh=False)
-                    self._notify(value)
+                    self._notify(value, logs)
                     if cfg.seconds is not None and elapsed() >= cfg.seconds:
                         break
             if self.validate is not None and (not self.history or self.history[-1]["step"] != self.step):
@@ -582,4 +669,5 @@ class Trainer:
             history=[dict(h) for h in self.history],
             seconds=seconds,
             checkpoint=self._last_checkpoint,
+            logs=dict(self.last_logs),
         )
