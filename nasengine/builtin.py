@@ -36,7 +36,7 @@ def nasengine_register_controllers(registry):
 
 @hookimpl
 def nasengine_register_evaluators(registry):
-    from nasengine.evaluator import TrainingEvaluator
+    from nasengine.evaluators import TrainingEvaluator
 
     registry.add("sr-train", TrainingEvaluator)
 

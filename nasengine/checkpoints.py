@@ -26,12 +26,14 @@ def save_trained_model(path, architecture, module, *, metrics: dict | None = Non
 
     import torch
 
+    from nasengine.sr.models import channels_of
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = architecture.graph
     data = {"format": MODEL_FORMAT, "architecture": architecture.document(), "name": architecture.name,
             "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-            "scale": int(graph.scale), "channels": {1: "y", 3: "rgb"}.get(graph.input_channels, "rgb"),
+            "scale": int(graph.scale), "channels": channels_of(graph.input_channels),
             "metrics": {k: float(v) for k, v in (metrics or {}).items()}}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(data, tmp)
@@ -73,11 +75,11 @@ def load_trained_module(path):
 
 def load_trained_model(path, *, scale: int | None = None, device: str = "cpu"):
     """A :class:`nasengine.sr.models.TorchUpscaler` for a trained-model file; ``scale`` must match if given."""
-    from nasengine.sr.models import TorchUpscaler
+    from nasengine.sr.models import TorchUpscaler, channels_of
 
     arch, module = load_trained_module(path)
     model_scale = int(arch.graph.scale)
     if scale is not None and int(scale) != model_scale:
         raise InputError(f"{path}: this model upscales x{model_scale}, not x{scale}")
-    channels = {1: "y", 3: "rgb"}.get(arch.graph.input_channels, "rgb")
+    channels = channels_of(arch.graph.input_channels)
     return TorchUpscaler(module, scale=model_scale, channels=channels, name=arch.name, device=device)

@@ -59,8 +59,8 @@ def _scale(text: str) -> int:
 def resolve_upscaler(spec: str, scale: int, *, weights: str | None = None, device: str = "cpu"):
     """Turn a ``--model`` value into an :class:`nasengine.sr.models.Upscaler`.
 
-    A registered model name (``bicubic``, or one a plugin brings) or a trained checkpoint
-    (``nasengine train`` output, ``.pt``).
+    A registered model name (``bicubic``, or one a plugin brings), a trained checkpoint
+    (``nasengine train`` output, ``.pt``) or its TorchScript (``nasengine export`` output).
     """
     from nasengine.plugins import get_plugins
 
@@ -71,7 +71,11 @@ def resolve_upscaler(spec: str, scale: int, *, weights: str | None = None, devic
     if name.lower() in plugins.models:
         return plugins.models.get(name.lower())(scale=scale, weights=weights, device=device)
     path = Path(name)
-    if path.is_file() and path.suffix in (".pt", ".pth", ".ckpt"):
+    if path.is_file() and path.suffix in (".pt", ".pth", ".ckpt", ".ts"):
+        from nasengine.export import is_torchscript, load_torchscript_model
+
+        if is_torchscript(path):
+            return load_torchscript_model(path, scale=scale, device=device)
         from nasengine.checkpoints import load_trained_model
 
         return load_trained_model(path, scale=scale, device=device)
@@ -314,12 +318,12 @@ def cmd_show(args) -> int:
 
 
 def _architectures_to_export(spec: str):
-    """(name, architecture, module or None) for a trained model, a genome, or a run's Pareto front."""
+    """The :class:`nasengine.export.Exportable` items of a trained model, a genome, or a run's Pareto front."""
+    from nasengine.export import exportable_file, front_exportables
     from nasengine.store import ExperimentStore
 
     path = Path(spec)
     if path.is_dir() and ExperimentStore.exists(path):
-        from nasengine.genomefile import architecture_from_data, genome_document
         from nasengine.report import RunReport
 
         rep = RunReport.load(path)
@@ -328,109 +332,37 @@ def _architectures_to_export(spec: str):
         from nasengine.plugins import get_plugins
 
         space_name = section.pop("name", get_plugins().methods.get(rep.run.method).space)
-        out = []
-        for r in rep.front:
-            doc = genome_document(space_name, section, r.genome, name=f"gen{r.generation}-{r.idx}",
-                                  source=f"{path} (generation {r.generation}, idx {r.idx})")
-            out.append((doc["name"], architecture_from_data(doc, origin=doc["name"]), None))
-        if not out:
-            raise NasengineError(f"{path}: the run has no Pareto front yet (no successful candidate)")
-        return out
-    if path.is_file() and path.suffix in (".pt", ".pth"):
-        from nasengine.checkpoints import load_trained_module
-
-        arch, module = load_trained_module(path)
-        return [(path.stem, arch, module)]
-    from nasengine.genomefile import load_architecture
-
-    arch = load_architecture(spec)
-    return [(Path(arch.name).stem.replace(":", "_"), arch, None)]
+        return front_exportables(rep.front, space_name, section, source=path)
+    return exportable_file(spec)
 
 
 def cmd_export(args) -> int:
-    import torch
-
-    from nasengine.builder import build
+    from nasengine.export import export_all
 
     items = _architectures_to_export(args.source)
-    out = Path(args.output) if args.output else Path("exports")
-    single = len(items) == 1 and out.suffix in (".pt", ".onnx", ".ts")
-    if not single:
-        out.mkdir(parents=True, exist_ok=True)
-    for name, arch, module in items:
-        trained = module is not None
-        module = module if trained else build(arch.graph)
-        module.eval()
-        c = arch.graph.input_channels
-        example = torch.rand(1, c, args.lr_size[0], args.lr_size[1])
-        ext = ".onnx" if args.format == "onnx" else ".pt"
-        target = out if single else out / f"{name}{ext}"
-        if args.format == "torchscript":
-            scripted = torch.jit.trace(module, example)
-            scripted.save(str(target))
-        else:
-            try:
-                import onnx  # noqa: F401
-            except ImportError:
-                raise NasengineError("ONNX export needs the onnx package: pip install 'nasengine[onnx]'") from None
-            torch.onnx.export(module, example, str(target), input_names=["lr"], output_names=["sr"],
-                              dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
-                                            "sr": {0: "batch", 2: "height", 3: "width"}}, dynamo=False)
-        if not single:
-            (out / f"{name}.json").write_text(json.dumps(arch.document(), indent=2))
-        print(f"{name}: {'trained' if trained else 'untrained (architecture only)'} -> {target}")
+    for done in export_all(items, Path(args.output) if args.output else Path("exports"), format=args.format,
+                           lr_size=args.lr_size):
+        print(f"{done.name}: {'trained' if done.trained else 'untrained (architecture only)'} -> {done.path}")
     return EXIT_OK
 
 
 def cmd_train(args) -> int:
-    from nasengine.builder import build
-    from nasengine.checkpoints import save_trained_model
-    from nasengine.genomefile import load_architecture
-    from nasengine.sr.data import PatchDataset
-    from nasengine.sr.evaluate import evaluate
-    from nasengine.sr.models import TorchUpscaler
-    from nasengine.sr.trainer import TrainConfig, Trainer
+    from nasengine.sr.trainer import TrainConfig
+    from nasengine.train import TrainRecipe, resolve_architecture, train_architecture
 
-    import torch
-
-    arch = load_architecture(args.genome)
-    graph = arch.graph
-    graph.validate()
-    channels = {1: "y", 3: "rgb"}.get(graph.input_channels)
-    if channels is None:
-        raise NasengineError(f"{args.genome}: input has {graph.input_channels} channels; SR training needs 1 or 3")
-    scale = int(graph.scale)
+    arch = resolve_architecture(args.genome)
     budget = [b for b in ("steps", "epochs", "seconds") if getattr(args, b) is not None]
-    if not budget:
-        args.steps = 1000
-    config = TrainConfig(lr=args.lr, batch_size=args.batch_size, steps=args.steps, epochs=args.epochs,
-                         seconds=args.seconds, schedule=args.schedule, step_size=args.step_size,
+    config = TrainConfig(lr=args.lr, batch_size=args.batch_size, steps=args.steps if budget else 1000,
+                         epochs=args.epochs, seconds=args.seconds, schedule=args.schedule, step_size=args.step_size,
                          val_every=args.val_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          device=args.device)
-    torch.manual_seed(args.seed)
-    module = build(graph)
-    if args.init_std is not None:
-        with torch.no_grad():
-            for name, p in module.named_parameters():
-                p.zero_() if name.endswith("bias") else p.normal_(0.0, args.init_std)
-    dataset = PatchDataset(args.data, scale=scale, patch_size=args.patch_size, channels=channels, seed=args.seed)
-    out = Path(args.out)
-
-    def validate(model):
-        rep = evaluate(TorchUpscaler(model, scale=scale, channels=channels, device=str(config.device)),
-                       [args.val_data], scale=scale)
-        (s,) = rep.sets
-        return {"psnr": s.psnr, "ssim": s.ssim}
-
-    trainer = Trainer(module, dataset, config, validate=validate, checkpoint_dir=out / "checkpoints",
-                      progress=not args.quiet)
-    resume = out / "checkpoints" / "last.pt"
-    result = trainer.fit(resume_from=resume if args.resume and resume.exists() else None)
-    final = result.final_validation or {}
-    path = save_trained_model(out / "model.pt", arch, module, metrics={k: v for k, v in final.items() if k != "step"})
-    print(f"{arch.name}: {result.step} steps in {result.seconds:.1f} s; {args.val_data} x{scale} "
+    recipe = TrainRecipe(config=config, train_data=args.data, patch_size=args.patch_size, val_data=args.val_data,
+                         init_std=args.init_std)
+    done = train_architecture(arch, args.out, recipe, resume=args.resume, progress=not args.quiet)
+    final, result = done.metrics, done.result
+    print(f"{arch.name}: {result.step} steps in {result.seconds:.1f} s; {args.val_data} x{done.scale} "
           f"PSNR {final.get('psnr', float('nan')):.4f} / SSIM {final.get('ssim', float('nan')):.5f}")
-    print(f"model: {path}  (use: nasengine evaluate --model {path} --data Set5)")
+    print(f"model: {done.path}  (use: nasengine evaluate --model {done.path} --data Set5)")
     return EXIT_OK
 
 

@@ -21,12 +21,13 @@ import numbers
 import numpy as np
 import torch
 
-from nasengine.errors import InputError
+from nasengine.errors import InputError, ValidationError
 from nasengine.sr.color import rgb2ycbcr, ycbcr2rgb
 from nasengine.sr.resize import imresize
 
 __all__ = [
     "CHANNELS",
+    "channels_of",
     "Upscaler",
     "BicubicUpscaler",
     "TorchUpscaler",
@@ -37,6 +38,16 @@ __all__ = [
 
 #: Allowed values of :attr:`Upscaler.channels`.
 CHANNELS = ("y", "rgb")
+
+
+def channels_of(in_channels: int) -> str:
+    """The image kind a network with ``in_channels`` input channels works on: 1 -> ``"y"``, 3 -> ``"rgb"``;
+    anything else is a :class:`~nasengine.errors.ValidationError` (field ``input.channels``)."""
+    kind = {1: "y", 3: "rgb"}.get(in_channels)
+    if kind is None:
+        raise ValidationError(f"SR networks take 1 (Y) or 3 (RGB) input channels, got {in_channels}",
+                              field="input.channels")
+    return kind
 
 
 def _check_scale(scale) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from nasengine.evaluator import TrainingEvaluator
+from nasengine.evaluators import TrainingEvaluator
 from nasengine.method import Method
 from nasengine.plugins import get_plugins
 from nasengine.reward import Reward

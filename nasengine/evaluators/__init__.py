@@ -1,0 +1,4 @@
+"""Concrete evaluators shipped with the engine (the role itself is :mod:`nasengine.evaluator`)."""
+from nasengine.evaluators.training import TrainingEvaluator
+
+__all__ = ["TrainingEvaluator"]

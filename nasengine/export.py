@@ -1,0 +1,184 @@
+"""Export architectures and trained models: TorchScript, ONNX, and genome files (library; the CLI prints).
+
+    from nasengine.export import exportable_file, export_all
+
+    items = exportable_file("runs/x/model.pt")       # a trained model, or a genome/graph file or name
+    for done in export_all(items, "exports", format="torchscript", lr_size=(32, 32)):
+        print(done.name, done.path, done.trained)
+
+A TorchScript file carries what ``nasengine evaluate --model`` / ``upscale --model`` need to use it (scale,
+channels, name, architecture) as the extra file ``nasengine.json``: :func:`load_torchscript_model` reads it.
+A run's Pareto front becomes exportables with :func:`front_exportables`.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import attrs
+
+from nasengine.errors import InputError, NasengineError
+
+__all__ = ["FORMATS", "Exportable", "Exported", "exportable_file", "front_exportables", "export_module",
+           "export_all", "is_torchscript", "load_torchscript_model", "METADATA_FILE"]
+
+FORMATS = ("torchscript", "onnx")
+#: The extra file of an exported TorchScript archive that describes the model.
+METADATA_FILE = "nasengine.json"
+_SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
+_SINGLE_SUFFIXES = (".pt", ".onnx", ".ts")
+
+
+@attrs.frozen
+class Exportable:
+    """One thing to export: a name, its :class:`~nasengine.genomefile.Architecture`, and its trained module
+    (``None``: the architecture only, exported with fresh weights)."""
+
+    name: str
+    architecture: Any
+    module: Any = None
+
+    @property
+    def trained(self) -> bool:
+        return self.module is not None
+
+
+@attrs.frozen
+class Exported:
+    """One written export: ``path`` (the model), ``genome`` (its genome file, when exported into a folder)."""
+
+    name: str
+    path: Path
+    trained: bool
+    genome: Path | None = None
+
+
+def exportable_file(spec: str) -> list[Exportable]:
+    """A trained model file (``.pt``/``.pth`` from ``nasengine train``), or a genome/graph file or registered
+    architecture name."""
+    from nasengine.genomefile import load_architecture
+
+    path = Path(spec)
+    if path.is_file() and path.suffix in (".pt", ".pth"):
+        from nasengine.checkpoints import load_trained_module
+
+        arch, module = load_trained_module(path)
+        return [Exportable(path.stem, arch, module)]
+    arch = load_architecture(spec)
+    return [Exportable(Path(arch.name).stem.replace(":", "_"), arch)]
+
+
+def front_exportables(records, space_name: str, space_options: dict, *, source) -> list[Exportable]:
+    """Genome files of a run's Pareto front (``records``: :class:`nasengine.report.RunReport` ``front``), named
+    ``gen{generation}-{idx}``, in the space ``space_name`` with ``space_options``."""
+    from nasengine.genomefile import architecture_from_data, genome_document
+
+    out = []
+    for r in records:
+        doc = genome_document(space_name, space_options, r.genome, name=f"gen{r.generation}-{r.idx}",
+                              source=f"{source} (generation {r.generation}, idx {r.idx})")
+        out.append(Exportable(doc["name"], architecture_from_data(doc, origin=doc["name"])))
+    if not out:
+        raise NasengineError(f"{source}: the run has no Pareto front yet (no successful candidate)")
+    return out
+
+
+def _metadata(architecture, name: str | None) -> dict:
+    from nasengine.errors import ValidationError
+    from nasengine.sr.models import channels_of
+
+    graph = architecture.graph
+    try:
+        channels = channels_of(graph.input_channels)
+    except ValidationError:  # not an image network: exported all the same, not usable as an upscaler
+        channels = None
+    return {"format": "nasengine.torchscript/1", "name": name or architecture.name, "scale": int(graph.scale),
+            "channels": channels, "architecture": architecture.document()}
+
+
+def export_module(module, architecture, target, *, format: str = "torchscript",
+                  lr_size: tuple[int, int] = (32, 32), name: str | None = None) -> Path:
+    """Write ``module`` (the network of ``architecture``) to ``target`` as TorchScript (traced on an LR input of
+    ``lr_size`` = (height, width), with the model's description, named ``name`` (default the architecture's),
+    as :data:`METADATA_FILE`) or ONNX (opset of
+    torch's exporter; input ``lr``, output ``sr``, dynamic batch and spatial size)."""
+    import torch
+
+    if format not in FORMATS:
+        raise InputError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    target = Path(target)
+    module.eval()
+    example = torch.rand(1, architecture.graph.input_channels, lr_size[0], lr_size[1])
+    if format == "torchscript":
+        scripted = torch.jit.trace(module, example)
+        scripted.save(str(target), _extra_files={METADATA_FILE: json.dumps(_metadata(architecture, name))})
+        return target
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise NasengineError("ONNX export needs the onnx package: pip install 'nasengine[onnx]'") from None
+    torch.onnx.export(module, example, str(target), input_names=["lr"], output_names=["sr"],
+                      dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
+                                    "sr": {0: "batch", 2: "height", 3: "width"}}, dynamo=False)
+    return target
+
+
+def export_all(items: Sequence[Exportable], output, *, format: str = "torchscript",
+               lr_size: tuple[int, int] = (32, 32)) -> list[Exported]:
+    """Export ``items``: one item to ``output`` when it names a file (``.pt``, ``.onnx``, ``.ts``); otherwise
+    each item to ``output/NAME.pt`` (``.onnx``) with its genome file ``output/NAME.json``. An untrained item is
+    built with fresh weights."""
+    from nasengine.builder import build
+
+    out = Path(output)
+    single = len(items) == 1 and out.suffix in _SINGLE_SUFFIXES
+    if not single:
+        out.mkdir(parents=True, exist_ok=True)
+    done = []
+    for item in items:
+        module = item.module if item.trained else build(item.architecture.graph)
+        target = out if single else out / f"{item.name}{_SUFFIX.get(format, '')}"
+        export_module(module, item.architecture, target, format=format, lr_size=lr_size, name=item.name)
+        genome = None
+        if not single:
+            genome = out / f"{item.name}.json"
+            genome.write_text(json.dumps(item.architecture.document(), indent=2))
+        done.append(Exported(item.name, target, item.trained, genome))
+    return done
+
+
+def is_torchscript(path) -> bool:
+    """Whether ``path`` is a TorchScript archive (what ``torch.jit.save`` writes)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def load_torchscript_model(path, *, scale: int | None = None, device: str = "cpu"):
+    """A :class:`nasengine.sr.models.TorchUpscaler` for a TorchScript file written by :func:`export_module`
+    (``nasengine export``); ``scale`` must match if given."""
+    import torch
+
+    from nasengine.sr.models import TorchUpscaler
+
+    path = Path(path)
+    extra = {METADATA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location=torch.device(device), _extra_files=extra)
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError or its own types
+        raise InputError(f"{path}: not a readable TorchScript file ({type(exc).__name__}: {exc})") from None
+    try:
+        meta = json.loads(extra[METADATA_FILE])
+        model_scale, channels, name = int(meta["scale"]), meta["channels"], str(meta["name"])
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"{path}: a TorchScript file without nasengine's {METADATA_FILE} (scale, channels); "
+                         "export it with `nasengine export`") from None
+    if channels is None:
+        raise InputError(f"{path}: the network does not take 1 (Y) or 3 (RGB) channels: not an upscaler")
+    if scale is not None and int(scale) != model_scale:
+        raise InputError(f"{path}: this model upscales x{model_scale}, not x{scale}")
+    return TorchUpscaler(module, scale=model_scale, channels=channels, name=name, device=device)
