@@ -165,3 +165,26 @@ def test_export_all_writes_models_and_genome_files(tmp_path):
     assert up.upscale(np.zeros((5, 7, 3), np.uint8)).shape == (15, 21, 3)
     with pytest.raises(InputError, match="x3, not x2"):
         load_torchscript_model(done[0].path, scale=2)
+
+
+def test_a_worker_reuses_the_evaluator_and_its_training_data(monkeypatch):
+    from nasengine.executors import EvalTask, clear_instance_cache, run_task
+    from nasengine.spaces.simple import SimpleSpace
+
+    built = []
+    original = TrainRecipe.dataset
+    monkeypatch.setattr(TrainRecipe, "dataset", lambda self, *a, **k: built.append(a) or original(self, *a, **k))
+    space = SimpleSpace(max_depth=3)
+    options = {"steps": 2, "batch_size": 2, "patch_size": 16, "patches_per_epoch": 64}
+    clear_instance_cache()
+    try:
+        for n in range(3):
+            genome = space.sample(np.random.default_rng(n))
+            task = EvalTask(task_id=f"t{n}", space="simple", space_options={"max_depth": 3},
+                            genome=json.dumps(space.to_json(genome)), evaluator="sr-train",
+                            evaluator_options=options, seed=100 + n, device="cpu", threads=1)
+            outcome = run_task(task)
+            assert outcome.ok, outcome.error
+    finally:
+        clear_instance_cache()
+    assert len(built) == 1
