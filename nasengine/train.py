@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import attrs
 
+from nasengine.errors import ConfigError, ValidationError
+from nasengine.sr.evaluate import PIPELINES
 from nasengine.sr.trainer import TrainConfig, TrainResult, TrainStep
 
 __all__ = ["TrainRecipe", "TrainedModel", "resolve_architecture", "init_model", "train_model",
@@ -51,8 +53,13 @@ class TrainRecipe:
     augment: bool = True
     patches_per_epoch: int | None = None
     val_data: str | None = "Set5"
-    val_pipeline: str = "rgb"
+    val_pipeline: str = attrs.field(default="rgb")
     init_std: float | None = None
+
+    @val_pipeline.validator
+    def _check_pipeline(self, _attribute, value) -> None:
+        if value not in PIPELINES:
+            raise ConfigError(f"val_pipeline: must be one of {', '.join(PIPELINES)}, got {value!r}")
 
     def dataset(self, scale: int, channels: str, seed: int = 0):
         """The :class:`~nasengine.sr.data.PatchDataset` of this recipe for a network of ``scale`` and
@@ -157,6 +164,7 @@ def train_model(graph, recipe: TrainRecipe, *, seed: int | None = None, device: 
     ``callback``: a :class:`~nasengine.sr.trainer.Trainer` callback; ``report(step, total)``: progress
     (total 0 for a seconds budget). ``train_step``: the trainer's step (default: L1 over all weights).
     """
+    from nasengine.sr.data import resolve_benchmark
     from nasengine.sr.evaluate import evaluate
     from nasengine.sr.models import TorchUpscaler, channels_of
     from nasengine.sr.trainer import CHECKPOINT_NAME, Trainer
@@ -164,6 +172,8 @@ def train_model(graph, recipe: TrainRecipe, *, seed: int | None = None, device: 
     graph.validate()
     channels = channels_of(graph.input_channels)
     scale = int(graph.scale)
+    if recipe.val_data:
+        resolve_benchmark(recipe.val_data)  # a missing set is an error now, not after the training
     seed = recipe.config.seed if seed is None else int(seed)
     train_seed = seed % (2**31)
     config = recipe.config.evolve(seed=train_seed, **({"device": device} if device is not None else {}))
@@ -202,7 +212,13 @@ def train_architecture(architecture, out, recipe: TrainRecipe, *, resume: bool =
     and the trainer's checkpoints in ``out/checkpoints/``; ``resume`` continues them exactly."""
     from nasengine.checkpoints import save_trained_model
 
+    from nasengine.sr.models import channels_of
+
     arch = resolve_architecture(architecture, plugins=plugins)
+    try:
+        channels_of(arch.graph.input_channels)
+    except ValidationError as exc:
+        raise ValidationError(f"{arch.name}: {exc}") from None
     out = Path(out)
     done = train_model(arch.graph, recipe, checkpoint_dir=out / CHECKPOINT_FOLDER, resume=resume, progress=progress,
                        callback=callback, train_step=train_step)

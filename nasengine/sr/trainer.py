@@ -18,13 +18,16 @@ learning rate is a pure function of the step. Nothing else is random, so with a 
 a checkpoint ends with exactly the weights of an uninterrupted one (the checkpoint also restores the
 torch RNG, for models that use dropout). That holds on the CPU; on a GPU it also needs deterministic
 kernels (``torch.use_deterministic_algorithms(True)``, cuDNN benchmarking off), which the trainer
-does not switch on for you. A ``seconds`` budget stops on the wall clock, so where it stops -- and,
+does not switch on for you. A custom :class:`TrainStep` that draws random numbers (a supernet
+sampling a child per batch) keeps this when it draws from torch's global RNG or returns its own
+generator's state from ``state_dict``. A ``seconds`` budget stops on the wall clock, so where it stops -- and,
 with ``schedule="cosine"``, the learning rate, which then follows the elapsed fraction of the time --
 is not reproducible.
 
 Checkpoints (``<checkpoint_dir>/last.pt``, written atomically: temporary file, fsync, ``os.replace``)
 hold the model, the optimizer, the schedule, the step, the config, the validation history, the losses,
-the elapsed seconds and the RNG state; they load with ``torch.load(weights_only=True)``.
+the elapsed seconds, the RNG state and the training step's class and state; they load with
+``torch.load(weights_only=True)``.
 
 A non-finite loss (or, with ``grad_clip``, a non-finite gradient norm) raises
 :class:`TrainingDiverged` naming the step and the value; the weights are left as after the last good
@@ -331,6 +334,10 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _qualname(obj) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
 def _read_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -455,6 +462,7 @@ class Trainer:
             "rng": rng,
             "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
             "train_step": self.train_step.state_dict(),
+            "train_step_class": _qualname(self.train_step),
         }
 
     def save_checkpoint(self, path=None, *, seconds: float | None = None) -> Path:
@@ -496,6 +504,12 @@ class Trainer:
                     f"{name}: the checkpoint {path} was trained with {name}={getattr(saved, name)!r}, "
                     f"this config has {getattr(self.config, name)!r}; resuming would not be exact"
                 )
+        step_class = state.get("train_step_class", _qualname(TrainStep()))
+        if step_class != _qualname(self.train_step):
+            raise ConfigError(
+                f"train_step: the checkpoint {path} was trained with {step_class}, this trainer has "
+                f"{_qualname(self.train_step)}; resuming would not be exact"
+            )
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as exc:

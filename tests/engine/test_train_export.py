@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -59,6 +60,18 @@ def test_channels_of_is_the_one_mapping():
     assert exc.value.field == "input.channels"
     with pytest.raises(ValidationError, match="input.channels"):
         train_model(tiny_graph(channels=2), recipe())
+
+
+def test_recipe_and_data_are_checked_before_training(tmp_path):
+    from nasengine.errors import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match="^val_pipeline: .*'cmyk'"):
+        TrainingEvaluator(val_pipeline="cmyk")
+    with pytest.raises(DataError, match="NoSuchSet"):
+        train_architecture(tiny_graph(), tmp_path, attrs.evolve(recipe(), val_data="NoSuchSet"))
+    assert not (tmp_path / "checkpoints").exists()
+    with pytest.raises(ValidationError, match="^graph: .*input.channels"):
+        train_architecture(tiny_graph(channels=2), tmp_path, recipe())
 
 
 def test_the_evaluator_trains_with_train_model():

@@ -171,8 +171,24 @@ def test_resume_of_a_custom_step_run_is_exact(patches, tmp_path):
 def test_a_checkpoint_of_another_step_does_not_load(patches, tmp_path):
     cfg = TrainConfig(lr=1e-3, batch_size=2, steps=2, device="cpu")
     Trainer(gated(), patches, cfg, train_step=CostStep(), checkpoint_dir=tmp_path, progress=False).fit()
-    with pytest.raises(InputError, match="optimizer does not fit"):
+    with pytest.raises(ConfigError, match="^train_step: .*CostStep, this trainer has .*TrainStep"):
         Trainer.resume(tmp_path / CHECKPOINT_NAME, gated(), patches, progress=False)
+
+    class SameGroups(CostStep):
+        pass
+
+    with pytest.raises(ConfigError, match="SameGroups"):
+        Trainer.resume(tmp_path / CHECKPOINT_NAME, gated(), patches, train_step=SameGroups(), progress=False)
+
+    class OneGroup(CostStep):
+        def param_groups(self, model):
+            return TrainStep.param_groups(self, model)
+
+    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    state["train_step_class"] = f"{OneGroup.__module__}.{OneGroup.__qualname__}"
+    torch.save(state, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="optimizer does not fit"):
+        Trainer.resume(tmp_path / "other.pt", gated(), patches, train_step=OneGroup(), progress=False)
 
 
 def test_divergence_of_a_custom_step_is_detected(patches, tmp_path):
