@@ -4,7 +4,8 @@ An evaluator is constructed from a method preset's ``evaluator`` section (keywor
 process runs the evaluation, so its options must be plain data. ``evaluate`` receives the decoded graph and
 an :class:`EvalContext`; it returns a flat dict of float metrics or raises (any exception marks the
 candidate failed; :class:`nasengine.sr.trainer.TrainingDiverged` is the usual one for a NaN loss).
-Evaluations must be deterministic given ``ctx.seed`` so that a resumed search is exact.
+Evaluations must be deterministic given ``ctx.seed`` so that a resumed search is exact. The engine's own
+evaluators (``sr-train``: incomplete training) are in :mod:`nasengine.evaluators`.
 """
 from __future__ import annotations
 

@@ -192,7 +192,7 @@ def train_model(graph, recipe: TrainRecipe, *, seed: int | None = None, device: 
         validating[0] += time.perf_counter() - t0
         return {"psnr": float(mean.psnr), "ssim": float(mean.ssim)}
 
-    hooks = _Progress(callback, report, lambda: trainer.total_steps) if callback or report else None
+    hooks = _Progress(callback, report, lambda: trainer.total_steps) if callback is not None or report is not None else None
     trainer = Trainer(model, dataset, config, validate=validate if recipe.val_data else None,
                       checkpoint_dir=checkpoint_dir, progress=progress, callback=hooks, train_step=train_step)
     last = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
@@ -211,7 +211,6 @@ def train_architecture(architecture, out, recipe: TrainRecipe, *, resume: bool =
     ``out/model.pt`` (architecture + weights + final metrics, :func:`nasengine.checkpoints.save_trained_model`)
     and the trainer's checkpoints in ``out/checkpoints/``; ``resume`` continues them exactly."""
     from nasengine.checkpoints import save_trained_model
-
     from nasengine.sr.models import channels_of
 
     arch = resolve_architecture(architecture, plugins=plugins)
