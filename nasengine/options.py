@@ -101,12 +101,15 @@ def construct(role: str, name: str, factory: Any, options: Mapping, /, *args: An
     if sig is not None:
         params = sig.parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            known = [n for n, p in params.items() if n not in fixed
-                     and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+            named = [n for n, p in params.items()
+                     if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+            positional = [n for n, p in params.items() if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+            taken = set(positional[:len(args)]) | set(fixed)
+            known = [n for n in named if n not in taken]
             for key in options:
                 if key not in known:
                     near = difflib.get_close_matches(str(key), known, n=1)
-                    hint = f"; did you mean {near[0]!r}?" if near else ""
+                    hint = f"; did you mean {near[0]!r}?" if near else ";"
                     raise ConfigError(f"{role}.{key}: unknown option of {role} {name!r}{hint} "
                                       f"known: {', '.join(known) or 'none'}")
         try:

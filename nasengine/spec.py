@@ -112,7 +112,7 @@ class RunSpec:
         if unknown:
             key = unknown[0]
             near = difflib.get_close_matches(str(key), SECTIONS, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
+            hint = f"; did you mean {near[0]!r}?" if near else ";"
             raise ConfigError(f"{key}: unknown config section{hint} known: {', '.join(SECTIONS)}")
         if method is None:
             if not cfg.get("method"):
