@@ -16,6 +16,9 @@ was recorded and never leaves a half-written candidate behind; the file runs in 
     store = ExperimentStore.open("runs/a")
     front = store.candidates(status="ok")
 
+The search driver opens the store with ``lock=True``: the store then holds the run folder's :class:`RunLock`
+(one driver per run; a second is refused with :class:`RunLockedError` naming the holder's pid) until closed.
+
 The schema is versioned (``PRAGMA user_version`` and the ``meta`` table); a store written by another
 schema version is refused with an error naming the file and both versions.
 """
