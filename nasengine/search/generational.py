@@ -47,6 +47,8 @@ class Generation:
 class GenerationalLoop(Loop):
     """Generation after generation until a budget stops it."""
 
+    barrier = True
+
     @classmethod
     def for_controller(cls, controller: Any) -> type[Loop]:
         if getattr(controller, "in_flight", None) is not None:
@@ -133,15 +135,6 @@ class GenerationalLoop(Loop):
             for r in [rec, *repeats]:
                 gen.slots[r.idx] = r
             self.ctx.show_best(gen.number)
-
-    def generation_idle_seconds(self) -> float:
-        """Worker-seconds idle between a generation's first evaluation start and its last end."""
-        width = max(1, self.ctx.executor.parallelism)
-        idle = 0.0
-        for spans in self.ctx.spans.values():
-            start, end = min(a for a, _ in spans), max(b for _, b in spans)
-            idle += max(0.0, width * (end - start) - sum(b - a for a, b in spans))
-        return idle
 
 
 def _failing(records: list[CandidateRecord], start_gen: int) -> tuple[int, str]:

@@ -14,7 +14,7 @@ class Loop:
     stops it. A loop never opens the store, parses config or owns a lock."""
 
     #: whether the loop's generations end with a barrier (all evaluations of a generation before the next)
-    barrier = True
+    barrier = False
 
     def __init__(self, ctx: SearchContext):
         self.ctx = ctx
@@ -39,3 +39,14 @@ class Loop:
 
     def run(self, latest: tuple[int, dict] | None, records: list) -> LoopEnd:
         raise NotImplementedError
+
+    def generation_idle_seconds(self) -> float:
+        """Worker-seconds idle inside a generation while others still evaluated it (0 without a barrier)."""
+        if not self.barrier:
+            return 0.0
+        width = max(1, self.ctx.executor.parallelism)
+        idle = 0.0
+        for spans in self.ctx.spans.values():
+            start, end = min(a for a, _ in spans), max(b for _, b in spans)
+            idle += max(0.0, width * (end - start) - sum(b - a for a, b in spans))
+        return idle

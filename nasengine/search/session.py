@@ -198,7 +198,7 @@ class RunSession:
             wait_seconds=ctx.wait_seconds, parallelism=self.executor.parallelism,
             executor=self.executor.describe(), records=store.candidates(), setup_seconds=self.setup_seconds,
             first_task_seconds=ctx.first_task or 0.0, busy_seconds=ctx.busy_seconds(),
-            generation_idle_seconds=loop.generation_idle_seconds() if loop.barrier else 0.0,
+            generation_idle_seconds=loop.generation_idle_seconds(),
         )
 
     def _finish(self, status: str) -> None:

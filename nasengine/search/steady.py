@@ -68,8 +68,6 @@ class Runs:
 class SteadyLoop(Loop):
     """One candidate at a time, K in flight (see the module docstring)."""
 
-    barrier = False
-
     @classmethod
     def check(cls, spec, plugins, controller: Any) -> None:
         if not getattr(spec.factory("executor", plugins), "can_wait", False):
