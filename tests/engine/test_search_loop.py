@@ -211,12 +211,12 @@ def test_ctrl_c_marks_the_run_interrupted_and_keeps_everything(tmp_path):
 def test_config_errors_come_before_the_run_folder(tmp_path):
     cases = [
         ({"budget": {"generations": None}}, ConfigError, "at least one of budget"),
-        ({"evaluator": {"sleeep": 1}}, ConfigError, "evaluator.sleeep: unknown option of evaluator 'fake-eval'"),
-        ({"space": {"widthz": [4]}}, ConfigError, "space.widthz: unknown option of space 'fake-tiny'"),
+        ({"evaluator": {"sleeep": 1}}, ConfigError, "evaluator.sleeep: unknown option of .*'fake-eval'"),
+        ({"space": {"widthz": [4]}}, ConfigError, "space.widthz: unknown option of .*'fake-tiny'"),
         ({"controller": {"name": "nope"}}, UnknownNameError, "unknown controller 'nope'"),
         ({"executor": {"name": "nope"}}, UnknownNameError, "unknown executor 'nope'.*inline"),
         ({"executor": {"name": "process", "wrokers": 2}}, ConfigError,
-         "executor.wrokers: unknown option of executor 'process'"),
+         "executor.wrokers: unknown option of .*'process'"),
     ]
     for overrides, exc, msg in cases:
         with pytest.raises(exc, match=msg):
