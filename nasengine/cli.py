@@ -258,20 +258,16 @@ def cmd_search(args) -> int:
 
     from nasengine.plan import format_plan, search_plan
     from nasengine.plugins import get_plugins
-    from nasengine.search import run_search
-    from nasengine.search.generational import _apply_executor_args
+    from nasengine.search import apply_executor_args, run_search
 
     plugins = get_plugins()
     method = plugins.methods.get(args.method)
     overrides, executor = _with_plugin_options(args)
-    cfg = _apply_executor_args(method.config(args.preset, overrides), executor, args.workers, overrides)
+    cfg = apply_executor_args(method.config(args.preset, overrides), executor, args.workers, overrides)
     plan = search_plan(method, cfg, plugins=plugins, measure=args.plan)
     print(format_plan(plan), flush=True)
     if args.plan:
         return EXIT_OK
-    if method.loop != "generational":
-        raise NasengineError(f"method {method.name!r} needs the {method.loop} loop, which this engine version "
-                             "does not have yet")
     out = Path(args.out) if args.out else Path("runs") / f"{method.name}-{cfg['preset']}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"run folder: {out}", flush=True)
     _search_logging(args.quiet)
@@ -324,15 +320,11 @@ def _architectures_to_export(spec: str):
 
     path = Path(spec)
     if path.is_dir() and ExperimentStore.exists(path):
-        from nasengine.report import RunReport
+        from nasengine.report import RunReport, run_spec
 
         rep = RunReport.load(path)
-        cfg = rep.run.config
-        section = dict(cfg.get("space") or {})
-        from nasengine.plugins import get_plugins
-
-        space_name = section.pop("name", get_plugins().methods.get(rep.run.method).space)
-        return front_exportables(rep.front, space_name, section, source=path)
+        space = run_spec(rep.plugins, rep.run).space
+        return front_exportables(rep.front, space.name, space.kwargs(), source=path)
     return exportable_file(spec)
 
 

@@ -7,7 +7,7 @@ the ``paper`` and ``smoke`` presets of a method run the same code.
 
 Config sections: ``space``, ``controller``, ``evaluator``, ``reward``, ``cost`` (``lr_size``,
 ``model``), ``budget`` (``candidates``, ``generations``, ``seconds``), ``executor`` (``name``,
-``workers``).
+``workers``); :class:`nasengine.spec.RunSpec` reads them (once) for search, plan, report and export.
 """
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ so ``nasengine search simple --ray-address HEAD:6379`` means ``--executor ray --
 """
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
 from typing import Any, Callable, Mapping
 
@@ -19,7 +21,7 @@ import attrs
 
 from nasengine.errors import ConfigError
 
-__all__ = ["SearchOption", "validate_search_option", "search_option_overrides"]
+__all__ = ["SearchOption", "validate_search_option", "search_option_overrides", "construct"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -85,3 +87,33 @@ def search_option_overrides(options: Mapping[str, SearchOption], values: Mapping
         raise ConfigError("options for different executors given together: "
                           + ", ".join(f"--{n} ({e})" for n, e in sorted(implied.items())))
     return overrides, (wanted[0] if wanted else None)
+
+
+# Provisional (session): the `options` helper replaces this with the full declared-options version.
+def construct(role: str, name: str, factory: Any, options: Mapping, /, *args: Any, **fixed: Any) -> Any:
+    """``factory(*args, **fixed, **options)``; an option the factory does not take is a one-line
+    :class:`ConfigError` naming ``role.KEY`` (with a did-you-mean), checked against its signature first."""
+    options = dict(options)
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None:
+        params = sig.parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            named = [n for n, p in params.items()
+                     if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+            positional = [n for n, p in params.items() if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+            taken = set(positional[:len(args)]) | set(fixed)
+            known = [n for n in named if n not in taken]
+            for key in options:
+                if key not in known:
+                    near = difflib.get_close_matches(str(key), known, n=1)
+                    hint = f"; did you mean {near[0]!r}?" if near else ";"
+                    raise ConfigError(f"{role}.{key}: unknown option of {role} {name!r}{hint} "
+                                      f"known: {', '.join(known) or 'none'}")
+        try:
+            sig.bind(*args, **fixed, **options)
+        except TypeError as exc:
+            raise ConfigError(f"{role} {name!r}: {exc}") from None
+    return factory(*args, **fixed, **options)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from nasengine.errors import NasengineError
-from nasengine.evaluator import build_evaluator
+from nasengine.spec import RunSpec
 
 __all__ = ["search_plan", "format_plan", "time_steps"]
 
@@ -36,22 +36,19 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
     """A dict describing the search ``cfg`` of ``method`` would run (see :func:`format_plan`)."""
     from nasengine.cost import analytic_cost
 
-    space_cfg = dict(cfg.get("space") or {})
-    space_name = space_cfg.pop("name", method.space)
-    space = plugins.spaces.get(space_name)(**space_cfg)
-    ctrl_cfg = dict(cfg.get("controller") or {})
-    ctrl_name = ctrl_cfg.pop("name", method.controller)
-    ev = dict(cfg.get("evaluator") or {})
-    ev_name = ev.pop("name", method.evaluator)
-    budget = dict(cfg.get("budget") or {})
-    population = int(ctrl_cfg.get("population_size", 8))
-    if budget.get("candidates"):
-        candidates = int(budget["candidates"])
-    elif budget.get("generations"):
-        candidates = int(budget["generations"]) * population
+    spec = RunSpec.from_config(plugins, cfg, method=method)
+    space = spec.instantiate("space", plugins)
+    space_name, ctrl_name = spec.space.name, spec.controller.name
+    ev, ev_name = spec.evaluator.kwargs(), spec.evaluator.name
+    budget = dict(spec.config.get("budget") or {})
+    population = int(spec.controller.options.get("population_size", 8))
+    if spec.budget.candidates:
+        candidates = int(spec.budget.candidates)
+    elif spec.budget.generations:
+        candidates = int(spec.budget.generations) * population
     else:
         candidates = None
-    lr_size = tuple((cfg.get("cost") or {}).get("lr_size", (480, 480)))
+    lr_size = tuple(spec.cost.options["lr_size"])
     rng = np.random.default_rng(0)
     genomes = [space.sample(rng) for _ in range(samples)]
     costs = [analytic_cost(space.decode(g), lr_size=lr_size) for g in genomes]
@@ -74,7 +71,7 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
         "train_macs_per_candidate": train_macs,
         "train_macs_total": train_macs * candidates if train_macs and candidates else None,
     }
-    evaluator = build_evaluator(plugins, ev_name, ev)
+    evaluator = spec.instantiate("evaluator", plugins)
     try:  # what the evaluator would need (data) and this machine lacks: a note, the search may run elsewhere
         evaluator.check()
         plan["data_problem"] = None

@@ -22,10 +22,12 @@ import numpy as np
 
 from nasengine.controllers.pareto import hypervolume as _hv
 from nasengine.controllers.pareto import non_dominated
+from nasengine.errors import NasengineError
 from nasengine.reward import Reward
+from nasengine.spec import RoleSpec, RunSpec
 from nasengine.store import CandidateRecord, ExperimentStore
 
-__all__ = ["RunReport", "front_of", "normalised_hypervolume", "objective_matrix"]
+__all__ = ["RunReport", "front_of", "normalised_hypervolume", "objective_matrix", "run_spec"]
 
 REF = 1.1
 
@@ -76,11 +78,18 @@ def normalised_hypervolume(records: Sequence[CandidateRecord], reward: Reward, *
     return float(_hv((F - lo) / span, np.full(F.shape[1], REF)))
 
 
+def run_spec(plugins, run) -> RunSpec:
+    """The resolved spec of a stored run (``run``: its :class:`~nasengine.store.RunRecord`)."""
+    return RunSpec.from_config(plugins, run.config, seed=run.seed, method=plugins.methods.get(run.method))
+
+
 class RunReport:
     """The records of a run with its reward (rebuilt from the stored config) and derived views."""
 
-    def __init__(self, run, records: list[CandidateRecord], reward: Reward, run_dir: Path | None = None):
+    def __init__(self, run, records: list[CandidateRecord], reward: Reward, run_dir: Path | None = None, *,
+                 plugins=None):
         self.run = run
+        self.plugins = plugins
         self.records = records
         self.reward = reward
         self.run_dir = run_dir
@@ -93,12 +102,8 @@ class RunReport:
             try:
                 from nasengine.plugins import get_plugins
 
-                cfg = self.run.config
-                section = dict(cfg.get("space") or {})
-                name = section.pop("name", None)
-                if name is None:
-                    name = get_plugins().methods.get(self.run.method).space
-                space = get_plugins().spaces.get(name)(**section)
+                plugins = self.plugins or get_plugins()
+                space = run_spec(plugins, self.run).instantiate("space", plugins)
                 self._describe = lambda g: space.describe(space.from_json(g))
             except Exception:  # a report must work even without the plugin that made the run
                 pass
@@ -119,13 +124,16 @@ class RunReport:
         finally:
             store.close()
         try:
-            method = plugins.methods.get(run.method)
-            reward_name = method.reward
-        except KeyError:
-            reward_name = "objectives"
-        factory = plugins.rewards.get(reward_name) if reward_name in plugins.rewards else Reward.from_config
-        reward = factory(**(run.config.get("reward") or {}))
-        return cls(run, records, reward, Path(run_dir))
+            spec = run_spec(plugins, run)
+        except NasengineError:  # the method's plugin is not loaded: the default reward of the stored config
+            section = RoleSpec.of(run.config, "reward", "objectives")
+            reward = Reward.from_config(**section.kwargs())
+        else:
+            if spec.reward.name in plugins.rewards:
+                reward = spec.instantiate("reward", plugins)
+            else:
+                reward = Reward.from_config(**spec.reward.kwargs())
+        return cls(run, records, reward, Path(run_dir), plugins=plugins)
 
     # ---- derived -----------------------------------------------------------------------------------------
     @property
@@ -258,7 +266,7 @@ class RunReport:
                 ax.legend(loc="lower right", fontsize=8)
             ax.set_xlabel("Mult-Adds (G)" if x_metric == "mult_adds" else "params (K)")
             ax.set_ylabel(f"{y_metric} (dB)" if y_metric == "psnr" else y_metric)
-            lr = (self.run.config.get("cost") or {}).get("lr_size", [480, 480])
+            lr = RoleSpec.of(self.run.config, "cost", "").options.get("lr_size", [480, 480])
             ax.set_title(f"{self.run.method} ({self.run.preset}): {y_metric} vs {x_metric}, LR {lr[1]}x{lr[0]}",
                          fontsize=9)
             ax.grid(alpha=0.3)

@@ -16,6 +16,9 @@ was recorded and never leaves a half-written candidate behind; the file runs in 
     store = ExperimentStore.open("runs/a")
     front = store.candidates(status="ok")
 
+The search driver opens the store with ``lock=True``: the store then holds the run folder's :class:`RunLock`
+(one driver per run; a second is refused with :class:`RunLockedError` naming the holder's pid) until closed.
+
 The schema is versioned (``PRAGMA user_version`` and the ``meta`` table); a store written by another
 schema version is refused with an error naming the file and both versions.
 """
@@ -36,6 +39,8 @@ from nasengine.errors import NasengineError
 
 __all__ = [
     "ExperimentStore",
+    "RunLock",
+    "RunLockedError",
     "CandidateRecord",
     "RunRecord",
     "StoreError",
@@ -50,6 +55,8 @@ __all__ = [
 SCHEMA_VERSION = 1
 #: The store's file name inside a run folder.
 STORE_FILE = "run.sqlite"
+#: The run-folder lock's file name (it holds the pid of the process that runs the search).
+LOCK_FILE = ".lock"
 #: ``ok`` evaluated; ``failed`` evaluation raised / diverged / returned a non-finite metric; ``infeasible``
 #: rejected by a cost-stage constraint before training; ``duplicate`` same architecture key as an earlier
 #: candidate of the run, whose results it carries (it was not evaluated again).
@@ -65,6 +72,62 @@ class StoreError(NasengineError):
 
 class SchemaVersionError(StoreError):
     """The store was written with another schema version than this nasengine reads."""
+
+
+class RunLockedError(StoreError):
+    """Another process is running this run folder."""
+
+
+#: Lock files this process holds -> its pid. POSIX record locks do not conflict within one process, so a second
+#: lock of the same folder here is refused by this table; a forked child inherits no record lock, and the pid
+#: tells it that an inherited entry is its parent's.
+_HELD: dict[str, int] = {}
+
+
+class RunLock:
+    """An exclusive lock on a run folder (a POSIX record lock on its ``.lock`` file), released by the OS if the
+    holder dies, and never held by a forked worker (record locks are not inherited), so workers that outlive a
+    killed driver do not keep the run locked."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.fd: int | None = None
+
+    def _refuse(self, holder: str) -> RunLockedError:
+        return RunLockedError(f"{self.path.parent} is being searched by another process (pid {holder})")
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock
+            return self
+        key = os.path.realpath(self.path)
+        if _HELD.get(key) == os.getpid():
+            raise self._refuse(str(os.getpid()))
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise self._refuse(holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        _HELD[key] = os.getpid()
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            _HELD.pop(os.path.realpath(self.path), None)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def _json_dumps(data: Any) -> str:
@@ -222,6 +285,7 @@ class ExperimentStore:
         self.run_dir = run_dir
         self.path = run_dir / STORE_FILE
         self._conn = conn
+        self._lock: RunLock | None = None
 
     # ---- opening -----------------------------------------------------------------------------------
     @classmethod
@@ -235,11 +299,13 @@ class ExperimentStore:
         config: dict,
         plugins: dict[str, str],
         environment: dict,
+        lock: bool = False,
     ) -> "ExperimentStore":
         """A new store in ``run_dir`` (created if needed); an error if the folder already holds a run.
 
         The file is built under a temporary name and renamed into place once complete, so a crash here
-        never leaves a half-initialised store behind.
+        never leaves a half-initialised store behind. ``lock``: the store holds the run folder's
+        :class:`RunLock` (taken before the store is made) until it is closed.
         """
         run_dir = Path(run_dir)
         path = run_dir / STORE_FILE
@@ -248,6 +314,21 @@ class ExperimentStore:
         if run_dir.exists() and not run_dir.is_dir():
             raise StoreError(f"{run_dir} is not a folder")
         run_dir.mkdir(parents=True, exist_ok=True)
+        held = RunLock(run_dir).acquire() if lock else None
+        try:
+            cls._build(run_dir, method=method, preset=preset, seed=seed, config=config, plugins=plugins,
+                       environment=environment)
+            store = cls.open(run_dir)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        store._lock = held
+        return store
+
+    @staticmethod
+    def _build(run_dir: Path, *, method, preset, seed, config, plugins, environment) -> None:
+        path = run_dir / STORE_FILE
         tmp = run_dir / f".{STORE_FILE}.{os.getpid()}.tmp"
         for p in (tmp, Path(f"{tmp}-journal")):
             if p.exists():
@@ -296,17 +377,31 @@ class ExperimentStore:
                 os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        return cls.open(run_dir)
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike) -> "ExperimentStore":
-        """The store of an existing run folder; an error naming the folder if it holds no run."""
+    def open(cls, run_dir: str | os.PathLike, *, lock: bool = False) -> "ExperimentStore":
+        """The store of an existing run folder; an error naming the folder if it holds no run. ``lock``: the
+        store holds the run folder's :class:`RunLock` until it is closed (:class:`RunLockedError` if another
+        process holds it)."""
         run_dir = Path(run_dir)
         path = run_dir / STORE_FILE
         if not run_dir.is_dir():
             raise StoreError(f"{run_dir}: no such run folder")
         if not path.is_file():
             raise StoreError(f"{run_dir} is not a nasengine run folder (no {STORE_FILE} in it)")
+        if not lock:
+            return cls._open(run_dir, path)
+        held = RunLock(run_dir).acquire()
+        try:
+            store = cls._open(run_dir, path)
+        except BaseException:
+            held.release()
+            raise
+        store._lock = held
+        return store
+
+    @classmethod
+    def _open(cls, run_dir: Path, path: Path) -> "ExperimentStore":
         try:
             conn = _connect(path)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -336,9 +431,15 @@ class ExperimentStore:
         return (Path(run_dir) / STORE_FILE).is_file()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None  # type: ignore[assignment]
+        """Close the file, then release the run folder's lock if this store holds it."""
+        try:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None  # type: ignore[assignment]
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def __enter__(self) -> "ExperimentStore":
         return self

@@ -123,3 +123,18 @@ def test_a_search_on_worker_processes_ends_without_resource_warnings(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == EXIT_OK, proc.stderr[-2000:]
     assert "leaked" not in proc.stderr and "resource_tracker" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_run_whose_config_names_its_reward_shows_and_exports(tmp_path, capsys):
+    """``--set reward.name=...`` is stored in the run's config; the report (printed at the end of the search),
+    ``show`` and ``export`` read the reward and space through the run's spec instead of passing ``name`` on."""
+    out = tmp_path / "run"
+    argv = ["search", "simple", "--preset", "smoke", "--out", str(out), "--set", "reward.name=objectives",
+            "--set", "space.name=simple", "--set", "budget.generations=1", "--set", "controller.population_size=2",
+            "--set", "evaluator.steps=2", "--set", "evaluator.patch_size=32", "--executor", "inline", "-q"]
+    assert run_cli(argv) == EXIT_OK
+    assert "Pareto front" in capsys.readouterr().out
+    assert run_cli(["show", str(out)]) == EXIT_OK
+    assert "objectives: psnr (max), mult_adds (min)" in capsys.readouterr().out
+    assert run_cli(["export", str(out), "--output", str(tmp_path / "exp")]) == EXIT_OK
+    assert list((tmp_path / "exp").glob("*.json"))

@@ -1,7 +1,12 @@
-"""The search loops the engine owns.
+"""Running a search: a run session (:mod:`nasengine.search.session`) that calls the method's loop.
 
+* :mod:`nasengine.search.session` — lock (held by the store), store, resolved spec, environment, progress,
+  final status, executor life; picks the loop from :data:`LOOPS` by ``Method.loop``.
 * :mod:`nasengine.search.generational` — ask a population, cost it, enforce constraints, evaluate each
   candidate on its own (through an executor), tell, store, repeat (FALSR; every generic controller).
+* :mod:`nasengine.search.steady` — the same pipeline steady-state, for a controller with ``in_flight``.
+* :mod:`nasengine.search.context` — what a loop gets from the session, and the candidate pipeline.
+* :mod:`nasengine.search.budget`, :mod:`nasengine.search.records`, :mod:`nasengine.search.progress`.
 
 ::
 
@@ -13,16 +18,19 @@
 """
 from __future__ import annotations
 
-from nasengine.search.generational import (
-    COUNTED_STATUSES,
-    Budget,
-    RunLockedError,
-    SearchOutcome,
-    candidate_seed,
+from nasengine.search.budget import Budget
+from nasengine.search.records import COUNTED_STATUSES, SearchOutcome, candidate_seed, union_length
+from nasengine.search.session import (
+    LOOPS,
+    RESUMABLE_SECTIONS,
+    RunSession,
+    apply_executor_args,
     environment,
     resume_search,
     run_search,
 )
+from nasengine.store import RunLock, RunLockedError
 
 __all__ = ["Budget", "SearchOutcome", "run_search", "resume_search", "candidate_seed", "environment",
-           "RunLockedError", "COUNTED_STATUSES"]
+           "RunLockedError", "RunLock", "COUNTED_STATUSES", "union_length", "LOOPS", "RESUMABLE_SECTIONS",
+           "RunSession", "apply_executor_args"]

@@ -10,9 +10,8 @@ import pytest
 from nasengine.errors import ConfigError
 from nasengine.method import deep_merge
 from nasengine.registry import UnknownNameError
-from nasengine.search import Budget, candidate_seed, resume_search, run_search
-from nasengine.search.generational import RunLockedError, _Lock
-from nasengine.store import ExperimentStore, StoreError
+from nasengine.search import Budget, RunLockedError, candidate_seed, resume_search, run_search
+from nasengine.store import ExperimentStore, RunLock, StoreError
 from nasengine.testing import sigkill_when_stored
 
 pytestmark = pytest.mark.usefixtures("fake_plugins")
@@ -212,11 +211,12 @@ def test_ctrl_c_marks_the_run_interrupted_and_keeps_everything(tmp_path):
 def test_config_errors_come_before_the_run_folder(tmp_path):
     cases = [
         ({"budget": {"generations": None}}, ConfigError, "at least one of budget"),
-        ({"evaluator": {"sleeep": 1}}, ConfigError, "evaluator 'fake-eval'.*sleeep"),
-        ({"space": {"widthz": [4]}}, ConfigError, "space 'fake-tiny'.*widthz"),
+        ({"evaluator": {"sleeep": 1}}, ConfigError, "evaluator.sleeep: unknown option of .*'fake-eval'"),
+        ({"space": {"widthz": [4]}}, ConfigError, "space.widthz: unknown option of .*'fake-tiny'"),
         ({"controller": {"name": "nope"}}, UnknownNameError, "unknown controller 'nope'"),
         ({"executor": {"name": "nope"}}, UnknownNameError, "unknown executor 'nope'.*inline"),
-        ({"executor": {"name": "process", "wrokers": 2}}, ConfigError, "executor 'process'.*wrokers"),
+        ({"executor": {"name": "process", "wrokers": 2}}, ConfigError,
+         "executor.wrokers: unknown option of .*'process'"),
     ]
     for overrides, exc, msg in cases:
         with pytest.raises(exc, match=msg):
@@ -238,7 +238,7 @@ def test_another_controller_on_the_methods_space(tmp_path):
 
 def test_one_driver_per_run(tmp_path):
     search(tmp_path / "run", {"budget": {"generations": 1}})
-    lock = _Lock(tmp_path / "run")
+    lock = RunLock(tmp_path / "run")
     lock.acquire()
     try:
         with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
@@ -261,8 +261,14 @@ KILL_CFG = deep_merge(WIDE, {"budget": {"generations": 5}, "evaluator": {"sleep"
 
 
 def _start_and_kill(run_dir: Path, args: list[str], at_least: int) -> None:
-    cmd = [sys.executable, "-m", "nasengine.search", str(run_dir), "--no-progress"] + args
-    sigkill_when_stored(cmd, run_dir, at_least, timeout=60, cwd=REPO)
+    """``nasengine search`` (``args`` start ``--method NAME``) or ``nasengine resume`` (``["--resume"]``) on
+    ``run_dir`` in a subprocess, SIGKILLed once ``at_least`` candidates are stored."""
+    if args[:1] == ["--resume"]:
+        cli = ["resume", str(run_dir), "--quiet"] + args[1:]
+    else:
+        assert args[0] == "--method"
+        cli = ["search", args[1], "--out", str(run_dir), "--quiet"] + args[2:]
+    sigkill_when_stored([sys.executable, "-m", "nasengine"] + cli, run_dir, at_least, timeout=60, cwd=REPO)
 
 
 @pytest.mark.slow
@@ -333,7 +339,7 @@ def test_parallel_executors_get_the_costliest_candidates_first(tmp_path):
 
 
 def test_union_length_counts_overlaps_once():
-    from nasengine.search.generational import union_length
+    from nasengine.search import union_length
 
     assert union_length([]) == 0.0
     assert union_length([(0, 2), (1, 3), (5, 6)]) == 4.0
@@ -353,16 +359,16 @@ def test_a_forked_worker_does_not_hold_the_run_lock(tmp_path):
     import multiprocessing
 
     (tmp_path / "run").mkdir()
-    lock = _Lock(tmp_path / "run")
+    lock = RunLock(tmp_path / "run")
     lock.acquire()
     ctx = multiprocessing.get_context("fork")
     started, stop = ctx.Event(), ctx.Event()
     child = ctx.Process(target=_wait_for, args=(started, stop))
     child.start()
     try:
-        assert started.wait(30)  # the child runs (its fork handlers have run)
+        assert started.wait(30)  # the child runs (forked while the lock was held)
         lock.release()  # the driver's copy is gone; the child lives on
-        again = _Lock(tmp_path / "run")
+        again = RunLock(tmp_path / "run")
         again.acquire()  # would raise RunLockedError if the child had kept its copy
         again.release()
     finally:

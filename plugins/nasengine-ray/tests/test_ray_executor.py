@@ -278,7 +278,7 @@ def test_driver_killed_then_resumed_on_ray(cluster, tmp_path):
     sets = ["budget.generations=4", "evaluator.sleep=0.25", "space.depths=[1,2,3,4]",
             "space.widths=[4,6,8,10,12,16]", "space.kernels=[1,3,5]", "executor.name=ray",
             f"executor.address={cluster}"]
-    cmd = [sys.executable, "-m", "nasengine.search", str(run_dir), "--no-progress", "--method", "fake",
+    cmd = [sys.executable, "-m", "nasengine", "search", "fake", "--out", str(run_dir), "--quiet",
            "--seed", "13"] + [a for s in sets for a in ("--set", s)]
     sigkill_when_stored(cmd, run_dir, 8, timeout=90, cwd=REPO)
     store = ExperimentStore.open(run_dir)

@@ -1,0 +1,155 @@
+"""The resolved spec of a run: one frozen reading of a method config, shared by search, plan, report and export.
+
+A method config (``Method.config(preset, overrides)``, or the config a run stored) has one section per role,
+each a registry name plus the options of that implementation, and a ``budget``::
+
+    space:      {name?, **options}            # name defaults to method.space
+    controller: {name?, population_size, ...} # name defaults to method.controller
+    evaluator:  {name?, **options}            # name defaults to method.evaluator
+    reward:     {name?, objectives, constraints, penalty}   # name defaults to method.reward
+    cost:       {model?, lr_size: [480, 480], ...}          # model defaults to method.cost_model
+    executor:   {name?, workers?, device: auto, workdirs: false, ...executor options}
+    budget:     {candidates?, generations?, seconds?, stall_generations, failed_generations}
+
+:meth:`RunSpec.from_config` reads it once (an unknown section is a one-line error with a did-you-mean);
+:meth:`RunSpec.instantiate` builds a role through :func:`nasengine.options.construct`, so a wrong option is a
+one-line :class:`~nasengine.errors.ConfigError` naming ``role.option``::
+
+    spec = RunSpec.from_config(plugins, method.config("smoke"), seed=0)
+    space = spec.instantiate("space", plugins)
+    reward = spec.instantiate("reward", plugins)
+    controller = spec.instantiate("controller", plugins, space, reward, seed=spec.seed)
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import types
+from typing import TYPE_CHECKING, Any, Mapping
+
+import attrs
+
+from nasengine.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nasengine.method import Method
+    from nasengine.search.budget import Budget
+
+__all__ = ["RunSpec", "RoleSpec", "ROLES", "SECTIONS"]
+
+#: The roles of a run, in the order they are built; each is a config section.
+ROLES = ("space", "reward", "cost", "controller", "evaluator", "executor")
+#: Every section a config may have.
+SECTIONS = ROLES + ("budget", "method", "preset")
+#: The registry (attribute of the plugins facade) of each role.
+REGISTRIES = {"space": "spaces", "controller": "controllers", "evaluator": "evaluators", "reward": "rewards",
+              "cost": "cost_models", "executor": "executors"}
+#: The key that names a section's implementation (``cost.model``; ``name`` elsewhere).
+NAME_KEYS = {"cost": "model"}
+#: Options of the executor section that go to each task, not to the executor.
+TASK_OPTIONS = ("device", "workdirs")
+
+
+def _frozen(options: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return types.MappingProxyType(copy.deepcopy(dict(options or {})))
+
+
+@attrs.frozen
+class RoleSpec:
+    """One role of a run: the registry ``name`` of its implementation and the ``options`` it is made with."""
+
+    name: str
+    options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
+
+    @classmethod
+    def of(cls, cfg: Mapping[str, Any], role: str, default: str) -> "RoleSpec":
+        """The ``role`` section of ``cfg``: its name (``default`` when it names none) and the other keys."""
+        section = cfg.get(role)
+        if section is not None and not isinstance(section, Mapping):
+            raise ConfigError(f"{role}: must be a mapping of options, got {section!r}")
+        options = dict(section or {})
+        name = options.pop(NAME_KEYS.get(role, "name"), None) or default
+        if not isinstance(name, str):
+            raise ConfigError(f"{role}.{NAME_KEYS.get(role, 'name')}: must be a registered name, got {name!r}")
+        return cls(name, options)
+
+    def kwargs(self) -> dict[str, Any]:
+        """The options as a new plain dict (deep copy)."""
+        return copy.deepcopy(dict(self.options))
+
+
+@attrs.frozen
+class RunSpec:
+    """Everything a run is, read once from its config (see the module docstring).
+
+    ``device`` and ``workdirs`` are the executor section's per-task options; ``config`` the config it was read
+    from (stored with the run).
+    """
+
+    method: str
+    preset: str | None
+    seed: int
+    loop: str
+    space: RoleSpec
+    controller: RoleSpec
+    evaluator: RoleSpec
+    reward: RoleSpec
+    cost: RoleSpec
+    executor: RoleSpec
+    budget: "Budget"
+    device: str = "auto"
+    workdirs: bool = False
+    config: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen, eq=False, repr=False)
+
+    @classmethod
+    def from_config(cls, plugins, cfg: Mapping[str, Any], *, seed: int = 0,
+                    method: "Method | None" = None) -> "RunSpec":
+        """The spec of config ``cfg`` (of ``method``, default: the registered method ``cfg["method"]``)."""
+        from nasengine.method import DEFAULT_EXECUTOR
+        from nasengine.search.budget import Budget
+
+        unknown = [k for k in cfg if k not in SECTIONS]
+        if unknown:
+            key = unknown[0]
+            near = difflib.get_close_matches(str(key), SECTIONS, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ";"
+            raise ConfigError(f"{key}: unknown config section{hint} known: {', '.join(SECTIONS)}")
+        if method is None:
+            if not cfg.get("method"):
+                raise ConfigError("method: the config names no method")
+            method = plugins.methods.get(cfg["method"])
+        executor = RoleSpec.of(cfg, "executor", DEFAULT_EXECUTOR)
+        ex_options = executor.kwargs()
+        device = str(ex_options.pop("device", "auto"))
+        workdirs = bool(ex_options.pop("workdirs", False))
+        cost = RoleSpec.of(cfg, "cost", method.cost_model)
+        cost_options = cost.kwargs()
+        cost_options["lr_size"] = tuple(cost_options.get("lr_size", (480, 480)))
+        return cls(
+            method=method.name, preset=cfg.get("preset"), seed=int(seed), loop=method.loop,
+            space=RoleSpec.of(cfg, "space", method.space),
+            controller=RoleSpec.of(cfg, "controller", method.controller),
+            evaluator=RoleSpec.of(cfg, "evaluator", method.evaluator),
+            reward=RoleSpec.of(cfg, "reward", method.reward),
+            cost=RoleSpec(cost.name, cost_options),
+            executor=RoleSpec(executor.name, ex_options),
+            budget=Budget.from_config(cfg.get("budget")),
+            device=device, workdirs=workdirs, config=cfg,
+        )
+
+    def role(self, role: str) -> RoleSpec:
+        if role not in ROLES:
+            raise ConfigError(f"{role}: not a role; roles: {', '.join(ROLES)}")
+        return getattr(self, role)
+
+    def factory(self, role: str, plugins) -> Any:
+        """The registered implementation of ``role`` (an unknown name is an error listing the known ones)."""
+        return getattr(plugins, REGISTRIES[role]).get(self.role(role).name)
+
+    def instantiate(self, role: str, plugins, /, *args: Any, **fixed: Any) -> Any:
+        """``role``'s implementation made with its options (and ``args`` / ``fixed`` before them), through
+        :func:`nasengine.options.construct`: a wrong option is a one-line error naming ``role.option``."""
+        from nasengine.options import construct
+
+        spec = self.role(role)
+        return construct(role, spec.name, self.factory(role, plugins), spec.kwargs(), *args, **fixed)
