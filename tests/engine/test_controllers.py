@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nasengine.controller import Result
-from nasengine.controllers import BUILTIN_CONTROLLERS, NSGA2, RandomSearch, RegularizedEvolution
+from nasengine.controllers import BUILTIN_CONTROLLERS, NSGA2, RandomSearch, RegularizedEvolution, Reinforce
 from nasengine.controllers._common import Member
 from nasengine.controllers.nsga2 import rank_and_crowding, survive
 from nasengine.controllers.pareto import hypervolume, non_dominated, pareto_front
@@ -87,7 +87,8 @@ NAMES = sorted(BUILTIN_CONTROLLERS)
 
 # ---- basics ---------------------------------------------------------------------------------------------------
 def test_builtin_names():
-    assert BUILTIN_CONTROLLERS == {"random": RandomSearch, "evolution": RegularizedEvolution, "nsga2": NSGA2}
+    assert BUILTIN_CONTROLLERS == {"random": RandomSearch, "evolution": RegularizedEvolution, "nsga2": NSGA2,
+                                   "reinforce": Reinforce}
 
 
 @pytest.mark.parametrize("name", NAMES)
