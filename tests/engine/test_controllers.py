@@ -399,6 +399,29 @@ def test_deepcopy_of_state_is_plain_data():
     assert copy.deepcopy(state) == state
 
 
+def test_nsga2_variation_hooks_and_origin_tags():
+    crossed = []
+
+    class Tagged(NSGA2):
+        def crossover(self, a, b):
+            crossed.append((a, b))
+            return super().crossover(a, b)
+
+        def mutate(self, genome):
+            return self.space.mutate(genome, self.rng), "custom"
+
+    ctl = Tagged(SPACE, REWARD, seed=0, population_size=6, crossover_prob=1.0, mutation_prob=1.0)
+    first = ctl.ask()
+    assert [ctl.origins_made[SPACE.genome_key(g)] for g in first] == ["init"] * 6
+    ctl.tell([evaluate(SPACE, g) for g in first])
+    children = ctl.ask()
+    tags = [ctl.origins_made[SPACE.genome_key(g)] for g in children]
+    assert crossed and "custom" in tags and set(tags) <= {"custom", "mutation"}  # "mutation": last resort
+    plain = NSGA2(SPACE, REWARD, seed=0, population_size=6, crossover_prob=1.0, mutation_prob=0.0)
+    plain.tell([evaluate(SPACE, g) for g in plain.ask()])
+    assert "crossover" in {plain.origins_made[SPACE.genome_key(g)] for g in plain.ask()} <= {"crossover", "mutation"}
+
+
 def test_nsga2_samples_while_every_member_failed(monkeypatch):
     ctl = make("nsga2", population_size=4)
     run(ctl, 1, fail=lambda g: True)
