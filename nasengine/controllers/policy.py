@@ -45,7 +45,8 @@ class PolicyGradient:
     ``baseline_values`` given to :meth:`step`), started at the first batch's mean. With
     ``update_baseline_first`` the baseline takes the current batch in before the advantage is formed, else
     after (the advantage then uses the previous baseline; the very first batch its own mean).
-    ``baseline=False`` uses ``R`` itself as the advantage. Adam (``lr``, ``betas``, ``weight_decay``) steps
+    ``baseline=False`` uses ``R`` itself as the advantage; setting :attr:`baseline` to ``None`` restarts the
+    EMA at the next batch. Adam (``lr``, ``betas``, ``weight_decay``) steps
     the policy's parameters.
 
     ``generator`` (default: one seeded with ``seed``) is the policy's source of randomness: pass the same
