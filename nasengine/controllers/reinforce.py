@@ -137,9 +137,12 @@ class Reinforce(GenomeController):
         return [genome for genome, _ in self._draw(n)]
 
     # ---- learning ------------------------------------------------------------------------------------------
+    def _fitness(self, result: Result) -> float:
+        return fitness_of(result, self.reward) if result.status == "ok" else -math.inf
+
     def reward_of(self, result: Result) -> float | None:
         """The reward learned from ``result`` (``None``: not learned from), as the class docstring says."""
-        value = fitness_of(result, self.reward) if result.status == "ok" else -math.inf
+        value = self._fitness(result)
         if math.isfinite(value):
             return value
         return self.failure_reward if self.failure_reward is not None else self.worst_reward
@@ -149,18 +152,16 @@ class Reinforce(GenomeController):
         for result in results:
             key = self.space.genome_key(result.genome)
             tokens = self.pending_tokens[self._pending_keys.index(key)] if key in self._pending_keys else None
-            self._members([result])  # drops the pending entry (first with this key) and its tokens
+            self._members([result])  # drops the pending entry (the first with this key) and its tokens
             told.append((tokens, result))
-        for _, result in told:
-            value = fitness_of(result, self.reward) if result.status == "ok" else -math.inf
-            if math.isfinite(value) and (self.worst_reward is None or value < self.worst_reward):
-                self.worst_reward = value
-        batch = [(tokens, r) for tokens, result in told if tokens is not None
-                 for r in [self.reward_of(result)] if r is not None]
+        finite = [v for v in (self._fitness(r) for _, r in told) if math.isfinite(v)]
+        if finite:
+            self.worst_reward = min(finite if self.worst_reward is None else [*finite, self.worst_reward])
+        batch = [(tokens, self.reward_of(r)) for tokens, r in told if tokens is not None]
+        batch = [(tokens, value) for tokens, value in batch if value is not None]
         if batch:
-            tokens = torch.tensor([t for t, _ in batch], dtype=torch.long)
-            log_p, entropy = self.policy.log_prob_and_entropy(tokens)
-            self.learner.step(log_p, [r for _, r in batch], entropies=entropy)
+            log_p, entropy = self.policy.log_prob_and_entropy(torch.tensor([t for t, _ in batch], dtype=torch.long))
+            self.learner.step(log_p, [value for _, value in batch], entropies=entropy)
 
     def _drop_pending(self, genome_key: str) -> None:
         if genome_key in self._pending_keys:

@@ -13,7 +13,7 @@ import torch
 from nasengine.cli import EXIT_OK, main
 from nasengine.controller import Result
 from nasengine.controllers import RandomSearch, Reinforce
-from nasengine.controllers.policy import LSTMPolicy, PolicyGradient, seeded_generator
+from nasengine.controllers.policy import LSTMPolicy, PolicyGradient
 from nasengine.errors import ConfigError
 from nasengine.reward import Reward
 from nasengine.spaces import SimpleSpace
