@@ -1,8 +1,8 @@
 """The built-in plugin: the engine's own implementations, registered through the ordinary hooks.
 
-It brings the graph operations, the generic controllers (random search, regularised evolution, NSGA-II),
-the ``simple`` search space and method, the generic training evaluator, the analytic cost model, the
-default multi-objective reward, the in-process and local-process executors, and the bicubic model.
+It brings the graph operations, the generic controllers (random search, regularised evolution, NSGA-II,
+REINFORCE), the ``simple`` search space and method, the generic training evaluator, the analytic cost model,
+the default multi-objective reward, the in-process and local-process executors, and the bicubic model.
 Imports are local to each hook so that loading the plugin manager stays cheap.
 """
 from __future__ import annotations

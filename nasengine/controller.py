@@ -8,6 +8,7 @@ exactly what an uninterrupted one would have asked.
 from __future__ import annotations
 
 import abc
+import numbers
 from typing import Any, Sequence
 
 import attrs
@@ -77,6 +78,17 @@ class Controller(abc.ABC):
     @abc.abstractmethod
     def tell(self, results: Sequence[Result]) -> None:
         """Learn from the results of the genomes of the last ``ask`` (in the same order)."""
+
+    def sample(self, n: int) -> list[Genome]:
+        """``n`` architectures to train shared weights on (the one-shot loop): never told, not recorded as
+        asked or pending. Default: the space's uniform sampler drawing from ``self.rng`` — so it advances the
+        rng, and the asks that follow differ from those of a run that did not sample (a resumed run restores
+        the rng with the rest of the state, so it stays exact)."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            from nasengine.errors import ConfigError
+
+            raise ConfigError(f"sample(n): n must be a whole number >= 0, got {n!r}")
+        return [self.space.sample(self.rng) for _ in range(int(n))]
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly; subclasses extend the dict."""

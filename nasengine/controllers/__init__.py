@@ -6,7 +6,9 @@ run on any registered search space.
 * ``evolution`` — :class:`RegularizedEvolution` (``population_size``, ``tournament_size``, ``max_tries``):
   aging evolution, Real et al. 2019;
 * ``nsga2`` — :class:`NSGA2` (``population_size``, ``crossover_prob``, ``mutation_prob``, ``max_tries``):
-  NSGA-II with constraint domination on pymoo's sorting and crowding, Deb et al. 2002.
+  NSGA-II with constraint domination on pymoo's sorting and crowding, Deb et al. 2002;
+* ``reinforce`` — :class:`Reinforce`: an autoregressive LSTM policy over the space's vector encoding,
+  trained by REINFORCE (:mod:`nasengine.controllers.policy` has the policy-gradient helper and the policy).
 
 All take ``seed`` (their only randomness is ``self.rng``); ``ask()`` without ``n`` asks ``population_size``
 genomes (one generation); an unknown or bad option raises :class:`~nasengine.errors.ConfigError` naming it.
@@ -14,29 +16,34 @@ genomes (one generation); an unknown or bad option raises :class:`~nasengine.err
 Every controller's whole state (population with objectives, ages, pending genomes, rng) is plain data in
 ``state_dict()``, genomes stored as the space's JSON; a controller restored with ``load_state_dict`` asks
 exactly what the original would have. :mod:`nasengine.controllers.pareto` has the Pareto-front and
-hypervolume helpers. ``int_option``, ``prob_option`` and ``reject_unknown`` check a controller's options
-(a :class:`~nasengine.errors.ConfigError` naming ``controller.<option>``) for plugin controllers too.
+hypervolume helpers; ``fitness_of`` is the scalar reward of a told result (larger is better). ``int_option``,
+``prob_option`` and ``reject_unknown`` check a controller's options (a :class:`~nasengine.errors.ConfigError`
+naming ``controller.<option>``) for plugin controllers too.
 """
 from __future__ import annotations
 
-from nasengine.controllers._common import int_option, prob_option, reject_unknown
+from nasengine.controllers._common import fitness_of, int_option, prob_option, reject_unknown
 from nasengine.controllers.evolution import RegularizedEvolution
 from nasengine.controllers.nsga2 import NSGA2
 from nasengine.controllers.pareto import hypervolume, non_dominated, pareto_front
 from nasengine.controllers.random_search import RandomSearch
+from nasengine.controllers.reinforce import Reinforce
 
 __all__ = [
     "RandomSearch",
     "RegularizedEvolution",
     "NSGA2",
+    "Reinforce",
     "BUILTIN_CONTROLLERS",
     "pareto_front",
     "non_dominated",
     "hypervolume",
+    "fitness_of",
     "int_option",
     "prob_option",
     "reject_unknown",
 ]
 
 #: name -> class, registered by the built-in plugin (:mod:`nasengine.builtin`).
-BUILTIN_CONTROLLERS = {"random": RandomSearch, "evolution": RegularizedEvolution, "nsga2": NSGA2}
+BUILTIN_CONTROLLERS = {"random": RandomSearch, "evolution": RegularizedEvolution, "nsga2": NSGA2,
+                       "reinforce": Reinforce}

@@ -226,7 +226,8 @@ class GenomeController(Controller):
     def space_exhausted(self) -> bool:
         """True when every genome of the space has been proposed already (small spaces).
 
-        Extension point for subclasses (as are :meth:`sample_new` and, in NSGA-II, ``make_offspring``)."""
+        Extension point for subclasses (as are :meth:`sample_new` and, in NSGA-II, ``vary`` / ``crossover`` /
+        ``mutate``)."""
         if self._space_size is None:
             try:
                 self._space_size = int(self.space.size())

@@ -47,7 +47,8 @@ class NSGA2(GenomeController):
       the population has a usable result, ``ask`` keeps sampling.
     * Each generation's offspring come from binary tournaments on (constraint violation, rank, crowding);
       two parents are crossed with probability ``crossover_prob`` (else copied) and each child mutated with
-      probability ``mutation_prob``; an offspring already proposed in this run is discarded and the mating
+      probability ``mutation_prob`` (:meth:`vary`, :meth:`crossover` and :meth:`mutate` are the hooks a
+      subclass overrides for its own operators); an offspring already proposed in this run is discarded and the mating
       repeated (pymoo's duplicate elimination), at most ``max_tries`` times, then mutated once more.
     * When N offspring of a generation have been told, the best N of parents + offspring survive by
       constraint domination, non-dominated rank and crowding distance.
@@ -59,6 +60,8 @@ class NSGA2(GenomeController):
     """
 
     registry_name = "nsga2"
+    #: the origin tag of a child varied by the space's own ``mutate``
+    mutation_tag = "mutation"
 
     def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 16,
                  crossover_prob: float = 0.9, mutation_prob: float = 0.5, max_tries: int = DEFAULT_MAX_TRIES,
@@ -71,6 +74,9 @@ class NSGA2(GenomeController):
         self.population: list[Member] = []
         self.offspring: list[Member] = []  # told, waiting for the survival of their generation
         self.generation = 0
+        #: how each genome of the current ``ask`` was made (genome key -> "init", "copy", "crossover" or the
+        #: tag of :meth:`mutate`); reset by every ``ask``, not state
+        self.origins_made: dict[str, str] = {}
         self._rank = np.zeros(0, dtype=int)
         self._crowding = np.zeros(0)
 
@@ -80,12 +86,14 @@ class NSGA2(GenomeController):
     # ---- ask -------------------------------------------------------------------------------------------
     def ask(self, n: int | None = None) -> list[Genome]:
         n = check_n(n, self.population_size)
+        self.origins_made = {}
         out: list[Genome] = []
         while len(out) < n:
             if any(m.tier != FAILED for m in self.population):
                 children = self._mate()
             else:  # nothing to breed from yet (initial population, or every member failed): sample
                 children = [self.sample_new()]
+                self.origins_made[children[0][1]] = "init"
             out.extend(self._propose(children[: n - len(out)]))
         return out
 
@@ -99,28 +107,50 @@ class NSGA2(GenomeController):
                 fresh = fresh[:1]
             if fresh:
                 return fresh
-        # duplicates all the way down: one more mutation and take what comes
+        # duplicates all the way down: one more mutation (the space's) and take what comes
         genome, _ = children[0]
         genome = self.space.mutate(genome, self.rng)
-        return [(genome, self.space.genome_key(genome))]
+        key = self.space.genome_key(genome)
+        self.origins_made[key] = self.mutation_tag
+        return [(genome, key)]
 
     def make_offspring(self) -> list[tuple[Genome, str]]:
-        """Two children ``(genome, genome_key)`` of two tournament winners (crossover, then mutation).
-
-        Extension point: a subclass overrides it for its own variation operators (e.g. FALSR's hybrid
-        mutation); the selection machinery (``tournament``) and survival stay the engine's."""
+        """Two children ``(genome, genome_key)`` of two tournament winners, varied by :meth:`vary`; each
+        child's origin tag goes to :attr:`origins_made`."""
         a = self.population[self.tournament()].genome
         b = self.population[self.tournament()].genome
-        if self.rng.random() < self.crossover_prob:
-            c1, c2 = self.space.crossover(a, b, self.rng)
-        else:
-            c1, c2 = a, b
+        out = []
+        for child, origin in self.vary(a, b):
+            key = self.space.genome_key(child)
+            self.origins_made[key] = origin
+            out.append((child, key))
+        return out
+
+    # ---- variation hooks ---------------------------------------------------------------------------------
+    def vary(self, a: Genome, b: Genome) -> list[tuple[Genome, str]]:
+        """Two children of the parents ``a`` and ``b`` with their origin tags: crossed by :meth:`crossover`
+        with probability ``crossover_prob`` (tag ``"crossover"``, else copied: ``"copy"``), then each mutated
+        by :meth:`mutate` with probability ``mutation_prob`` (the tag :meth:`mutate` returns).
+
+        Extension point, as are :meth:`crossover` and :meth:`mutate`: a subclass overrides them for its own
+        variation operators (e.g. a hybrid mutation); selection (``tournament``) and survival stay NSGA-II's."""
+        crossed = self.rng.random() < self.crossover_prob
+        c1, c2 = self.crossover(a, b) if crossed else (a, b)
         out = []
         for child in (c1, c2):
+            origin = "crossover" if crossed else "copy"
             if self.rng.random() < self.mutation_prob:
-                child = self.space.mutate(child, self.rng)
-            out.append((child, self.space.genome_key(child)))
+                child, origin = self.mutate(child)
+            out.append((child, origin))
         return out
+
+    def crossover(self, a: Genome, b: Genome) -> tuple[Genome, Genome]:
+        """Two children of ``a`` and ``b``: the space's ``crossover``."""
+        return self.space.crossover(a, b, self.rng)
+
+    def mutate(self, genome: Genome) -> tuple[Genome, str]:
+        """``(child, tag)``: the space's ``mutate``, tagged :attr:`mutation_tag`."""
+        return self.space.mutate(genome, self.rng), self.mutation_tag
 
     def tournament(self) -> int:
         """Index (into ``population``) of the winner of one binary tournament (pymoo's NSGA-II rule)."""

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nasengine.controller import Result
-from nasengine.controllers import BUILTIN_CONTROLLERS, NSGA2, RandomSearch, RegularizedEvolution
+from nasengine.controllers import BUILTIN_CONTROLLERS, NSGA2, RandomSearch, RegularizedEvolution, Reinforce
 from nasengine.controllers._common import Member
 from nasengine.controllers.nsga2 import rank_and_crowding, survive
 from nasengine.controllers.pareto import hypervolume, non_dominated, pareto_front
@@ -87,7 +87,8 @@ NAMES = sorted(BUILTIN_CONTROLLERS)
 
 # ---- basics ---------------------------------------------------------------------------------------------------
 def test_builtin_names():
-    assert BUILTIN_CONTROLLERS == {"random": RandomSearch, "evolution": RegularizedEvolution, "nsga2": NSGA2}
+    assert BUILTIN_CONTROLLERS == {"random": RandomSearch, "evolution": RegularizedEvolution, "nsga2": NSGA2,
+                                   "reinforce": Reinforce}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -396,6 +397,29 @@ def test_deepcopy_of_state_is_plain_data():
     run(ctl, 2)
     state = ctl.state_dict()
     assert copy.deepcopy(state) == state
+
+
+def test_nsga2_variation_hooks_and_origin_tags():
+    crossed = []
+
+    class Tagged(NSGA2):
+        def crossover(self, a, b):
+            crossed.append((a, b))
+            return super().crossover(a, b)
+
+        def mutate(self, genome):
+            return self.space.mutate(genome, self.rng), "custom"
+
+    ctl = Tagged(SPACE, REWARD, seed=0, population_size=6, crossover_prob=1.0, mutation_prob=1.0)
+    first = ctl.ask()
+    assert [ctl.origins_made[SPACE.genome_key(g)] for g in first] == ["init"] * 6
+    ctl.tell([evaluate(SPACE, g) for g in first])
+    children = ctl.ask()
+    tags = [ctl.origins_made[SPACE.genome_key(g)] for g in children]
+    assert crossed and "custom" in tags and set(tags) <= {"custom", "mutation"}  # "mutation": last resort
+    plain = NSGA2(SPACE, REWARD, seed=0, population_size=6, crossover_prob=1.0, mutation_prob=0.0)
+    plain.tell([evaluate(SPACE, g) for g in plain.ask()])
+    assert "crossover" in {plain.origins_made[SPACE.genome_key(g)] for g in plain.ask()} <= {"crossover", "mutation"}
 
 
 def test_nsga2_samples_while_every_member_failed(monkeypatch):

@@ -31,10 +31,12 @@ candidates lose every comparison with feasible ones) with FALSR's own operators:
   ``-mean_b[ (R_b - baseline) * ( sum_i log p(cell_i = S_i) + sum_j c_j log O_j + (1 - c_j) log(1 - O_j) ) ]``.
   The generation of a model is one episode whose only reward arrives at its end, so with ``gamma = 1`` the
   discounted accumulated rewards ``R_i`` and ``R_j`` of every action equal the model's reward ``R_b``:
-  ``Result.reward`` (the reward's ``scalar`` — a method overrides it for its paper's reward), else the
-  reward's scalarisation of the metrics. Results without a finite reward (failed, or rejected before
-  training) are not learned from. The exponential-moving-average baseline is a variance reduction the paper
-  does not mention (``rl_baseline=False`` gives Eq. 6 literally).
+  the engine's ``fitness_of``: ``Result.reward`` (the reward's ``scalar`` — a method overrides it for its
+  paper's reward), else the reward's scalarisation of the metrics. Results without a finite reward (failed,
+  or rejected before training) are not learned from. The exponential-moving-average baseline is a variance
+  reduction the paper does not mention (``rl_baseline=False`` gives Eq. 6 literally). The step itself (Adam,
+  baseline, the seeded generator and their state) is the engine's
+  :class:`~nasengine.controllers.policy.PolicyGradient`; the network is FALSR's own.
 
 **Generic spaces.** The paper's initialisation, RWS and policy are defined on ``(M_mic, M_mac)`` only. On a
 space without the FALSR genome interface (:func:`falsr_interface_problem` says what is missing: ``n_cells``,
@@ -46,12 +48,11 @@ space gets the full controller by exposing those three members and FALSR genomes
 
 All randomness comes from ``self.rng`` (numpy) and a torch ``Generator`` seeded from it; ``state_dict()``
 holds everything (population, told offspring waiting for survival, pending genomes and their origin, the
-queue of the initial population, both RNG states, the policy's weights, the Adam state and the baseline), so
-a restored controller asks exactly what the original would have.
+queue of the initial population, the numpy RNG state and the policy gradient's state: weights, Adam state,
+baseline, torch generator), so a restored controller asks exactly what the original would have.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import numbers
@@ -63,8 +64,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from nasengine.controller import Result
-from nasengine.controllers import int_option, prob_option, reject_unknown
+from nasengine.controllers import fitness_of, int_option, prob_option, reject_unknown
 from nasengine.controllers.nsga2 import NSGA2
+from nasengine.controllers.policy import PolicyGradient, seeded_generator
 from nasengine.cost import DEFAULT_LR_SIZE, cost_breakdown
 from nasengine.errors import ConfigError, ValidationError
 from nasengine.reward import Reward
@@ -253,6 +255,7 @@ class FalsrHybridController(NSGA2):
     """
 
     registry_name = "falsr-hybrid"
+    mutation_tag = "random"  # the space's own mutate is §4.5's random mutation
 
     _OPTIONS = ("seed", "population_size", "crossover_prob", "mutation_prob", "max_tries", "p_r", "p_den",
                 "p_rl", "p_mr", "p_mf", "rws_floor", "rl_embedding_dim", "rl_hidden", "rl_lr", "rl_baseline",
@@ -300,24 +303,36 @@ class FalsrHybridController(NSGA2):
                         self.registry_name, problem)
 
         # the torch generator: seeded from self.rng, so the seed is the only input
-        self.torch_generator = torch.Generator().manual_seed(int(self.rng.integers(2**63 - 1)))
+        self.torch_generator = seeded_generator(int(self.rng.integers(2**63 - 1)))
         self.policy: FalsrPolicy | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
+        self.learner: PolicyGradient | None = None  # Eq. (6) steps: Adam, EMA baseline, the generator's state
         if self.falsr:
             self.n_cells = int(space.n_cells)
             self.n_choices = len(space.cell_choices)
             self.n_bits = macro_length(self.n_cells)
             self.policy = FalsrPolicy(self.n_cells, self.n_choices, self.rl_embedding_dim, self.rl_hidden,
                                       self.torch_generator)
-            self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.rl_lr)
-        self.baseline: float | None = None
-        self.rl_steps = 0                           # policy-gradient steps taken
-        self.rl_samples = 0                         # models learned from
+            self.learner = PolicyGradient(self.policy, lr=self.rl_lr, baseline=self.rl_baseline,
+                                          baseline_decay=self.rl_baseline_decay, generator=self.torch_generator)
         self.init_queue: list[Genome] = []          # the rest of the planned initial population
         self.origins: dict[str, str] = {}           # genome key -> how it was made, for asked-not-told genomes
         self.origin_counts = {origin: 0 for origin in ORIGINS}
-        self._made: dict[str, str] = {}             # transient: origins of the children of the current ask
         self._weights: dict[str, np.ndarray] = {}   # RWS weights (derived from the cost model, not state)
+
+    @property
+    def baseline(self) -> float | None:
+        """The EMA baseline of the rewards (``None`` before the first step, without one, or off FALSR)."""
+        return None if self.learner is None else self.learner.baseline
+
+    @property
+    def rl_steps(self) -> int:
+        """Policy-gradient steps taken."""
+        return 0 if self.learner is None else self.learner.steps
+
+    @property
+    def rl_samples(self) -> int:
+        """Models learned from."""
+        return 0 if self.learner is None else self.learner.samples
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "p_r": self.p_r, "p_den": self.p_den, "p_rl": self.p_rl, "p_mr": self.p_mr,
@@ -368,9 +383,7 @@ class FalsrHybridController(NSGA2):
     def sample_new(self) -> tuple[Genome, str]:
         """The next model of the planned initial population (a fresh plan when it is used up)."""
         if not self.falsr:
-            genome, key = super().sample_new()
-            self._made[key] = "init"
-            return genome, key
+            return super().sample_new()
         for _ in range(self.max_tries):
             if not self.init_queue:
                 self.init_queue = self.initial_population()
@@ -378,10 +391,9 @@ class FalsrHybridController(NSGA2):
             key = self.space.genome_key(genome)
             if key not in self.seen or self.space_exhausted():
                 break
-        self._made[key] = "init"
         return genome, key
 
-    # ---- variation -------------------------------------------------------------------------------------------
+    # ---- variation (NSGA-II's hooks: vary -> crossover, mutate) ----------------------------------------------
     def crossover(self, a: Genome, b: Genome) -> tuple[Genome, Genome]:
         """§4.4 Eq. (4): the space's crossover (on a FALSR space: cell ``i`` and connection row ``j`` swapped
         at once)."""
@@ -449,32 +461,14 @@ class FalsrHybridController(NSGA2):
             macro = [old if keep else new for old, new, keep in zip(macro, bits, keep_bits)]
         return self._join(micro, macro)
 
-    def make_offspring(self) -> list[tuple[Genome, str]]:
-        # mirrors NSGA2.make_offspring (same rng order); ask's "random" default relies on NSGA2's last-resort mutate
-        a = self.population[self.tournament()].genome
-        b = self.population[self.tournament()].genome
-        crossed = self.rng.random() < self.crossover_prob
-        c1, c2 = self.crossover(a, b) if crossed else (a, b)
-        out = []
-        for child in (c1, c2):
-            origin = "crossover" if crossed else "copy"
-            if self.rng.random() < self.mutation_prob:
-                child, origin = self.mutate(child)
-            key = self.space.genome_key(child)
-            self._made[key] = origin
-            out.append((child, key))
-        return out
-
     # ---- ask / tell ----------------------------------------------------------------------------------------
     def ask(self, n: int | None = None) -> list[Genome]:
-        self._made = {}
         genomes = super().ask(n)
         for genome in genomes:
             key = self.space.genome_key(genome)
-            origin = self._made.get(key, "random")  # NSGA-II's last-resort extra mutation is a random one
+            origin = self.origins_made[key]
             self.origins[key] = origin
             self.origin_counts[origin] = self.origin_counts.get(origin, 0) + 1
-        self._made = {}
         return genomes
 
     def tell(self, results: Sequence[Result]) -> None:
@@ -484,27 +478,12 @@ class FalsrHybridController(NSGA2):
             origin = self.origins.pop(key, None)
             if not self.falsr or (self.rl_train_on == "rl" and origin != "rl"):
                 continue  # not learned from: no reward needed
-            value = self._reward_of(result)
-            if value is not None:
+            value = fitness_of(result, self.reward) if result.status != "failed" else -math.inf
+            if math.isfinite(value):
                 samples.append((result.genome, value))
         super().tell(results)
         if self.falsr and samples:
             self.policy_update(samples)
-
-    def _reward_of(self, result: Result) -> float | None:
-        """The model's reward R for Eq. (6): ``result.reward``, else the reward's scalar of the metrics;
-        ``None`` for failed results and results without a finite reward."""
-        if result.status == "failed":
-            return None
-        for get in (lambda: result.reward, lambda: self.reward.scalar(result.metrics) if result.metrics else None):
-            try:
-                value = get()
-                value = None if value is None else float(value)
-            except (KeyError, TypeError, ValueError, ZeroDivisionError):
-                value = None
-            if value is not None and math.isfinite(value):
-                return value
-        return None
 
     # ---- the policy gradient (Eq. 6) -----------------------------------------------------------------------
     def _batch(self, genomes: Sequence[FalsrGenome]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -527,26 +506,9 @@ class FalsrHybridController(NSGA2):
         self._require_falsr("the policy")
         if not samples:
             return 0.0
-        genomes = [g for g, _ in samples]
-        rewards = torch.tensor([float(r) for _, r in samples], dtype=torch.float32)
-        mean_reward = float(rewards.mean())
-        if self.rl_baseline:
-            base = mean_reward if self.baseline is None else self.baseline
-            advantage = rewards - base
-        else:
-            advantage = rewards
-        lp_mic, lp_mac = self.policy.log_prob(*self._batch(genomes))
+        lp_mic, lp_mac = self.policy.log_prob(*self._batch([g for g, _ in samples]))
         # g(θ) = -∇[Σ_i log p(cell_i) R_i + Σ_j (c_j log O_j + (1 - c_j) log(1 - O_j)) R_j], R_i = R_j = R - b
-        loss = -(advantage * (lp_mic + lp_mac)).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        if self.rl_baseline:
-            d = self.rl_baseline_decay
-            self.baseline = mean_reward if self.baseline is None else d * self.baseline + (1 - d) * mean_reward
-        self.rl_steps += 1
-        self.rl_samples += len(samples)
-        return float(loss.detach())
+        return self.learner.step(lp_mic + lp_mac, [float(r) for _, r in samples])
 
     # ---- state -------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -556,14 +518,9 @@ class FalsrHybridController(NSGA2):
             init_queue=[self.space.to_json(g) for g in self.init_queue],
             origins=dict(self.origins),
             origin_counts=dict(self.origin_counts),
-            torch_generator=self.torch_generator.get_state().clone(),
-            baseline=self.baseline,
-            rl_steps=self.rl_steps,
-            rl_samples=self.rl_samples,
         )
         if self.falsr:
-            state["policy"] = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
-            state["optimizer"] = copy.deepcopy(self.optimizer.state_dict())
+            state["policy_gradient"] = self.learner.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -575,14 +532,9 @@ class FalsrHybridController(NSGA2):
         self.init_queue = [self.space.from_json(g) for g in state["init_queue"]]
         self.origins = dict(state["origins"])
         self.origin_counts = {k: int(v) for k, v in state["origin_counts"].items()}
-        self.torch_generator.set_state(state["torch_generator"].clone())
-        self.baseline = None if state["baseline"] is None else float(state["baseline"])
-        self.rl_steps = int(state["rl_steps"])
-        self.rl_samples = int(state["rl_samples"])
         if self.falsr:
             try:
-                self.policy.load_state_dict({k: v.clone() for k, v in state["policy"].items()})
-                self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-            except (RuntimeError, KeyError, ValueError) as exc:
+                self.learner.load_state_dict(state["policy_gradient"])
+            except ConfigError as exc:
                 raise ConfigError(f"controller {self.registry_name!r}: the saved policy does not fit this space "
                                   f"(n_cells={self.n_cells}, {self.n_choices} cell choices): {exc}") from None

@@ -393,9 +393,9 @@ def test_state_is_independent_of_the_live_controller():
     ctl = make(population_size=8)
     run(ctl, 2)
     state = ctl.state_dict()
-    saved = {k: v.clone() for k, v in state["policy"].items()}
+    saved = {k: v.clone() for k, v in state["policy_gradient"]["parameters"].items()}
     run(ctl, 2)  # training goes on in place
-    assert all(torch.equal(saved[k], state["policy"][k]) for k in saved)
+    assert all(torch.equal(saved[k], state["policy_gradient"]["parameters"][k]) for k in saved)
 
 
 def test_load_state_with_other_options_is_refused():
