@@ -14,6 +14,7 @@ import numpy as np
 
 from nasengine.errors import NasengineError
 from nasengine.evaluator import build_evaluator
+from nasengine.options import check_options, construct
 
 __all__ = ["search_plan", "format_plan", "time_steps"]
 
@@ -38,11 +39,13 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
 
     space_cfg = dict(cfg.get("space") or {})
     space_name = space_cfg.pop("name", method.space)
-    space = plugins.spaces.get(space_name)(**space_cfg)
+    space = construct("space", space_name, plugins.spaces.get(space_name), space_cfg)
     ctrl_cfg = dict(cfg.get("controller") or {})
     ctrl_name = ctrl_cfg.pop("name", method.controller)
+    check_options("controller", ctrl_name, plugins.controllers.get(ctrl_name), ctrl_cfg, space, None, seed=0)
     ev = dict(cfg.get("evaluator") or {})
     ev_name = ev.pop("name", method.evaluator)
+    evaluator = build_evaluator(plugins, ev_name, ev)  # checks its options before the numbers are read below
     budget = dict(cfg.get("budget") or {})
     population = int(ctrl_cfg.get("population_size", 8))
     if budget.get("candidates"):
@@ -74,7 +77,6 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
         "train_macs_per_candidate": train_macs,
         "train_macs_total": train_macs * candidates if train_macs and candidates else None,
     }
-    evaluator = build_evaluator(plugins, ev_name, ev)
     try:  # what the evaluator would need (data) and this machine lacks: a note, the search may run elsewhere
         evaluator.check()
         plan["data_problem"] = None

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -53,6 +52,7 @@ from nasengine.errors import ConfigError, DataError, NasengineError
 from nasengine.evaluator import build_evaluator
 from nasengine.executors import EvalTask, Executor, describe_exception
 from nasengine.method import DEFAULT_EXECUTOR, Method, apply_overrides, deep_merge
+from nasengine.options import check_options, construct
 from nasengine.space import canonical_json
 from nasengine.store import CANDIDATE_STATUSES, CandidateRecord, ExperimentStore, StoreError
 
@@ -275,16 +275,9 @@ def _split_name(section: Mapping[str, Any] | None, default: str) -> tuple[str, d
     return name, options
 
 
-def _check_options(kind: str, name: str, factory: Any, options: dict) -> None:
+def _check_options(kind: str, name: str, factory: Any, options: dict, **fixed: Any) -> None:
     """Catch a misspelt option in the driver, not once per candidate in the workers."""
-    try:
-        sig = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return
-    try:
-        sig.bind(**options)
-    except TypeError as exc:
-        raise ConfigError(f"{kind} {name!r}: {exc}") from None
+    check_options(kind, name, factory, options, **fixed)
 
 
 #: File descriptors of the run-folder locks this process holds (closed in a forked child, see below).
@@ -343,12 +336,12 @@ def _executor_section(plugins, cfg: Mapping) -> tuple[str, int | None, dict, str
     workers = ex.pop("workers", None)
     device = str(ex.pop("device", "auto"))
     workdirs = bool(ex.pop("workdirs", False))
-    _check_options("executor", name, plugins.executors.get(name), {"workers": workers, **ex})
+    _check_options("executor", name, plugins.executors.get(name), ex, workers=workers)
     return name, workers, ex, device, workdirs
 
 
 def _new_executor(plugins, name: str, workers: int | None, options: Mapping) -> Executor:
-    return plugins.executors.get(name)(workers=workers, **options)
+    return construct("executor", name, plugins.executors.get(name), options, workers=workers)
 
 
 def _check_evaluator(plugins, name: str, options: dict, executor_name: str) -> None:
@@ -392,23 +385,22 @@ class _Setup:
                 f"method {method.name!r} uses the {method.loop} loop; the generational loop cannot run it"
             )
         space_name, space_options = _split_name(cfg.get("space"), method.space)
-        space_cls = plugins.spaces.get(space_name)
-        _check_options("space", space_name, space_cls, space_options)
-        space = space_cls(**space_options)
+        space = construct("space", space_name, plugins.spaces.get(space_name), space_options)
 
         reward_name, reward_options = _split_name(cfg.get("reward"), method.reward)
-        reward = plugins.rewards.get(reward_name)(**reward_options)
+        reward = construct("reward", reward_name, plugins.rewards.get(reward_name), reward_options)
 
         cost_cfg = dict(cfg.get("cost") or {})
         cost_name = cost_cfg.pop("model", None) or method.cost_model
         cost_cfg["lr_size"] = tuple(cost_cfg.get("lr_size", (480, 480)))
-        cost_model = plugins.cost_models.get(cost_name)(**cost_cfg)
+        cost_model = construct("cost", cost_name, plugins.cost_models.get(cost_name), cost_cfg)
 
         evaluator_name, evaluator_options = _split_name(cfg.get("evaluator"), method.evaluator)
         _check_options("evaluator", evaluator_name, plugins.evaluators.get(evaluator_name), evaluator_options)
 
         controller_name, controller_options = _split_name(cfg.get("controller"), method.controller)
-        controller = plugins.controllers.get(controller_name)(space, reward, seed=seed, **controller_options)
+        controller = construct("controller", controller_name, plugins.controllers.get(controller_name),
+                               controller_options, space, reward, seed=seed)
 
         budget = Budget.from_config(cfg.get("budget"))
 
