@@ -160,6 +160,17 @@ class Check:
     def __call__(self, inst: Any, attribute: Any, value: Any) -> None:
         self.value(attribute.name, value)
 
+    def where(self, predicate: Callable[[Any], bool], text: str) -> "Check":
+        """This check, then ``predicate`` on the normalised value; ``text`` words what the two accept."""
+
+        def test(v):
+            v = self.test(v)
+            if not predicate(v):
+                raise _Bad
+            return v
+
+        return Check(text, test)
+
 
 def _bound_text(minimum, maximum, lo_open=False, hi_open=False) -> str:
     if minimum is not None and maximum is not None:
@@ -228,11 +239,9 @@ def choice(*values: Any) -> Check:
     def test(v):
         if isinstance(v, bool) and not any(isinstance(x, bool) for x in values):
             raise _Bad
-        try:
-            if v in values:
-                return v
-        except TypeError:  # unhashable / incomparable
-            pass
+        for x in values:  # the declared value (2 for 2.0)
+            if x == v and isinstance(x, bool) == isinstance(v, bool):
+                return x
         raise _Bad
 
     return Check("one of " + ", ".join(map(repr, values)), test)
