@@ -142,7 +142,8 @@ class _Bad(Exception):
 class Check:
     """A check of one option value: an attrs validator ``(inst, attribute, value)`` that raises
     :class:`OptionError`, and :meth:`value` that returns the value normalised (``3.0`` -> ``3`` for a whole
-    number, a list -> a tuple for a sequence). ``text`` words what it accepts ("a whole number >= 1")."""
+    number, a list -> a tuple for a sequence). ``text`` words what it accepts ("a whole number >= 1");
+    ``test(value)`` returns the normalised value or raises ``TypeError``/``ValueError`` to refuse it."""
 
     text: str
     test: Callable[[Any], Any] = attrs.field(repr=False)
@@ -156,6 +157,8 @@ class Check:
         except _Bad as exc:
             reason = str(exc) or f"must be {self.text}, got {value!r}"
             raise OptionError(name, reason) from None
+        except (TypeError, ValueError):  # a test written without _Bad: the value does not fit
+            raise OptionError(name, f"must be {self.text}, got {value!r}") from None
 
     def __call__(self, inst: Any, attribute: Any, value: Any) -> None:
         self.value(attribute.name, value)
@@ -270,7 +273,7 @@ def sequence(item: Check, *, length: int | None = None, min_length: int = 0, dis
         for x in items:
             try:
                 out.append(item.test(x))
-            except _Bad:
+            except (_Bad, TypeError, ValueError):
                 raise _Bad(f"must be {text}; {x!r} is not {item.text}") from None
         if distinct and len(set(out)) != len(out):
             raise _Bad(f"must be {text}, got {list(items)!r} (repeated entries)")
@@ -290,7 +293,7 @@ def mapping(keys: Check, values: Check) -> Check:
         for k, x in v.items():
             try:
                 out[keys.test(k)] = values.test(x)
-            except _Bad:
+            except (_Bad, TypeError, ValueError):
                 raise _Bad(f"must be {text}; {k!r}: {x!r} is not") from None
         return out
 
@@ -362,6 +365,10 @@ def read_options(role: str, options_cls: type, options: Mapping[str, Any], *, na
     for key in options:
         if key not in fields or not fields[key].init:
             raise _unknown(role, name, str(key), (k for k, f in fields.items() if f.init))
+    for key, f in fields.items():
+        if f.init and f.default is attrs.NOTHING and key not in options:
+            what = ROLE_WORDS.get(role, role)
+            raise OptionError(key, f"is required by {what} {name!r}" if name else f"is required", role)
     try:
         return options_cls(**options)
     except OptionError as exc:
