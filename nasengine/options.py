@@ -108,7 +108,7 @@ def search_option_overrides(options: Mapping[str, SearchOption], values: Mapping
 
 __all__ += ["OptionError", "Check", "OptionDoc", "whole", "real", "positive", "probability", "flag", "choice",
             "optional", "sequence", "mapping", "string", "anything", "option", "options_class", "read_options",
-            "declared_options", "check_options", "construct", "ROLE_WORDS"]
+            "declared_options", "check_options", "construct", "method_options", "ROLE_WORDS"]
 
 #: How messages call each role (``space.depthh: unknown option of search space 'simple'``).
 ROLE_WORDS = {"space": "search space", "controller": "controller", "evaluator": "evaluator", "reward": "reward",
@@ -252,7 +252,7 @@ def choice(*values: Any) -> Check:
 
 def optional(check: Check) -> Check:
     """``None`` or what ``check`` accepts."""
-    return Check(f"{check.text} or none", lambda v: None if v is None else check.test(v))
+    return Check(f"none or {check.text}", lambda v: None if v is None else check.test(v))
 
 
 def sequence(item: Check, *, length: int | None = None, min_length: int = 0, distinct: bool = False) -> Check:
@@ -509,3 +509,49 @@ def construct(role: str, name: str, factory: Any, options: Mapping[str, Any], /,
             raise OptionError(str(named[0]), f"{text} (got {options[named[0]]!r})", role) from None
         given = ", ".join(f"{k}={v!r}" for k, v in options.items())
         raise ConfigError(f"{role} {name!r}: {text} (options: {given})") from None
+
+
+#: per role: (config section, the section key naming the implementation, the parameters the engine passes
+#: itself, which are no options)
+_ROLE_SECTIONS = (
+    ("space", "space", "name", ()),
+    ("controller", "controller", "name", ("space", "reward", "seed")),
+    ("evaluator", "evaluator", "name", ()),
+    ("reward", "reward", "name", ()),
+    ("cost", "cost", "model", ("registry", "model")),
+    ("executor", "executor", "name", ("workers",)),
+)
+#: options of the executor section that every executor has (the run reads them, not the executor class)
+_EXECUTOR_GENERIC = (
+    OptionDoc("workers", None, "parallel evaluations (none: the executor's default)", "a whole number >= 1 or none"),
+    OptionDoc("device", "auto", "torch device of the evaluations (auto: a worker's GPU, else the CPU)", "a string"),
+    OptionDoc("workdirs", False, "give each evaluation its own working folder in the run", "true or false"),
+)
+
+
+def method_options(plugins: Any, method: Any, preset: str | None = None) -> list[dict]:
+    """Every option of each role ``method``'s ``preset`` (default: its default preset) uses: one dict per role
+    with ``role``, ``name`` (the implementation) and ``options`` (each :class:`OptionDoc` as a dict, plus
+    ``preset`` (the value the preset sets) and ``set`` (whether it sets one))."""
+    from nasengine.method import DEFAULT_EXECUTOR
+
+    cfg = method.config(preset)
+    defaults = {"space": method.space, "controller": method.controller, "evaluator": method.evaluator,
+                "reward": method.reward, "cost": method.cost_model, "executor": DEFAULT_EXECUTOR}
+    registries = {"space": plugins.spaces, "controller": plugins.controllers, "evaluator": plugins.evaluators,
+                  "reward": plugins.rewards, "cost": plugins.cost_models, "executor": plugins.executors}
+    out = []
+    for role, section_key, name_key, skip in _ROLE_SECTIONS:
+        section = dict(cfg.get(section_key) or {})
+        name = section.pop(name_key, None) or defaults[role]
+        docs = declared_options(registries[role].get(name), skip=skip)
+        if role == "executor":
+            docs = list(_EXECUTOR_GENERIC) + [d for d in docs if d.name not in {g.name for g in _EXECUTOR_GENERIC}]
+        rows = []
+        for doc in docs:
+            row = doc.as_dict()
+            row["set"] = doc.name in section
+            row["preset"] = _plain(section[doc.name]) if doc.name in section else None
+            rows.append(row)
+        out.append({"role": role, "name": name, "options": rows})
+    return out

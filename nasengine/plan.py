@@ -14,7 +14,7 @@ import numpy as np
 
 from nasengine.errors import NasengineError
 from nasengine.evaluator import build_evaluator
-from nasengine.options import check_options, construct
+from nasengine.options import construct
 
 __all__ = ["search_plan", "format_plan", "time_steps"]
 
@@ -40,21 +40,27 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
     space_cfg = dict(cfg.get("space") or {})
     space_name = space_cfg.pop("name", method.space)
     space = construct("space", space_name, plugins.spaces.get(space_name), space_cfg)
+    reward_cfg = dict(cfg.get("reward") or {})
+    reward_name = reward_cfg.pop("name", None) or method.reward
+    reward = construct("reward", reward_name, plugins.rewards.get(reward_name), reward_cfg)
     ctrl_cfg = dict(cfg.get("controller") or {})
     ctrl_name = ctrl_cfg.pop("name", method.controller)
-    check_options("controller", ctrl_name, plugins.controllers.get(ctrl_name), ctrl_cfg, space, None, seed=0)
+    controller = construct("controller", ctrl_name, plugins.controllers.get(ctrl_name), ctrl_cfg, space, reward,
+                           seed=0)
+    cost_cfg = dict(cfg.get("cost") or {})
+    cost_name = cost_cfg.pop("model", None) or method.cost_model
+    lr_size = tuple(construct("cost", cost_name, plugins.cost_models.get(cost_name), cost_cfg).lr_size)
     ev = dict(cfg.get("evaluator") or {})
     ev_name = ev.pop("name", method.evaluator)
     evaluator = build_evaluator(plugins, ev_name, ev)  # checks its options before the numbers are read below
     budget = dict(cfg.get("budget") or {})
-    population = int(ctrl_cfg.get("population_size", 8))
+    population = int(controller.population_size)
     if budget.get("candidates"):
         candidates = int(budget["candidates"])
     elif budget.get("generations"):
         candidates = int(budget["generations"]) * population
     else:
         candidates = None
-    lr_size = tuple((cfg.get("cost") or {}).get("lr_size", (480, 480)))
     rng = np.random.default_rng(0)
     genomes = [space.sample(rng) for _ in range(samples)]
     costs = [analytic_cost(space.decode(g), lr_size=lr_size) for g in genomes]

@@ -392,7 +392,6 @@ class _Setup:
 
         cost_cfg = dict(cfg.get("cost") or {})
         cost_name = cost_cfg.pop("model", None) or method.cost_model
-        cost_cfg["lr_size"] = tuple(cost_cfg.get("lr_size", (480, 480)))
         cost_model = construct("cost", cost_name, plugins.cost_models.get(cost_name), cost_cfg)
 
         evaluator_name, evaluator_options = _split_name(cfg.get("evaluator"), method.evaluator)

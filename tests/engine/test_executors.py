@@ -95,7 +95,7 @@ def test_tasks_and_outcomes_pickle():
 
 def test_executor_options_are_checked():
     assert BUILTIN_EXECUTORS == {"inline": InlineExecutor, "process": ProcessExecutor}
-    with pytest.raises(ConfigError, match=r"^executor\.workers: must be a whole number >= 1 or none, got 0$"):
+    with pytest.raises(ConfigError, match=r"^executor\.workers: must be none or a whole number >= 1, got 0$"):
         ProcessExecutor(workers=0)
     with pytest.raises(ConfigError, match=r"^executor\.bogus: unknown option of executor 'inline'; known: threads$"):
         InlineExecutor(bogus=1)
