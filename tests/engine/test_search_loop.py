@@ -212,11 +212,11 @@ def test_ctrl_c_marks_the_run_interrupted_and_keeps_everything(tmp_path):
 def test_config_errors_come_before_the_run_folder(tmp_path):
     cases = [
         ({"budget": {"generations": None}}, ConfigError, "at least one of budget"),
-        ({"evaluator": {"sleeep": 1}}, ConfigError, "evaluator 'fake-eval'.*sleeep"),
-        ({"space": {"widthz": [4]}}, ConfigError, "space 'fake-tiny'.*widthz"),
+        ({"evaluator": {"sleeep": 1}}, ConfigError, r"^evaluator\.sleeep: unknown option of evaluator 'fake-eval'; did you mean 'sleep'\?"),
+        ({"space": {"widthz": [4]}}, ConfigError, r"^space\.widthz: unknown option of search space 'fake-tiny'"),
         ({"controller": {"name": "nope"}}, UnknownNameError, "unknown controller 'nope'"),
         ({"executor": {"name": "nope"}}, UnknownNameError, "unknown executor 'nope'.*inline"),
-        ({"executor": {"name": "process", "wrokers": 2}}, ConfigError, "executor 'process'.*wrokers"),
+        ({"executor": {"name": "process", "wrokers": 2}}, ConfigError, r"^executor\.wrokers: unknown option of executor 'process'"),
     ]
     for overrides, exc, msg in cases:
         with pytest.raises(exc, match=msg):
