@@ -1,7 +1,14 @@
-"""Command-line options that plugins add to ``nasengine search`` and ``nasengine resume``.
+"""Options: the declared options of the roles, and the command-line options plugins add.
 
-A plugin registers a :class:`SearchOption` through ``nasengine_register_search_options``; the CLI turns it into
-``--NAME VALUE`` on both commands, and a given value becomes a config override at ``key`` (a dotted path, as
+**Declared options** (below): one public set of checks (:func:`whole`, :func:`real`, :data:`positive`,
+:data:`probability`, :data:`flag`, :func:`choice`, :func:`optional`, :func:`sequence`, :func:`mapping`,
+:func:`string`), usable as attrs validators and raising :class:`OptionError` (a ``ConfigError`` with
+``.option`` and ``.reason``); :func:`option` makes a checked kw-only field with its help;
+:func:`read_options` / :func:`construct` turn every problem into one line naming ``role.KEY``;
+:func:`declared_options` and :func:`method_options` list them (``nasengine methods --options METHOD``).
+
+**Search options**: a plugin registers a :class:`SearchOption` through ``nasengine_register_search_options``;
+the CLI turns it into ``--NAME VALUE`` on ``search`` and ``resume``, and a given value becomes a config override at ``key`` (a dotted path, as
 with ``--set``). ``executor`` names the executor the option belongs to: giving the option selects that
 executor unless ``--executor`` says otherwise. For example the Ray plugin registers::
 
@@ -21,7 +28,10 @@ import attrs
 
 from nasengine.errors import ConfigError
 
-__all__ = ["SearchOption", "validate_search_option", "search_option_overrides"]
+__all__ = ["SearchOption", "validate_search_option", "search_option_overrides", "OptionError", "Check",
+           "OptionDoc", "whole", "real", "positive", "probability", "flag", "choice", "optional", "sequence",
+           "mapping", "string", "anything", "option", "options_class", "read_options", "declared_options",
+           "check_options", "construct", "method_options", "ROLE_WORDS"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -105,10 +115,6 @@ def search_option_overrides(options: Mapping[str, SearchOption], values: Mapping
 # class of the MRO that defines ``Options`` declares them, unless a class before it defines its own
 # ``__init__`` without declaring ``Options``: then (as for plain functions, e.g. reward factories, unless
 # they carry an ``Options`` attribute) the constructor's signature says which keywords it takes.
-
-__all__ += ["OptionError", "Check", "OptionDoc", "whole", "real", "positive", "probability", "flag", "choice",
-            "optional", "sequence", "mapping", "string", "anything", "option", "options_class", "read_options",
-            "declared_options", "check_options", "construct", "method_options", "ROLE_WORDS"]
 
 #: How messages call each role (``space.depthh: unknown option of search space 'simple'``).
 ROLE_WORDS = {"space": "search space", "controller": "controller", "evaluator": "evaluator", "reward": "reward",
@@ -368,7 +374,7 @@ def read_options(role: str, options_cls: type, options: Mapping[str, Any], *, na
     for key, f in fields.items():
         if f.init and f.default is attrs.NOTHING and key not in options:
             what = ROLE_WORDS.get(role, role)
-            raise OptionError(key, f"is required by {what} {name!r}" if name else f"is required", role)
+            raise OptionError(key, f"is required by {what} {name!r}" if name else "is required", role)
     try:
         return options_cls(**options)
     except OptionError as exc:

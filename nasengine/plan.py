@@ -14,7 +14,7 @@ import numpy as np
 
 from nasengine.errors import NasengineError
 from nasengine.evaluator import build_evaluator
-from nasengine.options import construct
+from nasengine.options import OptionError, construct, whole
 
 __all__ = ["search_plan", "format_plan", "time_steps"]
 
@@ -31,6 +31,13 @@ def _steps_per_candidate(ev: dict) -> tuple[float | None, str]:
     if ev.get("seconds") is not None:
         return None, f"{ev['seconds']} s"
     return 100.0, "100 steps (default)"
+
+
+def _budget_count(budget: dict, key: str) -> int:
+    try:
+        return whole(1).value(key, budget[key])
+    except OptionError as exc:
+        raise exc.under("budget") from None
 
 
 def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool = True) -> dict[str, Any]:
@@ -56,9 +63,9 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
     budget = dict(cfg.get("budget") or {})
     population = int(controller.population_size)
     if budget.get("candidates"):
-        candidates = int(budget["candidates"])
+        candidates = _budget_count(budget, "candidates")
     elif budget.get("generations"):
-        candidates = int(budget["generations"]) * population
+        candidates = _budget_count(budget, "generations") * population
     else:
         candidates = None
     rng = np.random.default_rng(0)

@@ -78,3 +78,11 @@ def test_the_issue_cases_from_the_shell(tmp_path, setting, expected):
     assert proc.returncode == EXIT_USAGE, proc.stderr
     assert proc.stderr.count("\n") == 1 and expected in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_an_ill_typed_budget_count_is_one_line(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, err = _run(capsys, ["search", "simple", "--out", str(out), "-q", "--set", "budget.generations=x"])
+    assert code == EXIT_USAGE and err.strip().splitlines() == [
+        "nasengine search: error: budget.generations: must be a whole number >= 1, got 'x'"]
+    assert not out.exists()
