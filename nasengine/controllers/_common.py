@@ -162,7 +162,9 @@ def member_from_result(space: SearchSpace, reward: Reward, result: Result, birth
 
 class GenomeController(Controller):
     """Base of the generic controllers: remembers every proposed genome key (to avoid repeats) and the
-    genomes asked but not yet told (``pending``); serialises genomes with the space's JSON."""
+    genomes asked but not yet told (``pending``); serialises genomes with the space's JSON.
+
+    Options are declared by ``Options`` (a subclass extends ``Parent.Options``); each becomes an attribute."""
 
     #: the name the controller is registered under (used in messages)
     registry_name: str = ""
