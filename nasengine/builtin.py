@@ -50,9 +50,9 @@ def nasengine_register_cost_models(registry):
 
 @hookimpl
 def nasengine_register_rewards(registry):
-    from nasengine.reward import Reward
+    from nasengine.reward import objectives_reward
 
-    registry.add("objectives", Reward.from_config, description="objectives + constraints (multi-objective)")
+    registry.add("objectives", objectives_reward, description="objectives + constraints (multi-objective)")
 
 
 def simple_method():

@@ -174,6 +174,8 @@ def cmd_methods(args) -> int:
     from nasengine.plugins import get_plugins
 
     plugins = get_plugins()
+    if args.options:
+        return _print_method_options(plugins, args)
     out = []
     for entry in plugins.methods.entries():
         m = entry.obj
@@ -188,6 +190,30 @@ def cmd_methods(args) -> int:
         print(f"{m['name']:<12} {m['description']}")
         print(f"{'':<12} loop={m['loop']} space={m['space']} controller={m['controller']} "
               f"evaluator={m['evaluator']} presets: {presets}  (from {m['plugin']})")
+    return EXIT_OK
+
+
+def _print_method_options(plugins, args) -> int:
+    from nasengine.options import method_options
+
+    method = plugins.methods.get(args.options)
+    roles = method_options(plugins, method, args.preset)
+    preset = args.preset or method.default_preset
+    if args.json:
+        print(json.dumps({"method": method.name, "preset": preset, "roles": roles}, indent=2, default=repr))
+        return EXIT_OK
+    print(f"options of method {method.name!r}, preset {preset!r} (--set ROLE.OPTION=VALUE; * = set by the preset)")
+    for role in roles:
+        print(f"\n[{role['role']}] {role['name']}")
+        if not role["options"]:
+            print("  (no options)")
+        for opt in role["options"]:
+            default = "required" if opt["required"] else f"default {json.dumps(opt['default'], default=repr)}"
+            value = f" * preset {json.dumps(opt['preset'], default=repr)}" if opt["set"] else ""
+            kind = f" ({opt['type']})" if opt["type"] else ""
+            print(f"  {role['role']}.{opt['name']}: {default}{value}{kind}")
+            if opt["help"]:
+                print(f"      {opt['help']}")
     return EXIT_OK
 
 
@@ -430,6 +456,9 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("methods", help="list search methods and their presets")
+    p.add_argument("--options", metavar="METHOD",
+                   help="list every option of each role the method uses, with its default, help and preset value")
+    p.add_argument("--preset", help="with --options: the preset (default: the method's default)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_methods)
 

@@ -61,10 +61,12 @@ class Controller(abc.ABC):
     in_flight: int | None = None
 
     def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 8):
-        if population_size < 1:
-            from nasengine.errors import ConfigError
+        from nasengine.options import OptionError, whole
 
-            raise ConfigError(f"controller.population_size must be >= 1, got {population_size}")
+        try:
+            population_size = whole(1).value("population_size", population_size)
+        except OptionError as exc:
+            raise exc.under("controller") from None
         self.space = space
         self.reward = reward
         self.seed = seed

@@ -28,6 +28,7 @@ import attrs
 
 from nasengine.errors import InputError, ValidationError
 from nasengine.ops import OpCost, OpRegistry
+from nasengine.options import option, read_options, sequence, whole
 
 __all__ = ["Cost", "NodeCost", "CostModel", "AnalyticCostModel", "analytic_cost", "cost_breakdown",
            "count_with_hooks", "CONVENTION", "DEFAULT_LR_SIZE"]
@@ -271,12 +272,16 @@ class AnalyticCostModel(CostModel):
     """The default cost model: :func:`analytic_cost` at ``lr_size`` (default 480x480), with the ops of
     ``registry`` (default: :func:`nasengine.ops.default_registry`)."""
 
-    def __init__(self, lr_size: Sequence[int] = DEFAULT_LR_SIZE, registry: OpRegistry | None = None,
-                 model: str | None = None, **options: Any):
-        # ``model`` is the config key that selected this class; accepted and ignored.
-        if options:
-            raise InputError(f"unknown option(s) of the analytic cost model: {', '.join(sorted(options))}")
-        super().__init__(lr_size)
+    @attrs.frozen(kw_only=True)
+    class Options:
+        lr_size: tuple = option(DEFAULT_LR_SIZE, sequence(whole(1), length=2),
+                                help="LR input size (height, width) at which Mult-Adds are counted")
+
+    def __init__(self, registry: OpRegistry | None = None, model: str | None = None, **options: Any):
+        # ``registry`` is given by code, not config; ``model`` is the config key that selected this class,
+        # accepted and ignored.
+        declared = read_options("cost", type(self).Options, options, name="analytic")
+        super().__init__(declared.lr_size)
         self.registry = registry
 
     def cost(self, graph) -> Cost:

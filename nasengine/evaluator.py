@@ -54,9 +54,6 @@ class Evaluator(abc.ABC):
 def build_evaluator(plugins, name: str, options: Mapping[str, Any]) -> Evaluator:
     """The registered evaluator ``name`` made with ``options`` in this process; options it does not take are a
     :class:`~nasengine.errors.ConfigError` naming it."""
-    from nasengine.errors import ConfigError
+    from nasengine.options import construct
 
-    try:
-        return plugins.evaluators.get(name)(**options)
-    except TypeError as exc:
-        raise ConfigError(f"evaluator {name!r}: {exc}") from None
+    return construct("evaluator", name, plugins.evaluators.get(name), options)

@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Iterable, Iterator
 import attrs
 
 from nasengine.errors import ConfigError, NasengineError
+from nasengine.options import OptionError, choice, option, optional, positive, read_options, sequence, string, whole
 
 __all__ = [
     "EvalTask",
@@ -320,14 +321,18 @@ class Executor(abc.ABC):
     #: search needs (it asks a new candidate only when an earlier one is told).
     can_wait: ClassVar[bool] = False
 
+    @attrs.frozen(kw_only=True)
+    class Options:
+        """The executor's own options (none here); a subclass extends them and reads them as attributes."""
+
     def __init__(self, workers: int | None = None, **options):
-        if workers is not None and (not isinstance(workers, int) or workers < 1):
-            raise ConfigError(f"executor.workers must be a whole number >= 1, got {workers!r}")
-        if options:
-            raise ConfigError(
-                f"executor {self.name or type(self).__name__!r}: unknown option(s) {', '.join(sorted(options))}"
-            )
-        self.workers = workers
+        try:
+            self.workers = optional(whole(1)).value("workers", workers)
+        except OptionError as exc:
+            raise exc.under("executor") from None
+        declared = read_options("executor", type(self).Options, options, name=self.name or type(self).__name__)
+        for field in attrs.fields(type(declared)):
+            setattr(self, field.name, getattr(declared, field.name))
 
     def start(self) -> None:
         """Get ready (start workers) ahead of the first :meth:`imap`; optional, :meth:`imap` starts them too."""
@@ -366,12 +371,11 @@ class InlineExecutor(Executor):
     """Evaluates in the calling process, one task at a time (``workers`` is ignored)."""
 
     name = "inline"
-
-    def __init__(self, workers: int | None = None, *, threads: int | None = None):
-        super().__init__(workers)
-        self.threads = threads
-
     can_wait = True
+
+    @attrs.frozen(kw_only=True)
+    class Options(Executor.Options):
+        threads: int | None = option(None, optional(whole(1)), help="torch threads of an evaluation")
 
     def imap(self, tasks: Iterable[EvalTask]) -> Iterator[EvalOutcome]:
         source = TaskSource(tasks)
@@ -587,20 +591,21 @@ class ProcessExecutor(Executor):
     #: Workers that die before completing any task this many times in a row mean a broken setup: give up.
     MAX_START_FAILURES = 3
 
-    def __init__(
-        self,
-        workers: int | None = None,
-        *,
-        devices: list[str] | None = None,
-        threads: int | None = None,
-        start_method: str = "auto",
-        task_timeout: float | None = None,
-    ):
-        super().__init__(workers)
-        if task_timeout is not None and (isinstance(task_timeout, bool) or not isinstance(task_timeout, (int, float))
-                                         or task_timeout <= 0):
-            raise ConfigError(f"executor.task_timeout must be a number of seconds > 0, got {task_timeout!r}")
-        self.task_timeout = None if task_timeout is None else float(task_timeout)
+    @attrs.frozen(kw_only=True)
+    class Options(Executor.Options):
+        devices: tuple | None = option(None, optional(sequence(string())),
+                                       help="devices of the workers, e.g. [cuda:0, cuda:2] or [cpu] (none: every "
+                                            "visible GPU, else the CPU; [] the CPU)")
+        threads: int | None = option(None, optional(whole(1)),
+                                     help="torch threads per worker (none: the CPUs shared out)")
+        start_method: str = option("auto", choice(*START_METHODS),
+                                   help="how workers start (auto: fork where safe, else spawn)")
+        task_timeout: float | None = option(None, optional(positive),
+                                            help="seconds after which an evaluation fails (none: no limit)")
+
+    def __init__(self, workers: int | None = None, **options: Any):
+        super().__init__(workers, **options)
+        workers, devices, threads, start_method = self.workers, self.devices, self.threads, self.start_method
         if devices is None:
             devices = self._cuda_devices()
         self.devices = [str(d) for d in devices] or ["cpu"]
@@ -609,15 +614,10 @@ class ProcessExecutor(Executor):
         if workers is None:
             workers = len(self.devices) if on_gpu else max(1, cpus // 2)
         self.n_workers = int(workers)
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"executor.threads must be a whole number >= 1, got {threads!r}")
         self._explicit_threads = threads is not None
         self.threads = threads or max(1, cpus // self.n_workers)
-        if start_method not in START_METHODS:
-            raise ConfigError(f"executor.start_method must be one of {', '.join(START_METHODS)}, got {start_method!r}")
         if start_method != "auto" and start_method not in multiprocessing.get_all_start_methods():
             raise ConfigError(f"executor.start_method {start_method!r} is not available here") from None
-        self.start_method = start_method
         self.started_by: set[str] = set()  # the start methods used so far (describe())
         self._slots: list[_Worker | None] = [None] * self.n_workers
         self._start_failures = 0

@@ -32,23 +32,33 @@ def _steps_per_candidate(ev: dict) -> tuple[float | None, str]:
     return 100.0, "100 steps (default)"
 
 
+def _budget_count(budget: dict, key: str) -> int:
+    try:
+        return whole(1).value(key, budget[key])
+    except OptionError as exc:
+        raise exc.under("budget") from None
+
+
 def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool = True) -> dict[str, Any]:
     """A dict describing the search ``cfg`` of ``method`` would run (see :func:`format_plan`)."""
     from nasengine.cost import analytic_cost
 
     spec = RunSpec.from_config(plugins, cfg, method=method)
     space = spec.instantiate("space", plugins)
+    reward = spec.instantiate("reward", plugins)
+    controller = spec.instantiate("controller", plugins, space, reward, seed=0)
+    lr_size = tuple(spec.instantiate("cost", plugins).lr_size)
+    evaluator = spec.instantiate("evaluator", plugins)  # checks its options before the numbers are read below
     space_name, ctrl_name = spec.space.name, spec.controller.name
     ev, ev_name = spec.evaluator.kwargs(), spec.evaluator.name
     budget = dict(spec.config.get("budget") or {})
-    population = int(spec.controller.options.get("population_size", 8))
+    population = int(controller.population_size)
     if spec.budget.candidates:
         candidates = int(spec.budget.candidates)
     elif spec.budget.generations:
         candidates = int(spec.budget.generations) * population
     else:
         candidates = None
-    lr_size = tuple(spec.cost.options["lr_size"])
     rng = np.random.default_rng(0)
     genomes = [space.sample(rng) for _ in range(samples)]
     costs = [analytic_cost(space.decode(g), lr_size=lr_size) for g in genomes]
@@ -71,7 +81,6 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
         "train_macs_per_candidate": train_macs,
         "train_macs_total": train_macs * candidates if train_macs and candidates else None,
     }
-    evaluator = spec.instantiate("evaluator", plugins)
     try:  # what the evaluator would need (data) and this machine lacks: a note, the search may run elsewhere
         evaluator.check()
         plan["data_problem"] = None

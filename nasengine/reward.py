@@ -13,8 +13,9 @@ import attrs
 import numpy as np
 
 from nasengine.errors import ConfigError
+from nasengine.options import Check, option, read_options, real, sequence
 
-__all__ = ["Objective", "Constraint", "Reward", "COST_METRICS"]
+__all__ = ["Objective", "Constraint", "Reward", "COST_METRICS", "objectives_reward"]
 
 #: Metrics the cost model provides before training.
 COST_METRICS = frozenset({"params", "params_without_bias", "mult_adds", "latency_ms"})
@@ -117,3 +118,47 @@ class Reward:
         value = float(metrics[first.metric])
         value = value if first.direction == "max" else -value
         return value - self.penalty * self.violation(metrics)
+
+
+def _objective(item) -> Objective:
+    return Objective(**item) if isinstance(item, Mapping) else Objective(*item)
+
+
+def _constraint(item) -> Constraint:
+    if isinstance(item, Mapping):
+        return Constraint(**{**item, "bound": float(item["bound"])})
+    metric, kind, bound = item
+    if isinstance(bound, bool):
+        raise TypeError("bound")
+    return Constraint(metric, float(bound), kind)
+
+
+def _plain_item(make):
+    """A check's test: ``item`` as plain data (a list, or a dict) once ``make(item)`` accepts it."""
+
+    def test(item):
+        make(item)
+        return dict(item) if isinstance(item, Mapping) else list(item)
+
+    return test
+
+
+@attrs.frozen(kw_only=True)
+class RewardOptions:
+    """The options of the built-in ``objectives`` reward (a preset's ``reward`` section)."""
+
+    objectives: tuple = option(check=sequence(Check("[metric, 'max' or 'min']", _plain_item(_objective)),
+                                              min_length=1),
+                               help="objectives, each [metric, max|min], e.g. [[psnr, max], [mult_adds, min]]")
+    constraints: tuple = option((), sequence(Check("[metric, 'max' or 'min', bound]", _plain_item(_constraint))),
+                                help="constraints, each [metric, max|min, bound]: metric <= bound (max) or >= (min)")
+    penalty: float = option(1.0, real(), help="weight of the constraint violation in the scalar reward")
+
+
+def objectives_reward(**options) -> Reward:
+    """The ``objectives`` reward: :meth:`Reward.from_config` with its options checked (``reward.KEY`` errors)."""
+    declared = read_options("reward", RewardOptions, options, name="objectives")
+    return Reward.from_config(declared.objectives, declared.constraints, declared.penalty)
+
+
+objectives_reward.Options = RewardOptions  # type: ignore[attr-defined]

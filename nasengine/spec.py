@@ -48,6 +48,9 @@ REGISTRIES = {"space": "spaces", "controller": "controllers", "evaluator": "eval
 NAME_KEYS = {"cost": "model"}
 #: Options of the executor section that go to each task, not to the executor.
 TASK_OPTIONS = ("device", "workdirs")
+#: Options every implementation of a role takes as a constructor argument of the role's base class, not as one
+#: of its declared options (``Executor(workers=...)``).
+BASE_OPTIONS = {"executor": ("workers",)}
 
 
 def _frozen(options: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -152,4 +155,6 @@ class RunSpec:
         from nasengine.options import construct
 
         spec = self.role(role)
-        return construct(role, spec.name, self.factory(role, plugins), spec.kwargs(), *args, **fixed)
+        options = spec.kwargs()
+        base = {k: options.pop(k) for k in BASE_OPTIONS.get(role, ()) if k in options}
+        return construct(role, spec.name, self.factory(role, plugins), options, *args, **base, **fixed)

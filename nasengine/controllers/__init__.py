@@ -16,13 +16,12 @@ genomes (one generation); an unknown or bad option raises :class:`~nasengine.err
 Every controller's whole state (population with objectives, ages, pending genomes, rng) is plain data in
 ``state_dict()``, genomes stored as the space's JSON; a controller restored with ``load_state_dict`` asks
 exactly what the original would have. :mod:`nasengine.controllers.pareto` has the Pareto-front and
-hypervolume helpers; ``fitness_of`` is the scalar reward of a told result (larger is better). ``int_option``,
-``prob_option`` and ``reject_unknown`` check a controller's options (a :class:`~nasengine.errors.ConfigError`
-naming ``controller.<option>``) for plugin controllers too.
+hypervolume helpers. Each controller declares its options as an attrs ``Options`` class (the checks of
+:mod:`nasengine.options`); a plugin controller extends ``Parent.Options`` the same way.
 """
 from __future__ import annotations
 
-from nasengine.controllers._common import fitness_of, int_option, prob_option, reject_unknown
+from nasengine.controllers._common import fitness_of
 from nasengine.controllers.evolution import RegularizedEvolution
 from nasengine.controllers.nsga2 import NSGA2
 from nasengine.controllers.pareto import hypervolume, non_dominated, pareto_front
@@ -39,9 +38,6 @@ __all__ = [
     "non_dominated",
     "hypervolume",
     "fitness_of",
-    "int_option",
-    "prob_option",
-    "reject_unknown",
 ]
 
 #: name -> class, registered by the built-in plugin (:mod:`nasengine.builtin`).

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import attrs
 import numpy as np
 
 from nasengine.controller import Controller, Result
 from nasengine.errors import ConfigError
+from nasengine.options import OptionError, option, read_options, whole
 from nasengine.reward import Reward
 from nasengine.space import Genome, SearchSpace
 
@@ -23,50 +24,10 @@ DEFAULT_MAX_TRIES = 50
 FEASIBLE, INFEASIBLE, FAILED = 0, 1, 2
 
 
-def int_option(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
-    """``value`` as an int in ``[minimum, maximum]`` or :class:`ConfigError` naming ``controller.<name>``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise ConfigError(f"controller.{name} must be a whole number, got {value!r}")
-    value = int(value)
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ConfigError(f"controller.{name} must be {bound}, got {value}")
-    return value
-
-
-def prob_option(name: str, value: Any) -> float:
-    """``value`` as a probability in [0, 1] or :class:`ConfigError` naming ``controller.<name>``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"controller.{name} must be a probability in [0, 1], got {value!r}")
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"controller.{name} must be a probability in [0, 1], got {value!r}")
-    return value
-
-
-def reject_unknown(cls: type, unknown: dict, known: Iterable[str]) -> None:
-    if unknown:
-        names = ", ".join(sorted(unknown))
-        raise ConfigError(
-            f"controller {getattr(cls, 'registry_name', cls.__name__)!r}: unknown option(s) {names}; "
-            f"known: {', '.join(sorted(known))}"
-        )
-
-
-def in_flight_option(value: Any) -> int | None:
-    """``controller.in_flight``: ``None`` (generational) or a whole number >= 1 (steady-state)."""
-    if value is None:
-        return None
-    return int_option("in_flight", value, minimum=1)
-
-
 def check_n(n: Any, default: int) -> int:
     if n is None:
         return default
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:  # an argument, not an option
         raise ConfigError(f"ask(n): n must be a whole number >= 0 or None, got {n!r}")
     return int(n)
 
@@ -201,17 +162,32 @@ def member_from_result(space: SearchSpace, reward: Reward, result: Result, birth
 
 class GenomeController(Controller):
     """Base of the generic controllers: remembers every proposed genome key (to avoid repeats) and the
-    genomes asked but not yet told (``pending``); serialises genomes with the space's JSON."""
+    genomes asked but not yet told (``pending``); serialises genomes with the space's JSON.
+
+    Options are declared by ``Options`` (a subclass extends ``Parent.Options``); each becomes an attribute."""
 
     #: the name the controller is registered under (used in messages)
     registry_name: str = ""
 
-    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 8,
-                 max_tries: int = DEFAULT_MAX_TRIES):
-        population_size = int_option("population_size", population_size, minimum=1)
-        self.max_tries = int_option("max_tries", max_tries, minimum=1)
-        seed = int_option("seed", seed, minimum=0)
-        super().__init__(space, reward, seed=seed, population_size=population_size)
+    @attrs.frozen(kw_only=True)
+    class Options:
+        """The options of every generic controller; a subclass extends them (``class Options(Parent.Options)``)
+        and every declared option becomes an attribute of the controller."""
+
+        population_size: int = option(8, whole(1), help="genomes of one generation (what ask() without n asks)")
+        max_tries: int = option(DEFAULT_MAX_TRIES, whole(1),
+                                help="draws spent per genome looking for one not proposed before in this run")
+
+    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, **options: Any):
+        try:
+            seed = whole(0).value("seed", seed)
+        except OptionError as exc:
+            raise exc.under("controller") from None
+        declared = read_options("controller", type(self).Options, options,
+                                name=self.registry_name or type(self).__name__)
+        super().__init__(space, reward, seed=seed, population_size=declared.population_size)
+        for field in attrs.fields(type(declared)):
+            setattr(self, field.name, getattr(declared, field.name))
         self.seen: set[str] = set()
         self.pending: list[Genome] = []
         self._pending_keys: list[str] = []

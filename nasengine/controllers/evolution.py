@@ -9,18 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import attrs
+
 from nasengine.controller import Result
-from nasengine.controllers._common import (
-    DEFAULT_MAX_TRIES,
-    FAILED,
-    INFEASIBLE,
-    GenomeController,
-    Member,
-    check_n,
-    in_flight_option,
-    int_option,
-    reject_unknown,
-)
+from nasengine.controllers._common import FAILED, INFEASIBLE, GenomeController, Member, check_n
+from nasengine.controllers.random_search import IN_FLIGHT_HELP
+from nasengine.options import OptionError, option, optional, whole
 from nasengine.reward import Reward
 from nasengine.space import Genome, SearchSpace
 
@@ -49,17 +43,22 @@ class RegularizedEvolution(GenomeController):
 
     registry_name = "evolution"
 
-    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 16,
-                 tournament_size: int | None = None, max_tries: int = DEFAULT_MAX_TRIES,
-                 in_flight: int | None = None, **unknown: Any):
-        reject_unknown(type(self), unknown, ("seed", "population_size", "tournament_size", "max_tries",
-                                             "in_flight"))
-        super().__init__(space, reward, seed=seed, population_size=population_size, max_tries=max_tries)
-        self.in_flight = in_flight_option(in_flight)
-        if tournament_size is None:
-            tournament_size = min(4, self.population_size)
-        self.tournament_size = int_option("tournament_size", tournament_size, minimum=1,
-                                          maximum=self.population_size)
+    @attrs.frozen(kw_only=True)
+    class Options(GenomeController.Options):
+        population_size: int = option(16, whole(1), help="P, the population (and the batch of ask() without n)")
+        tournament_size: int | None = option(None, optional(whole(1)),
+                                             help="S <= P, members drawn per tournament (none: min(4, P))")
+        in_flight: int | None = option(None, optional(whole(1)), help=IN_FLIGHT_HELP)
+
+        def __attrs_post_init__(self):
+            if self.tournament_size is not None and self.tournament_size > self.population_size:
+                raise OptionError("tournament_size", f"must be a whole number between 1 and population_size "
+                                  f"({self.population_size}), got {self.tournament_size}")
+
+    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, **options: Any):
+        super().__init__(space, reward, seed=seed, **options)
+        if self.tournament_size is None:
+            self.tournament_size = min(4, self.population_size)
         self.population: list[Member] = []  # oldest first
         self.n_sampled = 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import attrs
 import numpy as np
 from pymoo.operators.selection.tournament import compare
 from pymoo.operators.survival.rank_and_crowding.metrics import get_crowding_function
@@ -17,16 +18,8 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from pymoo.util.randomized_argsort import randomized_argsort
 
 from nasengine.controller import Result
-from nasengine.controllers._common import (
-    DEFAULT_MAX_TRIES,
-    FAILED,
-    FEASIBLE,
-    GenomeController,
-    Member,
-    check_n,
-    prob_option,
-    reject_unknown,
-)
+from nasengine.controllers._common import FAILED, FEASIBLE, GenomeController, Member, check_n
+from nasengine.options import option, probability, whole
 from nasengine.reward import Reward
 from nasengine.space import Genome, SearchSpace
 
@@ -63,14 +56,14 @@ class NSGA2(GenomeController):
     #: the origin tag of a child varied by the space's own ``mutate``
     mutation_tag = "mutation"
 
-    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 16,
-                 crossover_prob: float = 0.9, mutation_prob: float = 0.5, max_tries: int = DEFAULT_MAX_TRIES,
-                 **unknown: Any):
-        reject_unknown(type(self), unknown,
-                       ("seed", "population_size", "crossover_prob", "mutation_prob", "max_tries"))
-        super().__init__(space, reward, seed=seed, population_size=population_size, max_tries=max_tries)
-        self.crossover_prob = prob_option("crossover_prob", crossover_prob)
-        self.mutation_prob = prob_option("mutation_prob", mutation_prob)
+    @attrs.frozen(kw_only=True)
+    class Options(GenomeController.Options):
+        population_size: int = option(16, whole(1), help="N, the population (and the batch of ask() without n)")
+        crossover_prob: float = option(0.9, probability, help="a mating crosses its two parents (else copies)")
+        mutation_prob: float = option(0.5, probability, help="each child is mutated")
+
+    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, **options: Any):
+        super().__init__(space, reward, seed=seed, **options)
         self.population: list[Member] = []
         self.offspring: list[Member] = []  # told, waiting for the survival of their generation
         self.generation = 0

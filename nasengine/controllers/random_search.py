@@ -3,18 +3,16 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import attrs
+
 from nasengine.controller import Result
-from nasengine.controllers._common import (
-    DEFAULT_MAX_TRIES,
-    GenomeController,
-    check_n,
-    in_flight_option,
-    reject_unknown,
-)
-from nasengine.reward import Reward
-from nasengine.space import Genome, SearchSpace
+from nasengine.controllers._common import GenomeController, check_n
+from nasengine.options import option, optional, whole
+from nasengine.space import Genome
 
 __all__ = ["RandomSearch"]
+
+IN_FLIGHT_HELP = "steady-state search with this many evaluations under way (none: generational)"
 
 
 class RandomSearch(GenomeController):
@@ -28,11 +26,9 @@ class RandomSearch(GenomeController):
 
     registry_name = "random"
 
-    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 8,
-                 max_tries: int = DEFAULT_MAX_TRIES, in_flight: int | None = None, **unknown: Any):
-        reject_unknown(type(self), unknown, ("seed", "population_size", "max_tries", "in_flight"))
-        super().__init__(space, reward, seed=seed, population_size=population_size, max_tries=max_tries)
-        self.in_flight = in_flight_option(in_flight)
+    @attrs.frozen(kw_only=True)
+    class Options(GenomeController.Options):
+        in_flight: int | None = option(None, optional(whole(1)), help=IN_FLIGHT_HELP)
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "in_flight": self.in_flight}

@@ -3,42 +3,21 @@ controller of ENAS-style searches, here in ask/tell form for the generational an
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Sequence
 
+import attrs
 import torch
 
 from nasengine.controller import Result
-from nasengine.controllers._common import (
-    GenomeController,
-    check_n,
-    fitness_of,
-    in_flight_option,
-    int_option,
-    prob_option,
-    reject_unknown,
-)
+from nasengine.controllers._common import GenomeController, check_n, fitness_of
 from nasengine.controllers.policy import LSTMPolicy, PolicyGradient, seeded_generator
+from nasengine.controllers.random_search import IN_FLIGHT_HELP
 from nasengine.errors import ConfigError
+from nasengine.options import flag, option, optional, positive, real, whole
 from nasengine.reward import Reward
 from nasengine.space import Genome, SearchSpace
 
 __all__ = ["Reinforce"]
-
-_OPTIONS = ("seed", "population_size", "in_flight", "hidden_size", "num_layers", "embedding_dim", "init_range",
-            "tanh_constant", "temperature", "lr", "baseline", "baseline_decay", "entropy_weight", "failure_reward")
-
-
-def _real(name: str, value: Any, *, positive: bool = False, minimum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ConfigError(f"controller.{name} must be a finite number, got {value!r}")
-    value = float(value)
-    if positive and not value > 0:
-        raise ConfigError(f"controller.{name} must be > 0, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"controller.{name} must be >= {minimum:g}, got {value!r}")
-    return value
-
 
 class Reinforce(GenomeController):
     """A policy-gradient controller on any space with ``vector_bounds``: an :class:`LSTMPolicy` samples the
@@ -68,29 +47,25 @@ class Reinforce(GenomeController):
 
     registry_name = "reinforce"
 
-    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 8,
-                 in_flight: int | None = None, hidden_size: int = 64, num_layers: int = 1,
-                 embedding_dim: int = 64, init_range: float = 0.1, tanh_constant: float | None = None,
-                 temperature: float = 1.0, lr: float = 1e-3, baseline: bool = True, baseline_decay: float = 0.9,
-                 entropy_weight: float = 0.0, failure_reward: float | None = None, **unknown: Any):
-        reject_unknown(type(self), unknown, _OPTIONS)
-        super().__init__(space, reward, seed=seed, population_size=population_size)
-        self.in_flight = in_flight_option(in_flight)
-        self.hidden_size = int_option("hidden_size", hidden_size, minimum=1)
-        self.num_layers = int_option("num_layers", num_layers, minimum=1)
-        self.embedding_dim = int_option("embedding_dim", embedding_dim, minimum=1)
-        self.init_range = _real("init_range", init_range, minimum=0.0)
-        self.tanh_constant = None if tanh_constant is None else _real("tanh_constant", tanh_constant, positive=True)
-        self.temperature = _real("temperature", temperature, positive=True)
-        self.lr = _real("lr", lr, positive=True)
-        if not isinstance(baseline, bool):
-            raise ConfigError(f"controller.baseline must be true or false, got {baseline!r}")
-        self.baseline = baseline
-        self.baseline_decay = prob_option("baseline_decay", baseline_decay)
-        if self.baseline_decay == 1.0:
-            raise ConfigError("controller.baseline_decay must be < 1 (1 would never move the baseline)")
-        self.entropy_weight = _real("entropy_weight", entropy_weight, minimum=0.0)
-        self.failure_reward = None if failure_reward is None else _real("failure_reward", failure_reward)
+    @attrs.frozen(kw_only=True)
+    class Options(GenomeController.Options):
+        in_flight: int | None = option(None, optional(whole(1)), help=IN_FLIGHT_HELP)
+        hidden_size: int = option(64, whole(1), help="LSTM hidden width")
+        num_layers: int = option(1, whole(1), help="stacked LSTM layers")
+        embedding_dim: int = option(64, whole(1), help="width of the choice embeddings fed back to the LSTM")
+        init_range: float = option(0.1, real(0.0), help="weights start uniform in [-init_range, init_range]")
+        tanh_constant: float | None = option(None, optional(positive),
+                                             help="logits squashed to c*tanh(logits / temperature) (none: raw)")
+        temperature: float = option(1.0, positive, help="logits divided by it")
+        lr: float = option(1e-3, positive, help="Adam learning rate of the policy")
+        baseline: bool = option(True, flag, help="subtract an EMA baseline from the reward")
+        baseline_decay: float = option(0.9, real(0.0, 1.0, hi_open=True), help="EMA decay of the baseline")
+        entropy_weight: float = option(0.0, real(0.0), help="weight of the summed decision entropy in the loss")
+        failure_reward: float | None = option(None, optional(real()),
+                                              help="reward of failed/infeasible results (none: lowest told)")
+
+    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, **options: Any):
+        super().__init__(space, reward, seed=seed, **options)
         try:
             space.vector_bounds()
         except Exception as exc:  # noqa: BLE001 - a space without a usable vector encoding

@@ -6,21 +6,12 @@ from typing import Any, Mapping
 import attrs
 
 from nasengine.errors import ConfigError
+from nasengine.options import option, optional, positive, read_options, whole
 
 __all__ = ["Budget"]
 
 
-def _positive(name: str, value: Any, kind=int) -> Any:
-    if value is None:
-        return None
-    ok_types = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok_types) or value <= 0:
-        what = "a whole number" if kind is int else "a number"
-        raise ConfigError(f"budget.{name} must be {what} > 0, got {value!r}")
-    return kind(value)
-
-
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class Budget:
     """When a search stops: after ``candidates`` new architectures (ok + failed + infeasible; duplicates are
     free), after ``generations`` generations, or after ``seconds`` of search time (summed over resumed
@@ -35,26 +26,16 @@ class Budget:
     for every candidate, which more candidates would only repeat).
     """
 
-    candidates: int | None = None
-    generations: int | None = None
-    seconds: float | None = None
-    stall_generations: int = 10
-    failed_generations: int = 3
+    candidates: int | None = option(None, optional(whole(1)), help="stop after this many new architectures")
+    generations: int | None = option(None, optional(whole(1)), help="stop after this many generations")
+    seconds: float | None = option(None, optional(positive), help="stop after this much search time (s)")
+    stall_generations: int = option(10, whole(1), help="stop after this many generations without a new architecture")
+    failed_generations: int = option(3, whole(1),
+                                     help="stop after this many generations in which every evaluation failed")
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> "Budget":
-        section = dict(section or {})
-        known = {"candidates", "generations", "seconds", "stall_generations", "failed_generations"}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"budget: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        budget = cls(
-            candidates=_positive("candidates", section.get("candidates")),
-            generations=_positive("generations", section.get("generations")),
-            seconds=_positive("seconds", section.get("seconds"), float),
-            stall_generations=_positive("stall_generations", section.get("stall_generations", 10)),
-            failed_generations=_positive("failed_generations", section.get("failed_generations", 3)),
-        )
+        budget = read_options("budget", cls, dict(section or {}), name="budget")
         if budget.candidates is None and budget.generations is None and budget.seconds is None:
             raise ConfigError("budget: set at least one of budget.candidates, budget.generations, budget.seconds")
         return budget

@@ -25,13 +25,13 @@ output is at HR, and it is counted there).
 """
 from __future__ import annotations
 
-import numbers
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple
 
 import attrs
 import numpy as np
 
-from nasengine.errors import ConfigError, ValidationError
+from nasengine.errors import ValidationError
+from nasengine.options import OptionError, choice, option, read_options, sequence, whole
 from nasengine.space import SearchSpace, check_fields
 
 __all__ = ["SimpleSpace", "SimpleGenome", "Layer", "ACTIVATIONS", "UPSAMPLERS", "KERNELS", "WIDTHS", "SCALES"]
@@ -83,78 +83,48 @@ class SimpleGenome:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# option checks
-# ---------------------------------------------------------------------------------------------------------
-def _int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"space.{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _choices(name: str, value: Any, allowed: Iterable | None = None, *, kind=None, check=None) -> tuple:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ConfigError(f"space.{name} must be a list, got {value!r}")
-    items = tuple(value)
-    if not items:
-        raise ConfigError(f"space.{name} must not be empty")
-    allowed = tuple(allowed) if allowed is not None else None
-    for item in items:
-        if kind is int and (isinstance(item, bool) or not isinstance(item, numbers.Integral)):
-            raise ConfigError(f"space.{name} must hold whole numbers, got {item!r}")
-        if allowed is not None and item not in allowed:
-            raise ConfigError(f"space.{name}: {item!r} is not one of {', '.join(map(repr, allowed))}")
-        if check is not None:
-            problem = check(item)
-            if problem:
-                raise ConfigError(f"space.{name}: {item!r} {problem}")
-    if len(set(items)) != len(items):
-        raise ConfigError(f"space.{name} has repeated entries: {list(items)!r}")
-    return tuple(int(i) for i in items) if kind is int else items
-
-
-def _positive(v) -> str | None:
-    return None if v >= 1 else "must be >= 1"
-
-
-def _odd(v) -> str | None:
-    return None if v >= 1 and v % 2 == 1 else "must be a positive odd number"
-
-
-# ---------------------------------------------------------------------------------------------------------
 # the space
 # ---------------------------------------------------------------------------------------------------------
+_ODD = whole(1).where(lambda v: v % 2 == 1, "a positive odd whole number")
+
+
 class SimpleSpace(SearchSpace):
     """A small plain SR space: depth, per-layer width/kernel/activation, global residual, upsampler.
 
     Options (a preset's ``space`` section): ``scale`` (2, 3 or 4), ``channels`` (``"y"`` or ``"rgb"``),
     ``head_width`` (16), ``min_depth`` (2), ``max_depth`` (8), ``widths`` (8, 16, 24, 32), ``kernels``
     (1, 3, 5), ``activations`` (relu, prelu, tanh), ``upsamplers`` (pixel_shuffle, deconv,
-    bicubic_residual), ``deconv_kernel`` (9, FSRCNN's). Bad options raise :class:`ConfigError` naming them.
+    bicubic_residual), ``deconv_kernel`` (9, FSRCNN's). Bad options raise :class:`~nasengine.options.OptionError` naming them.
     """
 
     genome_schema = "1"
 
-    def __init__(self, *, scale: int = 2, channels: str = "y", head_width: int = 16, min_depth: int = 2,
-                 max_depth: int = 8, widths: Sequence[int] = WIDTHS, kernels: Sequence[int] = KERNELS,
-                 activations: Sequence[str] = ACTIVATIONS, upsamplers: Sequence[str] = UPSAMPLERS,
-                 deconv_kernel: int = 9):
-        if isinstance(scale, bool) or scale not in SCALES:
-            raise ConfigError(f"space.scale must be one of {', '.join(map(str, SCALES))}, got {scale!r}")
-        if channels not in CHANNELS:
-            raise ConfigError(f"space.channels must be 'y' or 'rgb', got {channels!r}")
-        self.scale = int(scale)
-        self.channels = channels
-        self.image_channels = CHANNELS[channels]
-        self.head_width = _int("head_width", head_width, 1)
-        self.min_depth = _int("min_depth", min_depth, 1)
-        self.max_depth = _int("max_depth", max_depth, 1)
-        if self.max_depth < self.min_depth:
-            raise ConfigError(f"space.max_depth ({self.max_depth}) must be >= space.min_depth ({self.min_depth})")
-        self.widths = _choices("widths", widths, kind=int, check=_positive)
-        self.kernels = _choices("kernels", kernels, kind=int, check=_odd)
-        self.activations = _choices("activations", activations, ACTIVATIONS)
-        self.upsamplers = _choices("upsamplers", upsamplers, UPSAMPLERS)
-        self.deconv_kernel = _int("deconv_kernel", deconv_kernel, 1)
+    @attrs.frozen(kw_only=True)
+    class Options:
+        scale: int = option(2, choice(*SCALES), help="upscaling factor")
+        channels: str = option("y", choice(*CHANNELS), help="image channels the network sees: y (luma) or rgb")
+        head_width: int = option(16, whole(1), help="channels of the head conv (and of a residual's add)")
+        min_depth: int = option(2, whole(1), help="fewest body layers")
+        max_depth: int = option(8, whole(1), help="most body layers (>= min_depth)")
+        widths: tuple = option(WIDTHS, sequence(whole(1), min_length=1, distinct=True),
+                               help="channel widths a body layer may have")
+        kernels: tuple = option(KERNELS, sequence(_ODD, min_length=1, distinct=True),
+                                help="kernel sizes a body layer may have")
+        activations: tuple = option(ACTIVATIONS, sequence(choice(*ACTIVATIONS), min_length=1, distinct=True),
+                                    help="activations a body layer may have")
+        upsamplers: tuple = option(UPSAMPLERS, sequence(choice(*UPSAMPLERS), min_length=1, distinct=True),
+                                   help="upsamplers the network may end with")
+        deconv_kernel: int = option(9, whole(1), help="kernel of the deconv upsampler (FSRCNN's 9)")
+
+        def __attrs_post_init__(self):
+            if self.max_depth < self.min_depth:
+                raise OptionError("max_depth", f"must be >= space.min_depth ({self.min_depth}), got {self.max_depth}")
+
+    def __init__(self, **options: Any):
+        declared = read_options("space", type(self).Options, options, name="simple")
+        for field in attrs.fields(type(declared)):
+            setattr(self, field.name, getattr(declared, field.name))
+        self.image_channels = CHANNELS[self.channels]
 
     def options(self) -> dict[str, Any]:
         """The options this space was made with (plain data)."""

@@ -95,9 +95,9 @@ def test_tasks_and_outcomes_pickle():
 
 def test_executor_options_are_checked():
     assert BUILTIN_EXECUTORS == {"inline": InlineExecutor, "process": ProcessExecutor}
-    with pytest.raises(ConfigError, match="workers must be a whole number"):
+    with pytest.raises(ConfigError, match=r"^executor\.workers: must be none or a whole number >= 1, got 0$"):
         ProcessExecutor(workers=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match=r"^executor\.bogus: unknown option of executor 'inline'; known: threads$"):
         InlineExecutor(bogus=1)
     with ProcessExecutor(workers=3, devices=["cpu"], threads=2) as ex:
         assert ex.parallelism == 3 and "3 worker(s)" in ex.describe() and "2 torch thread" in ex.describe()
@@ -243,5 +243,5 @@ def test_forked_and_spawned_workers_give_the_same_outcomes():
     assert {o.metrics["torch_threads"] for o in forked if o.ok} == {1}
     with ProcessExecutor(workers=1, threads=2) as ex:  # several torch threads each, torch loaded: spawned
         assert next(ex.imap([task(0)])).ok and ex.describe().endswith(", spawned")
-    with pytest.raises(ConfigError, match="start_method must be one of auto, fork, spawn, forkserver, got 'vfork'"):
+    with pytest.raises(ConfigError, match="start_method: must be one of 'auto', 'fork', 'spawn', 'forkserver', got 'vfork'"):
         ProcessExecutor(start_method="vfork")

@@ -68,7 +68,7 @@ def test_the_builtin_task_timeout_reaches_the_executor(capsys, tmp_path):
     # the inline executor has no timeout: its refusal proves the value got into the executor's options
     assert main(["search", "simple", "--task-timeout", "5", "--executor", "inline", "--out", str(tmp_path / "r")]) \
         == EXIT_USAGE
-    assert re.search(r"executor\.task_timeout: unknown option of .*'inline'", capsys.readouterr().err)
+    assert "executor.task_timeout: unknown option of executor 'inline'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     with pytest.raises(SystemExit) as exc:
         main(["search", "simple", "--task-timeout", "0"])

@@ -119,9 +119,9 @@ def test_config_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(ProcessExecutor, "can_wait", False)  # as a third-party executor that never heard of it
     with pytest.raises(ConfigError, match="needs an executor that can wait for tasks; executor 'process' cannot"):
         search(tmp_path / "c", STEADY, executor="process")
-    with pytest.raises(ConfigError, match="in_flight must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"^controller\.in_flight: must be none or a whole number >= 1, got 0$"):
         search(tmp_path / "a", deep_merge(STEADY, {"controller": {"in_flight": 0}}))
-    with pytest.raises(ConfigError, match=r"controller 'nsga2': unknown option\(s\) in_flight"):
+    with pytest.raises(ConfigError, match=r"^controller\.in_flight: unknown option of controller 'nsga2'"):
         search(tmp_path / "b", deep_merge(STEADY, {"controller": {"name": "nsga2"}}))
     assert not any((tmp_path / name).exists() for name in "abc")
 

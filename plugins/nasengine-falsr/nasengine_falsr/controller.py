@@ -58,17 +58,19 @@ import math
 import numbers
 from typing import Any, Sequence
 
+import attrs
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from nasengine.controller import Result
-from nasengine.controllers import fitness_of, int_option, prob_option, reject_unknown
+from nasengine.controllers import fitness_of
 from nasengine.controllers.nsga2 import NSGA2
 from nasengine.controllers.policy import PolicyGradient, seeded_generator
 from nasengine.cost import DEFAULT_LR_SIZE, cost_breakdown
 from nasengine.errors import ConfigError, ValidationError
+from nasengine.options import OptionError, choice, flag, option, positive, probability, real, sequence, whole
 from nasengine.reward import Reward
 from nasengine.space import Genome, SearchSpace
 from nasengine_falsr.genome import FalsrGenome, macro_length
@@ -84,38 +86,6 @@ MUTATION_KINDS = ("random", "rws_flops", "rws_params", "rl")
 ORIGINS = ("init", "copy", "crossover") + MUTATION_KINDS
 
 _TRAIN_ON = ("all", "rl")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# option checks (ConfigError naming controller.<option>)
-# ---------------------------------------------------------------------------------------------------------
-def _real(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ConfigError(f"controller.{name} must be a number, got {value!r}")
-    value = float(value)
-    if value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
-        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
-        raise ConfigError(f"controller.{name} must be in {lb}{lo:g}, {hi:g}{rb}, got {value!r}")
-    return value
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"controller.{name} must be true or false, got {value!r}")
-    return value
-
-
-def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ConfigError(f"controller.{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return value
-
-
-def _hidden(value: Any) -> list[int]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ConfigError("controller.rl_hidden must be two layer widths [h1, h2] (the policy's 3 fully "
-                          f"connected layers are n*embedding_dim -> h1 -> h2 -> n(n+1)/2), got {value!r}")
-    return [int_option("rl_hidden", v, minimum=1) for v in value]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -257,40 +227,40 @@ class FalsrHybridController(NSGA2):
     registry_name = "falsr-hybrid"
     mutation_tag = "random"  # the space's own mutate is §4.5's random mutation
 
-    _OPTIONS = ("seed", "population_size", "crossover_prob", "mutation_prob", "max_tries", "p_r", "p_den",
-                "p_rl", "p_mr", "p_mf", "rws_floor", "rl_embedding_dim", "rl_hidden", "rl_lr", "rl_baseline",
-                "rl_baseline_decay", "rl_gene_prob", "rl_train_on", "generic_fallback")
+    @attrs.frozen(kw_only=True)
+    class Options(NSGA2.Options):
+        population_size: int = option(64, whole(1), help="N (§6.1: 'the population for each iteration is 64')")
+        p_r: float = option(1 / 3, probability, help="Eq. (3): random initial connections (paper silent)")
+        p_den: float = option(1 / 3, probability,
+                              help="Eq. (3): dense initial connections; the rest none (paper silent)")
+        p_rl: float = option(0.5, probability, help="a mutation is the RL one (paper silent: 'balance')")
+        p_mr: float = option(1 / 3, probability, help="Eq. (5): random mutation (paper silent)")
+        p_mf: float = option(1 / 3, probability,
+                             help="Eq. (5): RWS on FLOPs; the rest RWS on params (paper silent)")
+        rws_floor: float = option(0.1, real(0.0), help="RWS weight floor, in units of the log-cost range")
+        rl_embedding_dim: int = option(16, whole(1), help="cell embedding width (paper silent)")
+        rl_hidden: tuple = option((64, 64), sequence(whole(1), length=2),
+                                  help="widths [h1, h2] of fc1, fc2; fc3 has n(n+1)/2 outputs (Fig. 2)")
+        rl_lr: float = option(0.05, positive, help="Adam learning rate of the policy (paper silent)")
+        rl_baseline: bool = option(True, flag,
+                                   help="subtract an EMA baseline from R (false: Eq. 6 as printed)")
+        rl_baseline_decay: float = option(0.9, real(0.0, 1.0, hi_open=True), help="EMA decay of the baseline")
+        rl_gene_prob: float = option(1.0, probability, help="per-gene resampling probability of the RL mutation")
+        rl_train_on: str = option("all", choice(*_TRAIN_ON),
+                                  help="learn from every told model (all) or only RL-mutated ones (rl)")
+        generic_fallback: bool = option(True, flag,
+                                        help="on a non-FALSR space run as plain NSGA-II (true) or refuse (false)")
 
-    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, population_size: int = 64,
-                 crossover_prob: float = 0.9, mutation_prob: float = 0.5, max_tries: int = 50,
-                 p_r: float = 1 / 3, p_den: float = 1 / 3, p_rl: float = 0.5, p_mr: float = 1 / 3,
-                 p_mf: float = 1 / 3, rws_floor: float = 0.1, rl_embedding_dim: int = 16,
-                 rl_hidden: Sequence[int] = (64, 64), rl_lr: float = 0.05, rl_baseline: bool = True,
-                 rl_baseline_decay: float = 0.9, rl_gene_prob: float = 1.0, rl_train_on: str = "all",
-                 generic_fallback: bool = True, **unknown: Any):
-        reject_unknown(type(self), unknown, self._OPTIONS)
-        self.p_r = prob_option("p_r", p_r)
-        self.p_den = prob_option("p_den", p_den)
-        if self.p_r + self.p_den > 1.0 + 1e-12:
-            raise ConfigError(f"controller.p_r + controller.p_den must be <= 1 (Eq. 3: the rest is 'no "
-                              f"connections'), got {self.p_r:g} + {self.p_den:g}")
-        self.p_rl = prob_option("p_rl", p_rl)
-        self.p_mr = prob_option("p_mr", p_mr)
-        self.p_mf = prob_option("p_mf", p_mf)
-        if self.p_mr + self.p_mf > 1.0 + 1e-12:
-            raise ConfigError(f"controller.p_mr + controller.p_mf must be <= 1 (Eq. 5: the rest is RWS on "
-                              f"params), got {self.p_mr:g} + {self.p_mf:g}")
-        self.rws_floor = _real("rws_floor", rws_floor, 0.0, math.inf, hi_open=True)
-        self.rl_embedding_dim = int_option("rl_embedding_dim", rl_embedding_dim, minimum=1)
-        self.rl_hidden = _hidden(rl_hidden)
-        self.rl_lr = _real("rl_lr", rl_lr, 0.0, math.inf, lo_open=True, hi_open=True)
-        self.rl_baseline = _flag("rl_baseline", rl_baseline)
-        self.rl_baseline_decay = _real("rl_baseline_decay", rl_baseline_decay, 0.0, 1.0, hi_open=True)
-        self.rl_gene_prob = prob_option("rl_gene_prob", rl_gene_prob)
-        self.rl_train_on = _choice("rl_train_on", rl_train_on, _TRAIN_ON)
-        self.generic_fallback = _flag("generic_fallback", generic_fallback)
-        super().__init__(space, reward, seed=seed, population_size=population_size,
-                         crossover_prob=crossover_prob, mutation_prob=mutation_prob, max_tries=max_tries)
+        def __attrs_post_init__(self):
+            if self.p_r + self.p_den > 1.0 + 1e-12:
+                raise OptionError("p_den", f"p_r + p_den must be <= 1 (Eq. 3: the rest is 'no connections'), "
+                                  f"got {self.p_r:g} + {self.p_den:g}")
+            if self.p_mr + self.p_mf > 1.0 + 1e-12:
+                raise OptionError("p_mf", f"p_mr + p_mf must be <= 1 (Eq. 5: the rest is RWS on params), "
+                                  f"got {self.p_mr:g} + {self.p_mf:g}")
+
+    def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, **options: Any):
+        super().__init__(space, reward, seed=seed, **options)
 
         problem = falsr_interface_problem(space)
         self.falsr = problem is None
@@ -369,7 +339,7 @@ class FalsrHybridController(NSGA2):
         """``size`` (default N) initial models by §4.2: distinct repeated cells while they last, then
         arbitrary cells; connections by Eq. (3)."""
         self._require_falsr("the paper's initialisation")
-        size = self.population_size if size is None else int_option("size", size, minimum=0)
+        size = self.population_size if size is None else whole(0).value("initial_population(size)", size)
         order = self.rng.permutation(self.n_choices)
         out = []
         for k in range(size):
@@ -414,7 +384,7 @@ class FalsrHybridController(NSGA2):
     def mutate(self, genome: Genome, kind: str | None = None) -> tuple[Genome, str]:
         """``(child, kind)``: ``genome`` mutated by ``kind`` (one of :data:`MUTATION_KINDS`, drawn by
         :meth:`mutation_kind` when ``None``)."""
-        kind = self.mutation_kind() if kind is None else _choice("mutation kind", kind, MUTATION_KINDS)
+        kind = self.mutation_kind() if kind is None else choice(*MUTATION_KINDS).value("mutate(kind)", kind)
         if kind == "random":
             return self.space.mutate(genome, self.rng), kind
         if kind == "rl":

@@ -28,9 +28,11 @@ from __future__ import annotations
 import numbers
 from typing import Any, Sequence
 
+import attrs
 import numpy as np
 
-from nasengine.errors import ConfigError, ValidationError
+from nasengine.errors import ValidationError
+from nasengine.options import choice, option, read_options, sequence, whole
 from nasengine.space import SearchSpace
 from nasengine_falsr import genome as G
 from nasengine_falsr.genome import Cell, FalsrGenome
@@ -49,19 +51,17 @@ class FalsrSpace(SearchSpace):
 
     genome_schema = "1"
 
-    def __init__(self, *, n_cells: int = 7, scale: int = 2, channels: Sequence[int] = G.CHANNELS):
-        if isinstance(n_cells, bool) or not isinstance(n_cells, numbers.Integral) or n_cells < 1:
-            raise ConfigError(f"space.n_cells must be a whole number >= 1, got {n_cells!r}")
-        if isinstance(scale, bool) or scale != 2:
-            raise ConfigError(f"space.scale must be 2 (FALSR's tail is a x2 pixel shuffle of 32 channels), "
-                              f"got {scale!r}")
-        if isinstance(channels, (str, bytes)) or not hasattr(channels, "__iter__"):
-            raise ConfigError(f"space.channels must be a list, got {channels!r}")
-        chosen = tuple(channels)
-        bad = [c for c in chosen if isinstance(c, bool) or c not in G.CHANNELS]
-        if not chosen or bad or len(set(chosen)) != len(chosen):
-            raise ConfigError(f"space.channels must be distinct values of the paper's set {list(G.CHANNELS)} "
-                              f"(multiples of 16, so that grouped convs always divide), got {list(chosen)!r}")
+    @attrs.frozen(kw_only=True)
+    class Options:
+        n_cells: int = option(7, whole(1), help="cell blocks (7 in the released models)")
+        scale: int = option(2, choice(2), help="FALSR is defined for x2 only (a x2 pixel shuffle of 32 channels)")
+        channels: tuple = option(G.CHANNELS, sequence(choice(*G.CHANNELS), min_length=1, distinct=True),
+                                 help="cell channel counts allowed, a subset of the paper's 16, 32, 48, 64 "
+                                      "(multiples of 16, so that grouped convs always divide)")
+
+    def __init__(self, **options: Any):
+        declared = read_options("space", type(self).Options, options, name="falsr")
+        n_cells, chosen = declared.n_cells, declared.channels
         self.n_cells = int(n_cells)
         self.scale = 2
         self.channels = tuple(c for c in G.CHANNELS if c in chosen)

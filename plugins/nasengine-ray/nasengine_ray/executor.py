@@ -45,8 +45,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import attrs
 
-from nasengine.errors import ConfigError
 from nasengine.executors import EvalOutcome, EvalTask, Executor, ExecutorError, TaskSource, run_task, usable_cpus
+from nasengine.options import Check, anything, flag, mapping, option, optional, positive, real, string, whole
 
 __all__ = ["RayExecutor", "FORWARDED_ENV_PREFIXES", "forwarded_env"]
 
@@ -90,22 +90,14 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _number(name: str, value: Any, *, minimum: float, strict: bool, allow_none: bool = False) -> Any:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (value <= minimum if strict else value < minimum):
-        rel = ">" if strict else ">="
-        raise ConfigError(f"executor.{name} must be a number {rel} {minimum:g}, got {value!r}")
-    return value
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(value)
+    return value.strip()
 
 
-def _whole(name: str, value: Any, *, minimum: int, allow_none: bool = True) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"executor.{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
+def _gpus(value: Any) -> Any:
+    return value if value == "auto" else real(0.0).test(value)
 
 
 def _probe_head(address: str, timeout: float) -> None:
@@ -156,48 +148,32 @@ class RayExecutor(Executor):
     # Workers may run elsewhere: data paths are theirs to resolve (the driver only warns when it cannot).
     shares_driver_files = False
 
-    def __init__(
-        self,
-        workers: int | None = None,
-        *,
-        address: str | None = None,
-        num_cpus: float = 1,
-        gpus_per_task: float | str = "auto",
-        threads: int | None = None,
-        max_retries: int = 2,
-        task_timeout: float | None = None,
-        resources: Mapping[str, float] | None = None,
-        env_vars: Mapping[str, str] | None = None,
-        forward_env: bool = True,
-        max_calls: int | None = None,
-        connect_timeout: float = 15.0,
-    ):
-        super().__init__(workers)
-        if address is not None and (not isinstance(address, str) or not address.strip()):
-            raise ConfigError(f"executor.address must be a Ray address such as 'HEAD:6379' or 'auto', got {address!r}")
-        self.address = address.strip() if address else None
-        self.num_cpus = _number("num_cpus", num_cpus, minimum=0, strict=True)
-        if gpus_per_task != "auto":
-            gpus_per_task = _number("gpus_per_task", gpus_per_task, minimum=0, strict=False)
-        self.gpus_per_task = gpus_per_task
-        self.threads = _whole("threads", threads, minimum=1)
-        self.max_retries = _whole("max_retries", max_retries, minimum=0, allow_none=False)
-        self.task_timeout = _number("task_timeout", task_timeout, minimum=0, strict=True, allow_none=True)
-        if resources is not None:
-            if not isinstance(resources, Mapping):
-                raise ConfigError(f"executor.resources must be a mapping of resource name to amount, got {resources!r}")
-            for key, value in resources.items():
-                _number(f"resources.{key}", value, minimum=0, strict=False)
-            resources = dict(resources)
-        self.resources = resources
-        if env_vars is not None and not isinstance(env_vars, Mapping):
-            raise ConfigError(f"executor.env_vars must be a mapping of variable name to value, got {env_vars!r}")
-        self.env_vars = dict(env_vars or {})
-        if not isinstance(forward_env, bool):
-            raise ConfigError(f"executor.forward_env must be true or false, got {forward_env!r}")
-        self.forward_env = forward_env
-        self.max_calls = _whole("max_calls", max_calls, minimum=0)
-        self.connect_timeout = _number("connect_timeout", connect_timeout, minimum=0, strict=True)
+    @attrs.frozen(kw_only=True)
+    class Options(Executor.Options):
+        address: str | None = option(None, optional(Check("a Ray address such as 'HEAD:6379' or 'auto'", _address)),
+                                     help="the Ray cluster (HEAD:6379 or auto; none: $RAY_ADDRESS, else a local "
+                                          "instance)")
+        num_cpus: float = option(1, positive, help="CPUs each evaluation reserves (fractions allowed)")
+        gpus_per_task: Any = option("auto", Check("'auto' or a number >= 0", _gpus),
+                                    help="GPUs each evaluation reserves (auto: 1 when the cluster has GPUs, else 0)")
+        threads: int | None = option(None, optional(whole(1)),
+                                     help="torch CPU threads of an evaluation (none: ceil(num_cpus))")
+        max_retries: int = option(2, whole(0), help="Ray's retries of an evaluation whose worker died")
+        task_timeout: float | None = option(None, optional(positive),
+                                            help="seconds from submission after which an evaluation is failed")
+        resources: dict | None = option(None, optional(mapping(string(), real(0.0))),
+                                        help="custom Ray resources each evaluation reserves, e.g. {a100: 1}")
+        env_vars: dict | None = option(None, optional(mapping(string(), anything)),
+                                       help="more environment variables for the evaluations")
+        forward_env: bool = option(True, flag, help="send the driver's NASENGINE_* variables to the evaluations")
+        max_calls: int | None = option(None, optional(whole(0)),
+                                       help="evaluations a Ray worker runs before it is replaced (none: Ray's)")
+        connect_timeout: float = option(15.0, positive,
+                                        help="seconds to wait for the head at HOST:PORT to answer")
+
+    def __init__(self, workers: int | None = None, **options: Any):
+        super().__init__(workers, **options)
+        self.env_vars = dict(self.env_vars or {})
 
         self._mode: str | None = None  # "local" (ours), "connected" (we connected), "attached" (the caller's)
         self._closed = False

@@ -1,0 +1,88 @@
+"""Every misspelt or ill-typed ``--set ROLE.KEY`` of every registered method and role is one line on stderr,
+exit code 2, and no run folder (issue 10 item 3). The errors happen before any training."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nasengine.cli import EXIT_USAGE, main
+from nasengine.options import method_options
+from nasengine.plugins import get_plugins
+
+PLUGINS = get_plugins()
+METHODS = [name for name in PLUGINS.methods.names() if PLUGINS.methods.get(name).loop == "generational"]
+ROLES = ("space", "controller", "evaluator", "reward", "cost", "executor")
+#: an option each role's base class checks, for implementations that declare none (signature fallback)
+CHECKED_BY_THE_ROLE = {"controller": "population_size", "evaluator": "steps", "executor": "workers"}
+#: options the run reads from the section itself (not the implementation's)
+GENERIC = {"executor": {"device", "workdirs"}}
+
+
+def _run(capsys, argv):
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def _ill_typed_key(method: str, role: str) -> str | None:
+    """A real option of ``role`` in ``method``'s default preset that must refuse a nested list."""
+    entry = next(r for r in method_options(PLUGINS, PLUGINS.methods.get(method)) if r["role"] == role)
+    factory = {"space": PLUGINS.spaces, "controller": PLUGINS.controllers, "evaluator": PLUGINS.evaluators,
+               "reward": PLUGINS.rewards, "cost": PLUGINS.cost_models,
+               "executor": PLUGINS.executors}[role].get(entry["name"])
+    from nasengine.options import options_class
+
+    if options_class(factory) is not None:
+        declared = [o["name"] for o in entry["options"] if o["type"] != "any value"
+                    and o["name"] not in GENERIC.get(role, ()) and o["name"] != "workers"]
+        return declared[0] if declared else None
+    return CHECKED_BY_THE_ROLE.get(role)
+
+
+CASES = [(m, r, "bogus_key", "1") for m in METHODS for r in ROLES]
+CASES += [(m, r, key, "[[[]]]") for m in METHODS for r in ROLES if (key := _ill_typed_key(m, r))]
+
+
+@pytest.mark.parametrize("method, role, key, value", CASES)
+def test_a_bad_option_is_one_line_and_exit_2(capsys, tmp_path, method, role, key, value):
+    out = tmp_path / "run"
+    code, err = _run(capsys, ["search", method, "--preset", "smoke", "--out", str(out), "-q",
+                              "--set", f"{role}.{key}={value}"])
+    assert code == EXIT_USAGE, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert f"{role}.{key}:" in lines[0], err
+    if key == "bogus_key":
+        assert "unknown option" in lines[0] and "known:" in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("space.depthh=3", "space.depthh: unknown option of search space 'simple'"),
+    ("reward.objectivs=[]", "reward.objectivs: unknown option of reward 'objectives'; did you mean 'objectives'?"),
+    ("controller.name=example-hill-climber", None),
+])
+def test_the_issue_cases_from_the_shell(tmp_path, setting, expected):
+    """The command itself (a fresh process): exit code 2 and one line, no traceback."""
+    argv = ["search", "simple", "--out", str(tmp_path / "run"), "-q", "--set", setting]
+    if expected is None:  # a controller with explicit keyword arguments does not take in_flight
+        argv += ["--set", "controller.in_flight=2"]
+        expected = "controller.in_flight: unknown option of controller 'example-hill-climber'; known: population_size"
+    nasengine_bin = Path(sys.executable).with_name("nasengine")
+    proc = subprocess.run([str(nasengine_bin), *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert proc.stderr.count("\n") == 1 and expected in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_ill_typed_budget_count_is_one_line(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, err = _run(capsys, ["search", "simple", "--out", str(out), "-q", "--set", "budget.generations=x"])
+    assert code == EXIT_USAGE and err.strip().splitlines() == [
+        "nasengine search: error: budget.generations: must be none or a whole number >= 1, got 'x'"]
+    assert not out.exists()
