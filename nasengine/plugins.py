@@ -21,14 +21,25 @@ import os
 import sys
 import traceback
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 import pluggy
 
 from nasengine import hookspecs
-from nasengine.registry import Registry
+from nasengine.registry import Accepts, Registry
 from nasengine.options import validate_search_option
+
+if TYPE_CHECKING:
+    from nasengine.controller import Controller
+    from nasengine.cost import CostModel
+    from nasengine.evaluator import Evaluator
+    from nasengine.executors import Executor
+    from nasengine.method import Method
+    from nasengine.ops import OpRegistry
+    from nasengine.options import SearchOption
+    from nasengine.reward import Reward
+    from nasengine.space import SearchSpace
 
 __all__ = ["Plugins", "PluginInfo", "get_plugins", "reset_plugins", "ENTRY_POINT_GROUP", "BUILTIN_PLUGINS"]
 
@@ -51,7 +62,22 @@ ROLES = {
     "nasengine_register_search_options": ("search_options", "search option"),
 }
 
-#: registry attribute -> the check every registered object must pass (``validate(name, obj)``)
+#: registry attribute -> what its role takes (checked when a plugin registers, so a wrong kind fails at load)
+ACCEPTS = {
+    "ops": Accepts.instance("nasengine.ops:OpSpec"),
+    "spaces": Accepts.subclass("nasengine.space:SearchSpace"),
+    "controllers": Accepts.subclass("nasengine.controller:Controller"),
+    "evaluators": Accepts.subclass("nasengine.evaluator:Evaluator"),
+    "cost_models": Accepts.subclass("nasengine.cost:CostModel"),
+    "rewards": Accepts.factory(),
+    "methods": Accepts.instance("nasengine.method:Method"),
+    "executors": Accepts.subclass("nasengine.executors:Executor"),
+    "models": Accepts.factory(),
+    "architectures": Accepts.path(),
+    "search_options": Accepts.instance("nasengine.options:SearchOption"),
+}
+
+#: registry attribute -> a further check every registered object must pass (``validate(name, obj)``)
 _VALIDATORS = {"search_options": validate_search_option}
 
 
@@ -77,17 +103,17 @@ class Plugins:
     """Typed facade over the pluggy manager and the registries it fills."""
 
     # One registry per role (ROLES), made by _new_registries.
-    ops: Any
-    spaces: Registry
-    controllers: Registry
-    evaluators: Registry
-    cost_models: Registry
-    rewards: Registry
-    methods: Registry
-    executors: Registry
-    models: Registry
-    architectures: Registry
-    search_options: Registry
+    ops: OpRegistry
+    spaces: Registry[type[SearchSpace]]
+    controllers: Registry[type[Controller]]
+    evaluators: Registry[type[Evaluator]]
+    cost_models: Registry[type[CostModel]]
+    rewards: Registry[Callable[..., Reward]]
+    methods: Registry[Method]
+    executors: Registry[type[Executor]]
+    models: Registry[Callable[..., Any]]
+    architectures: Registry[str | os.PathLike]
+    search_options: Registry[SearchOption]
 
     def __init__(self, *, autoload: bool | None = None, extra: tuple = ()):
         self.pm = pluggy.PluginManager("nasengine")
@@ -175,7 +201,7 @@ class Plugins:
         self.ops = OpRegistry()
         for attr, role in ROLES.values():
             if attr != "ops":
-                setattr(self, attr, Registry(role, _VALIDATORS.get(attr)))
+                setattr(self, attr, Registry(role, _VALIDATORS.get(attr), accepts=ACCEPTS[attr]))
 
     def _fill_registries(self) -> None:
         # A plugin that fails while registering is skipped entirely: the registries are filled again without

@@ -373,6 +373,79 @@ def test_trace_prints_hook_calls_to_stderr(monkeypatch, capsys, example_module):
     assert capsys.readouterr().err == ""
 
 
+# ---- registries check the kind of what a plugin registers ---------------------------------------------------------
+#: hook -> something of the wrong kind for its role (a number, a string, an instance where a class is expected)
+WRONG_KINDS = {
+    "nasengine_register_ops": 42,
+    "nasengine_register_search_spaces": 42,
+    "nasengine_register_controllers": "not a controller",
+    "nasengine_register_evaluators": "sr-train",
+    "nasengine_register_cost_models": SimpleSpace,  # a class, but of another role
+    "nasengine_register_rewards": 3.5,
+    "nasengine_register_methods": SimpleSpace,
+    "nasengine_register_executors": object(),
+    "nasengine_register_models": "bicubic",
+    "nasengine_register_architectures": 7,
+    "nasengine_register_search_options": {"key": "executor.x"},
+}
+
+
+def test_every_role_has_a_wrong_kind_case():
+    assert set(WRONG_KINDS) == set(ROLES)
+
+
+@pytest.mark.parametrize("hook", sorted(WRONG_KINDS))
+def test_registering_the_wrong_kind_fails_at_plugin_load_naming_the_plugin_and_the_role(monkeypatch, hook):
+    attr, role = ROLES[hook]
+    bad = WRONG_KINDS[hook]
+
+    def register(registry):
+        if hook == "nasengine_register_ops":
+            registry.add(bad)
+        else:
+            registry.add("wrong-kind", bad)
+
+    plugin = plugin_module("wrongkind", **{hook: register})
+    with pytest.warns(RuntimeWarning, match="'wrongkind'.*failed and was skipped"):
+        plugins = load(monkeypatch, entry_points="", extra=(plugin,))
+    error = infos(plugins)["wrongkind"].error
+    assert error.startswith("RegistrationError: plugin 'wrongkind' registered ")
+    assert f" as {role}" in error or f" as an {role}" in error
+    assert "expected " in error
+    assert "wrong-kind" not in plugins.registry(attr) and infos(plugins)["builtin"].error is None
+
+
+def test_the_right_kind_registers_through_a_plugin(monkeypatch):
+    """The check is not a wall: a factory function for a factory role and a role subclass are taken."""
+    from nasengine.controllers.random_search import RandomSearch
+
+    class Mine(RandomSearch):
+        """my controller"""
+
+    def controllers(registry):
+        registry.add("mine", Mine)
+
+    def rewards(registry):
+        registry.add("mine", lambda **options: Reward.from_config(**options))
+
+    plugin = plugin_module("rightkind", nasengine_register_controllers=controllers,
+                           nasengine_register_rewards=rewards)
+    plugins = load(monkeypatch, entry_points="", extra=(plugin,))
+    assert infos(plugins)["rightkind"].error is None
+    assert plugins.controllers.get("mine") is Mine and plugins.controllers.entry("mine").description == "my controller"
+    assert "mine" in plugins.rewards
+
+
+def test_op_registry_is_a_registry():
+    from nasengine.ops import OpRegistry, builtin_registry
+    from nasengine.registry import Registry
+
+    reg = builtin_registry()
+    assert isinstance(reg, OpRegistry) and isinstance(reg, Registry)
+    assert reg.entry("conv").plugin == "builtin" and reg.plugin_of("conv") == "builtin"
+    assert reg.entry("conv").description  # the op's doc, first line
+
+
 # ---- check_pending ---------------------------------------------------------------------------------------------
 def _typo(registry):
     registry.add("never", object)
