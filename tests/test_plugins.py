@@ -12,7 +12,6 @@ import inspect
 import json
 import math
 import os
-import pickle
 import subprocess
 import sys
 import types
@@ -31,6 +30,7 @@ from nasengine.plugins import ROLES, Plugins
 from nasengine.registry import UnknownNameError
 from nasengine.reward import Reward
 from nasengine.spaces import SimpleSpace
+from nasengine.testing import ControllerContract
 
 REPO = Path(__file__).resolve().parents[1]
 NASENGINE = Path(sys.executable).with_name("nasengine")
@@ -186,36 +186,18 @@ def step(controller, space, counter: list) -> list:
     return results
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_CONTROLLERS) + [EXAMPLE_CONTROLLER])
-def test_controller_contract(monkeypatch, example_module, name):
-    cls = load(monkeypatch).controllers.get(name)
-    space = SimpleSpace(scale=2, channels="y", max_depth=4)
-    ctl = cls(space, REWARD, seed=5, population_size=4)
-    counter = [0]
-    for _ in range(3):
-        step(ctl, space, counter)
-    for n in (0, 1, 3):
-        asked = ctl.ask(n)
-        assert len(asked) == n
-        for genome in asked:
-            space.validate(genome)
+class TestExampleControllerContract(ControllerContract):
+    """The example's controller, as the registry gives it, passes the engine's controller contract (the
+    built-in controllers: tests/engine/test_controllers.py; every registered one: tests/test_registered.py)."""
 
-    # Same seed, same run.
-    a, b = cls(space, REWARD, seed=11, population_size=4), cls(space, REWARD, seed=11, population_size=4)
-    ca, cb = [0], [0]
-    for _ in range(3):
-        assert [r.key for r in step(a, space, ca)] == [r.key for r in step(b, space, cb)]
+    def make_space(self):
+        return SimpleSpace(scale=2, channels="y", max_depth=4)
 
-    # state_dict survives pickling (the store pickles it) and a restored controller asks exactly the same.
-    state = pickle.loads(pickle.dumps(a.state_dict()))
-    clone = cls(space, REWARD, seed=12345, population_size=4)
-    clone.load_state_dict(state)
-    for _ in range(2):
-        asked_a, asked_c = a.ask(), clone.ask()
-        assert [space.genome_key(g) for g in asked_a] == [space.genome_key(g) for g in asked_c]
-        results = [synthetic_result(space, g, i) for i, g in enumerate(asked_a)]
-        a.tell(results)
-        clone.tell(results)
+    @pytest.fixture
+    def new_controller(self, monkeypatch, example_module):
+        cls = load(monkeypatch).controllers.get(EXAMPLE_CONTROLLER)
+        assert cls is example_module.HillClimber
+        return lambda space, reward, seed: cls(space, reward, seed=seed, population_size=4)
 
 
 def test_hill_climber_keeps_the_best_ok_genome_by_scalar_reward(example_module):

@@ -20,6 +20,7 @@ from nasengine.cost import analytic_cost
 from nasengine.errors import ConfigError
 from nasengine.reward import Reward
 from nasengine.spaces import SimpleSpace
+from nasengine.testing import ControllerContract
 from nasengine_falsr.controller import MUTATION_KINDS, FalsrHybridController, FalsrPolicy, cell_costs
 from nasengine_falsr.genome import FalsrGenome, macro_length
 from nasengine_falsr.space import FalsrSpace
@@ -125,6 +126,24 @@ def test_paper_default_population():
 def test_bad_options_raise_config_error_naming_the_option(options, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         make(**options)
+
+
+# ---- the engine's controller contract ---------------------------------------------------------------------------
+class TestFalsrHybridContract(ControllerContract):
+    """Valid asks, same seed same run, pickled state asks the same, failed / infeasible results tolerated."""
+
+    def make_space(self):
+        return SPACE
+
+    def make_controller(self, space, reward, seed):
+        return make(space, reward, seed=seed, population_size=8)
+
+
+class TestFalsrHybridOnTheSimpleSpaceContract(TestFalsrHybridContract):
+    """The same on a generic space (the plain NSGA-II fallback)."""
+
+    def make_space(self):
+        return SimpleSpace(scale=2, channels="y", max_depth=5)
 
 
 # ---- initialisation (§4.2) -------------------------------------------------------------------------------------
