@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import attrs
 
-from nasengine.errors import NasengineError, ValidationError
+from nasengine.errors import ValidationError
 from nasengine.registry import Accepts, Registry, RegistrationError
 
 __all__ = [
@@ -67,7 +67,6 @@ __all__ = [
     "OpRegistry",
     "BUILTIN_OPS",
     "default_registry",
-    "set_default_registry",
     "builtin_registry",
     "positive",
     "non_negative",
@@ -352,6 +351,15 @@ class OpSpec:
             else:
                 out[key] = schema.default
         return out
+
+    def fingerprint(self) -> str:
+        """A short digest of what a graph's node relies on: name, arity, commutativity and the attribute
+        schema (names, types, defaults). Two processes whose specs agree on it read a graph the same way."""
+        import hashlib
+
+        schema = [(k, a.type.__name__, repr(a.default)) for k, a in self.attrs.items()]
+        text = repr((self.name, self.arity, self.commutative, schema))
+        return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
     def describe(self) -> str:
         """A short human-readable signature: ``conv(out_channels, kernel, stride=1, ...)``."""
@@ -779,24 +787,10 @@ def builtin_registry() -> OpRegistry:
     return OpRegistry(BUILTIN_OPS, plugin="builtin")
 
 
-_DEFAULT: OpRegistry | None = None
-
-
 def default_registry() -> OpRegistry:
-    """The registry used wherever ``registry=None`` is passed (graph validation, cost model, builder).
+    """The registry used wherever ``registry=None`` is passed (graph validation, cost model, builder): the op
+    registry of the process's plugin facade (:func:`nasengine.plugins.get_plugins`: built-in + plugin ops).
+    Code that was handed a registry passes it on instead."""
+    from nasengine.plugins import get_plugins
 
-    It is the one installed by :func:`set_default_registry` (the plugin manager installs its registry of
-    built-in + plugin ops), else a process-wide registry of the built-in ops.
-    """
-    global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = builtin_registry()
-    return _DEFAULT
-
-
-def set_default_registry(registry: OpRegistry | None) -> None:
-    """Install ``registry`` as the :func:`default_registry` (``None``: back to the built-ins)."""
-    global _DEFAULT
-    if registry is not None and not isinstance(registry, OpRegistry):
-        raise NasengineError(f"set_default_registry expects an OpRegistry, got {type(registry).__name__}")
-    _DEFAULT = registry
+    return get_plugins().ops

@@ -274,16 +274,15 @@ def get_plugins() -> Plugins:
             except Exception as exc:
                 warnings.warn(f"nasengine plugin module {modname!r} (NASENGINE_PLUGINS_EXTRA) failed to import "
                               f"and was skipped: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
-        _PLUGINS = Plugins(extra=tuple(extra))
-        _install_ops(_PLUGINS)
+        # Installed before it loads: a plugin that builds a graph while it registers (default op registry)
+        # gets this facade, with the ops registered so far, instead of loading the plugins again.
+        _PLUGINS = Plugins.__new__(Plugins)
+        try:
+            _PLUGINS.__init__(extra=tuple(extra))
+        except BaseException:
+            _PLUGINS = None
+            raise
     return _PLUGINS
-
-
-def _install_ops(plugins: Plugins | None) -> None:
-    """Graphs built without an explicit op registry use the plugins' ops (built-in + plugin-added)."""
-    from nasengine import ops
-
-    ops.set_default_registry(plugins.ops if plugins is not None else None)
 
 
 def reset_plugins(plugins: Plugins | None = None) -> Plugins | None:
@@ -291,5 +290,4 @@ def reset_plugins(plugins: Plugins | None = None) -> Plugins | None:
     facade installed before (to put it back)."""
     global _PLUGINS
     previous, _PLUGINS = _PLUGINS, plugins
-    _install_ops(plugins)
     return previous
