@@ -275,6 +275,26 @@ def test_cell_costs_come_from_the_analytic_cost_model():
     assert mult_adds[k4] > mult_adds[k]
 
 
+def test_cell_costs_belong_to_the_controller(monkeypatch):
+    """Computed once per controller from its own space (no process-wide cache a changed space could hit)."""
+    space = FalsrSpace(n_cells=N_CELLS)
+    calls = [0]
+    decode = space.decode
+
+    def counting(genome):
+        calls[0] += 1
+        return decode(genome)
+
+    monkeypatch.setattr(space, "decode", counting)
+    ctl = make(space=space)
+    flops = ctl.rws_weights("mult_adds")
+    assert calls[0] == len(space.cell_choices)
+    ctl.rws_weights("params")
+    assert calls[0] == len(space.cell_choices)  # both metrics from one computation
+    twin = make(space=space)
+    assert np.array_equal(twin.rws_weights("mult_adds"), flops) and calls[0] == 2 * len(space.cell_choices)
+
+
 @pytest.mark.parametrize("kind, metric", [("rws_flops", 0), ("rws_params", 1)])
 def test_roulette_wheel_favours_cheap_cells(kind, metric):
     ctl = make(p_rl=0.0, p_mr=0.0, p_mf=1.0 if kind == "rws_flops" else 0.0, seed=5)
