@@ -123,6 +123,7 @@ class Plugins:
             self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
             self.pm.enable_tracing()
         self.info: dict[str, PluginInfo] = {}
+        self._shared: dict[str, Any] = {}
         self._new_registries()
         if autoload is None:
             autoload = not _truthy("NASENGINE_DISABLE_PLUGIN_AUTOLOAD")
@@ -250,6 +251,14 @@ class Plugins:
 
     def registry(self, attr: str) -> Registry:
         return getattr(self, attr)
+
+    def shared(self, key: str, factory: Callable[[], Any]) -> Any:
+        """The object ``factory()`` made the first time ``key`` is asked, kept as long as this facade: what
+        library code derives from the registries and shares (the executors' cache of constructed evaluators),
+        so that it lives and dies with the plugins it came from instead of in a module global."""
+        if key not in self._shared:
+            self._shared[key] = factory()
+        return self._shared[key]
 
 
 _PLUGINS: Plugins | None = None
