@@ -419,13 +419,18 @@ def test_the_right_kind_registers_through_a_plugin(monkeypatch):
 
 
 def test_op_registry_is_a_registry():
-    from nasengine.ops import OpRegistry, builtin_registry
+    from nasengine.ops import OpCost, OpRegistry, OpSpec, builtin_registry
     from nasengine.registry import Registry
 
     reg = builtin_registry()
     assert isinstance(reg, OpRegistry) and isinstance(reg, Registry)
     assert reg.entry("conv").plugin == "builtin" and reg.plugin_of("conv") == "builtin"
     assert reg.entry("conv").description  # the op's doc, first line
+    twin = reg.copy()
+    twin.add(OpSpec("twin_only", 1, {}, lambda a, ins: ins[0], lambda a, ins: None, lambda a, ins, out: OpCost()),
+             plugin="mine")
+    assert "twin_only" in twin and "twin_only" not in reg and twin.plugin_of("twin_only") == "mine"
+    assert isinstance(twin, OpRegistry) and len(twin) == len(reg) + 1
 
 
 # ---- check_pending ---------------------------------------------------------------------------------------------
