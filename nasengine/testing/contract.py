@@ -314,7 +314,8 @@ class ControllerContract:
     at ``lr_size``, a PSNR proxy growing with the parameters, a fixed "noise" from the genome key); of every
     ``fail_every`` results told one is failed and one infeasible. What is checked:
 
-    * ``ask()`` and ``ask(n)`` give valid genomes of the space (they validate and survive the space's JSON);
+    * ``ask()`` and ``ask(n)`` (and ``sample(n)``, where the controller has it) give valid genomes of the
+      space (they validate and survive the space's JSON);
     * the same seed gives the same run (and, with ``seeded``, another seed another run);
     * a pickled ``state_dict`` loaded into a controller made with another seed asks exactly the same, also
       with genomes asked and not yet told;
@@ -422,6 +423,18 @@ class ControllerContract:
             asked = ctl.ask(n)
             assert len(asked) == n, f"ask({n}) gave {len(asked)} genomes"
             self._check_genomes(space, asked)
+
+    def test_sample_gives_valid_genomes(self, space, new_controller):
+        """``sample(n)`` (architectures to train shared weights on, where the controller has it)."""
+        reward = self.make_reward()
+        ctl = new_controller(space, reward, 0)
+        if not callable(getattr(ctl, "sample", None)):
+            pytest.skip(f"{type(ctl).__name__} has no sample(n)")
+        self._run(ctl, space, reward, 1)
+        for n in (0, 1, 3):
+            sampled = ctl.sample(n)
+            assert len(sampled) == n, f"sample({n}) gave {len(sampled)} genomes"
+            self._check_genomes(space, sampled)
 
     def test_same_seed_same_run(self, space, new_controller):
         reward = self.make_reward()
