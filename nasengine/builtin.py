@@ -110,10 +110,10 @@ def nasengine_register_executors(registry):
 
 @hookimpl
 def nasengine_register_models(registry):
-    from nasengine.sr.models import BicubicUpscaler
-
     def bicubic(scale: int, weights=None, device: str = "cpu"):
         """MATLAB-exact bicubic interpolation (the baseline)."""
+        from nasengine.sr.models import BicubicUpscaler  # torch: imported when used, not when registered
+
         if weights:
             from nasengine.errors import InputError
 

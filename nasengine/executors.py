@@ -49,6 +49,7 @@ __all__ = [
     "EvalOutcome",
     "TaskSource",
     "run_task",
+    "TaskRunner",
     "Executor",
     "InlineExecutor",
     "ProcessExecutor",
@@ -119,10 +120,6 @@ class EvalOutcome:
 # run_task: one evaluation, in any process
 # ---------------------------------------------------------------------------------------------------------
 _HOST = socket.gethostname()
-#: Per-process cache of constructed spaces and evaluators: an evaluator may load its data when constructed,
-#: and a worker evaluates many candidates with the same options.
-_INSTANCES: OrderedDict = OrderedDict()
-_INSTANCE_CACHE_SIZE = 4
 
 
 def _options_key(options: dict) -> str:
@@ -132,26 +129,97 @@ def _options_key(options: dict) -> str:
         return repr(sorted(options.items()))
 
 
-def _instance(role: str, cls: Any, options: dict) -> Any:
-    key = (role, cls, _options_key(options))
-    try:
-        obj = _INSTANCES[key]
-        _INSTANCES.move_to_end(key)
+class TaskRunner:
+    """Runs tasks in this process (:meth:`run`, what :func:`run_task` does) and owns what they share: the
+    plugins the space and evaluator come from (``plugins``, default: :func:`nasengine.plugins.get_plugins`
+    when first needed) and a cache of the last ``cache_size`` constructed spaces and evaluators (an
+    evaluator may load its data when constructed, and a worker evaluates many candidates with the same
+    options). An executor or worker keeps one for its life."""
+
+    def __init__(self, plugins: Any = None, cache_size: int = 4):
+        self._plugins = plugins
+        self.cache_size = cache_size
+        self._instances: OrderedDict = OrderedDict()
+
+    @property
+    def plugins(self) -> Any:
+        if self._plugins is None:
+            from nasengine.plugins import get_plugins
+
+            return get_plugins()
+        return self._plugins
+
+    def instance(self, role: str, cls: Any, options: dict) -> Any:
+        """``cls(**options)``, cached by role, class and options."""
+        key = (role, cls, _options_key(options))
+        try:
+            obj = self._instances[key]
+            self._instances.move_to_end(key)
+            return obj
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable class object: do not cache
+            return cls(**options)
+        obj = cls(**options)
+        self._instances[key] = obj
+        while len(self._instances) > self.cache_size:
+            self._instances.popitem(last=False)
         return obj
-    except KeyError:
-        pass
-    except TypeError:  # an unhashable class object: do not cache
-        return cls(**options)
-    obj = cls(**options)
-    _INSTANCES[key] = obj
-    while len(_INSTANCES) > _INSTANCE_CACHE_SIZE:
-        _INSTANCES.popitem(last=False)
-    return obj
+
+    def clear(self) -> None:
+        """Forget the cached spaces and evaluators."""
+        self._instances.clear()
+
+    def run(self, task: "EvalTask") -> "EvalOutcome":
+        """Evaluate one task and never raise (but for ``KeyboardInterrupt``); see :func:`run_task`."""
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        device = task.device
+        try:
+            device = _resolve_device(task.device)
+            if task.threads:
+                _set_threads(int(task.threads))
+            if device.startswith("cuda:"):
+                _set_cuda_device(device)
+            from nasengine.evaluator import EvalContext
+
+            plugins = self.plugins
+            space = self.instance("space", plugins.spaces.get(task.space), dict(task.space_options))
+            genome = space.from_json(json.loads(task.genome))
+            graph = space.decode(genome)
+            graph.validate(plugins.ops)
+            evaluator = self.instance("evaluator", plugins.evaluators.get(task.evaluator),
+                                      dict(task.evaluator_options))
+            _seed_everything(task.seed)
+            ctx = EvalContext(seed=task.seed, device=device, workdir=task.workdir, threads=task.threads,
+                              genome=genome)
+            metrics = _check_metrics(evaluator.evaluate(graph, ctx))
+            status, error = "ok", None
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from an evaluator fails the candidate too
+            metrics, status, error = {}, "failed", describe_exception(exc)
+        return EvalOutcome(
+            task_id=task.task_id,
+            status=status,
+            metrics=metrics,
+            error=error,
+            wall_seconds=time.perf_counter() - wall0,
+            cpu_seconds=time.process_time() - cpu0,
+            worker=f"{_HOST}:{os.getpid()} {device}",
+        )
+
+
+def _facade_runner() -> TaskRunner:
+    """The task runner of the process's plugin facade (made with it, dropped with it)."""
+    from nasengine.plugins import get_plugins
+
+    plugins = get_plugins()
+    return plugins.shared("nasengine.executors.TaskRunner", lambda: TaskRunner(plugins))
 
 
 def clear_instance_cache() -> None:
-    """Forget the cached spaces and evaluators of this process (tests)."""
-    _INSTANCES.clear()
+    """Forget the cached spaces and evaluators of the plugin facade's task runner (tests)."""
+    _facade_runner().clear()
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -207,47 +275,15 @@ def _check_metrics(metrics: Any) -> dict[str, float]:
     return out
 
 
-def run_task(task: EvalTask) -> EvalOutcome:
+def run_task(task: EvalTask, runner: TaskRunner | None = None) -> EvalOutcome:
     """Evaluate one task in this process and never raise (but for ``KeyboardInterrupt``).
 
-    Loads the plugins (:func:`nasengine.plugins.get_plugins`), builds the space and parses the genome, decodes
-    and validates the graph, builds the evaluator and calls ``evaluate(graph, EvalContext(...))``. Any
-    exception, a non-dict result or a non-finite metric gives a ``failed`` outcome naming the reason.
+    Takes the plugins (``runner``'s, default: the task runner of :func:`nasengine.plugins.get_plugins`'s
+    facade), builds the space and parses the genome, decodes and validates the graph, builds the evaluator
+    and calls ``evaluate(graph, EvalContext(...))``. Any exception, a non-dict result or a non-finite metric
+    gives a ``failed`` outcome naming the reason.
     """
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    device = task.device
-    try:
-        device = _resolve_device(task.device)
-        if task.threads:
-            _set_threads(int(task.threads))
-        if device.startswith("cuda:"):
-            _set_cuda_device(device)
-        from nasengine.evaluator import EvalContext
-        from nasengine.plugins import get_plugins
-
-        plugins = get_plugins()
-        space = _instance("space", plugins.spaces.get(task.space), dict(task.space_options))
-        genome = space.from_json(json.loads(task.genome))
-        graph = space.decode(genome)
-        graph.validate()
-        evaluator = _instance("evaluator", plugins.evaluators.get(task.evaluator), dict(task.evaluator_options))
-        _seed_everything(task.seed)
-        ctx = EvalContext(seed=task.seed, device=device, workdir=task.workdir, threads=task.threads, genome=genome)
-        metrics = _check_metrics(evaluator.evaluate(graph, ctx))
-        status, error = "ok", None
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - SystemExit from an evaluator fails the candidate too
-        metrics, status, error = {}, "failed", describe_exception(exc)
-    return EvalOutcome(
-        task_id=task.task_id,
-        status=status,
-        metrics=metrics,
-        error=error,
-        wall_seconds=time.perf_counter() - wall0,
-        cpu_seconds=time.process_time() - cpu0,
-        worker=f"{_HOST}:{os.getpid()} {device}",
-    )
+    return (runner or _facade_runner()).run(task)
 
 
 def _seed_everything(seed: int) -> None:
@@ -372,17 +408,21 @@ class InlineExecutor(Executor):
 
     name = "inline"
     can_wait = True
+    #: this executor's task runner (its cache of constructed evaluators), made on first use
+    runner: TaskRunner | None = None
 
     @attrs.frozen(kw_only=True)
     class Options(Executor.Options):
         threads: int | None = option(None, optional(whole(1)), help="torch threads of an evaluation")
 
     def imap(self, tasks: Iterable[EvalTask]) -> Iterator[EvalOutcome]:
+        if self.runner is None:
+            self.runner = TaskRunner()
         source = TaskSource(tasks)
         while (task := source.take()) is not None:
             if self.threads and task.threads is None:
                 task = attrs.evolve(task, threads=self.threads)
-            yield run_task(task)
+            yield run_task(task, self.runner)
         source.finished(0)  # one task at a time: a source that waits now would wait forever
 
     def describe(self) -> str:
@@ -449,6 +489,7 @@ def _worker_main(conn, parent_pid: int, threads: int | None,
         conn.send(_READY)
     except (OSError, EOFError):
         os._exit(0)
+    runner = TaskRunner()  # the worker's cache of constructed spaces and evaluators
     while True:
         try:
             task = conn.recv()
@@ -456,7 +497,7 @@ def _worker_main(conn, parent_pid: int, threads: int | None,
             break
         if task is None:
             break
-        outcome = run_task(task)
+        outcome = runner.run(task)
         try:
             conn.send(outcome)
         except (OSError, EOFError):

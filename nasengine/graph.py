@@ -39,16 +39,38 @@ from typing import Any, Iterable, Iterator, Mapping
 import attrs
 import networkx as nx
 
-from nasengine.errors import ValidationError
+from nasengine.errors import NasengineError, ValidationError
 from nasengine.ops import OpRegistry, OpSpec, Shape, default_registry
 
-__all__ = ["ArchGraph", "ResolvedNode", "SCHEMA", "module_name"]
+__all__ = ["ArchGraph", "ResolvedNode", "SCHEMA", "module_name", "check_ops", "OpMismatchError"]
 
 #: Schema tag of :meth:`ArchGraph.to_json` documents.
 SCHEMA = "nasengine.graph/1"
 
 _NODE_KEYS = {"id", "op", "attrs", "name"}
 _EDGE_KEYS = {"src", "dst", "port"}
+
+
+class OpMismatchError(NasengineError):
+    """An unpickled graph uses an op that this process lacks, or has from another plugin or with another
+    attribute schema."""
+
+
+def check_ops(ops: Mapping[str, tuple[str, str]], registry: OpRegistry) -> None:
+    """Check ``{op name: (plugin, fingerprint)}`` (what a pickled graph carries) against ``registry``:
+    :class:`OpMismatchError` naming the first op that is missing or differs."""
+    for name, (plugin, fingerprint) in sorted(ops.items()):
+        if name not in registry:
+            raise OpMismatchError(
+                f"the graph uses op {name!r} of plugin {plugin!r}, which this process does not have (load that "
+                f"plugin here: its entry point or NASENGINE_PLUGINS_EXTRA); registered ops: "
+                f"{', '.join(registry.names())}")
+        here, spec = registry.plugin_of(name), registry.get(name)
+        if here != plugin or spec.fingerprint() != fingerprint:
+            raise OpMismatchError(
+                f"the graph's op {name!r} (plugin {plugin!r}, schema {fingerprint}) differs from this "
+                f"process's (plugin {here!r}, schema {spec.fingerprint()}: {spec.describe()}): the two "
+                "processes run different plugins or versions")
 
 
 def _is_int(value: Any) -> bool:
@@ -112,14 +134,28 @@ class ArchGraph:
         self._next_id = 0
 
     def __getstate__(self) -> dict:
-        # The registry is left out (its op specs may hold lambdas): an unpickled graph uses its process's
-        # default registry, which the plugin manager fills with the same ops.
-        return {"g": self._g, "next_id": self._next_id}
+        # A graph's meaning is its ops: it travels with the name, plugin and schema fingerprint of each op it
+        # uses (not the specs: they hold functions), and the receiving process checks them against its own
+        # default registry (its plugin facade) on unpickling.
+        reg = self.registry
+        ops = {}
+        for _, data in self._g.nodes(data=True):
+            name = data.get("op")
+            if name not in ops and isinstance(name, str) and name in reg:
+                ops[name] = (reg.plugin_of(name), reg.get(name).fingerprint())
+        return {"g": self._g, "next_id": self._next_id, "ops": ops}
 
     def __setstate__(self, state: dict) -> None:
         self._g = state["g"]
         self._next_id = state["next_id"]
         self._registry = None
+        check_ops(state.get("ops", {}), self.registry)
+
+    def __copy__(self) -> "ArchGraph":
+        return self.copy()
+
+    def __deepcopy__(self, memo) -> "ArchGraph":
+        return self.copy()  # a copy keeps the registry (pickling would drop it)
 
     # ---- access -----------------------------------------------------------------------------------------
     @property

@@ -55,8 +55,8 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import attrs
 
-from nasengine.errors import NasengineError, ValidationError
-from nasengine.registry import DuplicateNameError, UnknownNameError
+from nasengine.errors import ValidationError
+from nasengine.registry import Accepts, Registry, RegistrationError
 
 __all__ = [
     "Shape",
@@ -67,7 +67,6 @@ __all__ = [
     "OpRegistry",
     "BUILTIN_OPS",
     "default_registry",
-    "set_default_registry",
     "builtin_registry",
     "positive",
     "non_negative",
@@ -353,6 +352,15 @@ class OpSpec:
                 out[key] = schema.default
         return out
 
+    def fingerprint(self) -> str:
+        """A short digest of what a graph's node relies on: name, arity, commutativity and the attribute
+        schema (names, types, defaults). Two processes whose specs agree on it read a graph the same way."""
+        import hashlib
+
+        schema = [(k, a.type.__name__, repr(a.default)) for k, a in self.attrs.items()]
+        text = repr((self.name, self.arity, self.commutative, schema))
+        return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
     def describe(self) -> str:
         """A short human-readable signature: ``conv(out_channels, kernel, stride=1, ...)``."""
         parts = [k if a.default is REQUIRED else f"{k}={a.default!r}" for k, a in self.attrs.items()]
@@ -362,8 +370,8 @@ class OpSpec:
 # ---------------------------------------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------------------------------------
-class OpRegistry:
-    """Registered operations by name, remembering which plugin brought each one.
+class OpRegistry(Registry[OpSpec]):
+    """Registered operations by name: the plugins' :class:`~nasengine.registry.Registry` of role "operation".
 
     ``OpRegistry()`` is empty; :func:`builtin_registry` returns one holding :data:`BUILTIN_OPS`. The plugin
     manager sets ``current_plugin`` while it calls a plugin's ``nasengine_register_ops(registry)`` hook, so
@@ -371,63 +379,26 @@ class OpRegistry:
     """
 
     def __init__(self, specs: Sequence[OpSpec] = (), plugin: str = "builtin"):
-        self._specs: dict[str, OpSpec] = {}
-        self._plugins: dict[str, str] = {}
+        super().__init__("operation", accepts=Accepts.instance(OpSpec))
         self.current_plugin = plugin
         for spec in specs:
             self.add(spec, plugin=plugin)
 
-    def add(self, spec: OpSpec, plugin: str | None = None) -> OpSpec:
-        """Register ``spec`` (from ``plugin``, default: ``current_plugin``); returns ``spec``.
+    def add(self, spec: OpSpec, plugin: str | None = None, *, description: str = "") -> OpSpec:  # type: ignore[override]
+        """Register ``spec`` under its name (from ``plugin``, default: ``current_plugin``); returns ``spec``.
 
-        A name registered twice raises :class:`~nasengine.registry.DuplicateNameError` naming both plugins.
+        Anything but an :class:`OpSpec` raises :class:`~nasengine.registry.RegistrationError` naming the
+        plugin; a name registered twice raises :class:`~nasengine.registry.DuplicateNameError` naming both.
         """
-        if not isinstance(spec, OpSpec):
-            raise NasengineError(f"OpRegistry.add expects an OpSpec, got {type(spec).__name__}")
         plugin = plugin or self.current_plugin
-        if spec.name in self._specs:
-            raise DuplicateNameError(
-                f"operation {spec.name!r} is registered twice: by plugin {self._plugins[spec.name]!r} "
-                f"and by plugin {plugin!r}"
-            )
-        self._specs[spec.name] = spec
-        self._plugins[spec.name] = plugin
-        return spec
+        if not isinstance(spec, OpSpec):
+            raise RegistrationError(f"plugin {plugin!r} registered {type(spec).__name__} {spec!r:.60} as an "
+                                    "operation; expected a nasengine.ops.OpSpec (registry.add(spec))")
+        doc = description or (spec.doc.strip().splitlines()[0] if spec.doc.strip() else "")
+        return super().add(spec.name, spec, description=doc, plugin=plugin)
 
-    def get(self, name: str) -> OpSpec:
-        """The spec of op ``name``; an unknown name raises :class:`~nasengine.registry.UnknownNameError`
-        listing the registered ops."""
-        try:
-            return self._specs[name]
-        except (KeyError, TypeError):
-            pass
-        raise UnknownNameError(f"unknown operation {name!r}; registered: {', '.join(self.names()) or 'none'}")
-
-    def plugin_of(self, name: str) -> str:
-        """The plugin that registered op ``name``."""
-        self.get(name)
-        return self._plugins[name]
-
-    def names(self) -> list[str]:
-        """Registered op names, sorted."""
-        return sorted(self._specs)
-
-    def copy(self) -> "OpRegistry":
-        """An independent registry with the same ops (add to it without touching this one)."""
-        new = OpRegistry()
-        new._specs = dict(self._specs)
-        new._plugins = dict(self._plugins)
-        new.current_plugin = self.current_plugin
-        return new
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._specs
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
-
-    def __len__(self) -> int:
-        return len(self._specs)
+    def _unknown(self, name: Any) -> str:
+        return f"unknown operation {name!r}; registered: {', '.join(self.names()) or 'none'}"
 
     def __repr__(self) -> str:
         return f"OpRegistry({self.names()})"
@@ -816,24 +787,10 @@ def builtin_registry() -> OpRegistry:
     return OpRegistry(BUILTIN_OPS, plugin="builtin")
 
 
-_DEFAULT: OpRegistry | None = None
-
-
 def default_registry() -> OpRegistry:
-    """The registry used wherever ``registry=None`` is passed (graph validation, cost model, builder).
+    """The registry used wherever ``registry=None`` is passed (graph validation, cost model, builder): the op
+    registry of the process's plugin facade (:func:`nasengine.plugins.get_plugins`: built-in + plugin ops).
+    Code that was handed a registry passes it on instead."""
+    from nasengine.plugins import get_plugins
 
-    It is the one installed by :func:`set_default_registry` (the plugin manager installs its registry of
-    built-in + plugin ops), else a process-wide registry of the built-in ops.
-    """
-    global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = builtin_registry()
-    return _DEFAULT
-
-
-def set_default_registry(registry: OpRegistry | None) -> None:
-    """Install ``registry`` as the :func:`default_registry` (``None``: back to the built-ins)."""
-    global _DEFAULT
-    if registry is not None and not isinstance(registry, OpRegistry):
-        raise NasengineError(f"set_default_registry expects an OpRegistry, got {type(registry).__name__}")
-    _DEFAULT = registry
+    return get_plugins().ops

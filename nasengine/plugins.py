@@ -21,14 +21,25 @@ import os
 import sys
 import traceback
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 import pluggy
 
 from nasengine import hookspecs
-from nasengine.registry import Registry
+from nasengine.registry import Accepts, Registry
 from nasengine.options import validate_search_option
+
+if TYPE_CHECKING:
+    from nasengine.controller import Controller
+    from nasengine.cost import CostModel
+    from nasengine.evaluator import Evaluator
+    from nasengine.executors import Executor
+    from nasengine.method import Method
+    from nasengine.ops import OpRegistry
+    from nasengine.options import SearchOption
+    from nasengine.reward import Reward
+    from nasengine.space import SearchSpace
 
 __all__ = ["Plugins", "PluginInfo", "get_plugins", "reset_plugins", "ENTRY_POINT_GROUP", "BUILTIN_PLUGINS"]
 
@@ -51,7 +62,22 @@ ROLES = {
     "nasengine_register_search_options": ("search_options", "search option"),
 }
 
-#: registry attribute -> the check every registered object must pass (``validate(name, obj)``)
+#: registry attribute -> what its role takes (checked when a plugin registers, so a wrong kind fails at load)
+ACCEPTS = {
+    "ops": Accepts.instance("nasengine.ops:OpSpec"),
+    "spaces": Accepts.subclass("nasengine.space:SearchSpace"),
+    "controllers": Accepts.subclass("nasengine.controller:Controller"),
+    "evaluators": Accepts.subclass("nasengine.evaluator:Evaluator"),
+    "cost_models": Accepts.subclass("nasengine.cost:CostModel"),
+    "rewards": Accepts.factory(),
+    "methods": Accepts.instance("nasengine.method:Method"),
+    "executors": Accepts.subclass("nasengine.executors:Executor"),
+    "models": Accepts.factory(),
+    "architectures": Accepts.path(),
+    "search_options": Accepts.instance("nasengine.options:SearchOption"),
+}
+
+#: registry attribute -> a further check every registered object must pass (``validate(name, obj)``)
 _VALIDATORS = {"search_options": validate_search_option}
 
 
@@ -77,17 +103,17 @@ class Plugins:
     """Typed facade over the pluggy manager and the registries it fills."""
 
     # One registry per role (ROLES), made by _new_registries.
-    ops: Any
-    spaces: Registry
-    controllers: Registry
-    evaluators: Registry
-    cost_models: Registry
-    rewards: Registry
-    methods: Registry
-    executors: Registry
-    models: Registry
-    architectures: Registry
-    search_options: Registry
+    ops: OpRegistry
+    spaces: Registry[type[SearchSpace]]
+    controllers: Registry[type[Controller]]
+    evaluators: Registry[type[Evaluator]]
+    cost_models: Registry[type[CostModel]]
+    rewards: Registry[Callable[..., Reward]]
+    methods: Registry[Method]
+    executors: Registry[type[Executor]]
+    models: Registry[Callable[..., Any]]
+    architectures: Registry[str | os.PathLike]
+    search_options: Registry[SearchOption]
 
     def __init__(self, *, autoload: bool | None = None, extra: tuple = ()):
         self.pm = pluggy.PluginManager("nasengine")
@@ -97,6 +123,7 @@ class Plugins:
             self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
             self.pm.enable_tracing()
         self.info: dict[str, PluginInfo] = {}
+        self._shared: dict[str, Any] = {}
         self._new_registries()
         if autoload is None:
             autoload = not _truthy("NASENGINE_DISABLE_PLUGIN_AUTOLOAD")
@@ -175,7 +202,7 @@ class Plugins:
         self.ops = OpRegistry()
         for attr, role in ROLES.values():
             if attr != "ops":
-                setattr(self, attr, Registry(role, _VALIDATORS.get(attr)))
+                setattr(self, attr, Registry(role, _VALIDATORS.get(attr), accepts=ACCEPTS[attr]))
 
     def _fill_registries(self) -> None:
         # A plugin that fails while registering is skipped entirely: the registries are filled again without
@@ -225,6 +252,14 @@ class Plugins:
     def registry(self, attr: str) -> Registry:
         return getattr(self, attr)
 
+    def shared(self, key: str, factory: Callable[[], Any]) -> Any:
+        """The object ``factory()`` made the first time ``key`` is asked, kept as long as this facade: what
+        library code derives from the registries and shares (the executors' cache of constructed evaluators),
+        so that it lives and dies with the plugins it came from instead of in a module global."""
+        if key not in self._shared:
+            self._shared[key] = factory()
+        return self._shared[key]
+
 
 _PLUGINS: Plugins | None = None
 
@@ -248,16 +283,15 @@ def get_plugins() -> Plugins:
             except Exception as exc:
                 warnings.warn(f"nasengine plugin module {modname!r} (NASENGINE_PLUGINS_EXTRA) failed to import "
                               f"and was skipped: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
-        _PLUGINS = Plugins(extra=tuple(extra))
-        _install_ops(_PLUGINS)
+        # Installed before it loads: a plugin that builds a graph while it registers (default op registry)
+        # gets this facade, with the ops registered so far, instead of loading the plugins again.
+        _PLUGINS = Plugins.__new__(Plugins)
+        try:
+            _PLUGINS.__init__(extra=tuple(extra))
+        except BaseException:
+            _PLUGINS = None
+            raise
     return _PLUGINS
-
-
-def _install_ops(plugins: Plugins | None) -> None:
-    """Graphs built without an explicit op registry use the plugins' ops (built-in + plugin-added)."""
-    from nasengine import ops
-
-    ops.set_default_registry(plugins.ops if plugins is not None else None)
 
 
 def reset_plugins(plugins: Plugins | None = None) -> Plugins | None:
@@ -265,5 +299,4 @@ def reset_plugins(plugins: Plugins | None = None) -> Plugins | None:
     facade installed before (to put it back)."""
     global _PLUGINS
     previous, _PLUGINS = _PLUGINS, plugins
-    _install_ops(plugins)
     return previous

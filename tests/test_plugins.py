@@ -12,7 +12,6 @@ import inspect
 import json
 import math
 import os
-import pickle
 import subprocess
 import sys
 import types
@@ -31,6 +30,7 @@ from nasengine.plugins import ROLES, Plugins
 from nasengine.registry import UnknownNameError
 from nasengine.reward import Reward
 from nasengine.spaces import SimpleSpace
+from nasengine.testing import ControllerContract
 
 REPO = Path(__file__).resolve().parents[1]
 NASENGINE = Path(sys.executable).with_name("nasengine")
@@ -186,36 +186,18 @@ def step(controller, space, counter: list) -> list:
     return results
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_CONTROLLERS) + [EXAMPLE_CONTROLLER])
-def test_controller_contract(monkeypatch, example_module, name):
-    cls = load(monkeypatch).controllers.get(name)
-    space = SimpleSpace(scale=2, channels="y", max_depth=4)
-    ctl = cls(space, REWARD, seed=5, population_size=4)
-    counter = [0]
-    for _ in range(3):
-        step(ctl, space, counter)
-    for n in (0, 1, 3):
-        asked = ctl.ask(n)
-        assert len(asked) == n
-        for genome in asked:
-            space.validate(genome)
+class TestExampleControllerContract(ControllerContract):
+    """The example's controller, as the registry gives it, passes the engine's controller contract (the
+    built-in controllers: tests/engine/test_controllers.py; every registered one: tests/test_registered.py)."""
 
-    # Same seed, same run.
-    a, b = cls(space, REWARD, seed=11, population_size=4), cls(space, REWARD, seed=11, population_size=4)
-    ca, cb = [0], [0]
-    for _ in range(3):
-        assert [r.key for r in step(a, space, ca)] == [r.key for r in step(b, space, cb)]
+    def make_space(self):
+        return SimpleSpace(scale=2, channels="y", max_depth=4)
 
-    # state_dict survives pickling (the store pickles it) and a restored controller asks exactly the same.
-    state = pickle.loads(pickle.dumps(a.state_dict()))
-    clone = cls(space, REWARD, seed=12345, population_size=4)
-    clone.load_state_dict(state)
-    for _ in range(2):
-        asked_a, asked_c = a.ask(), clone.ask()
-        assert [space.genome_key(g) for g in asked_a] == [space.genome_key(g) for g in asked_c]
-        results = [synthetic_result(space, g, i) for i, g in enumerate(asked_a)]
-        a.tell(results)
-        clone.tell(results)
+    @pytest.fixture
+    def new_controller(self, monkeypatch, example_module):
+        cls = load(monkeypatch).controllers.get(EXAMPLE_CONTROLLER)
+        assert cls is example_module.HillClimber
+        return lambda space, reward, seed: cls(space, reward, seed=seed, population_size=4)
 
 
 def test_hill_climber_keeps_the_best_ok_genome_by_scalar_reward(example_module):
@@ -371,6 +353,84 @@ def test_trace_prints_hook_calls_to_stderr(monkeypatch, capsys, example_module):
     monkeypatch.delenv("NASENGINE_TRACE_PLUGINS")
     Plugins(autoload=False)
     assert capsys.readouterr().err == ""
+
+
+# ---- registries check the kind of what a plugin registers ---------------------------------------------------------
+#: hook -> something of the wrong kind for its role (a number, a string, an instance where a class is expected)
+WRONG_KINDS = {
+    "nasengine_register_ops": 42,
+    "nasengine_register_search_spaces": 42,
+    "nasengine_register_controllers": "not a controller",
+    "nasengine_register_evaluators": "sr-train",
+    "nasengine_register_cost_models": SimpleSpace,  # a class, but of another role
+    "nasengine_register_rewards": 3.5,
+    "nasengine_register_methods": SimpleSpace,
+    "nasengine_register_executors": object(),
+    "nasengine_register_models": "bicubic",
+    "nasengine_register_architectures": 7,
+    "nasengine_register_search_options": {"key": "executor.x"},
+}
+
+
+def test_every_role_has_a_wrong_kind_case():
+    assert set(WRONG_KINDS) == set(ROLES)
+
+
+@pytest.mark.parametrize("hook", sorted(WRONG_KINDS))
+def test_registering_the_wrong_kind_fails_at_plugin_load_naming_the_plugin_and_the_role(monkeypatch, hook):
+    attr, role = ROLES[hook]
+    bad = WRONG_KINDS[hook]
+
+    def register(registry):
+        if hook == "nasengine_register_ops":
+            registry.add(bad)
+        else:
+            registry.add("wrong-kind", bad)
+
+    plugin = plugin_module("wrongkind", **{hook: register})
+    with pytest.warns(RuntimeWarning, match="'wrongkind'.*failed and was skipped"):
+        plugins = load(monkeypatch, entry_points="", extra=(plugin,))
+    error = infos(plugins)["wrongkind"].error
+    assert error.startswith("RegistrationError: plugin 'wrongkind' registered ")
+    assert f" as {role}" in error or f" as an {role}" in error
+    assert "expected " in error
+    assert "wrong-kind" not in plugins.registry(attr) and infos(plugins)["builtin"].error is None
+
+
+def test_the_right_kind_registers_through_a_plugin(monkeypatch):
+    """The check is not a wall: a factory function for a factory role and a role subclass are taken."""
+    from nasengine.controllers.random_search import RandomSearch
+
+    class Mine(RandomSearch):
+        """my controller"""
+
+    def controllers(registry):
+        registry.add("mine", Mine)
+
+    def rewards(registry):
+        registry.add("mine", lambda **options: Reward.from_config(**options))
+
+    plugin = plugin_module("rightkind", nasengine_register_controllers=controllers,
+                           nasengine_register_rewards=rewards)
+    plugins = load(monkeypatch, entry_points="", extra=(plugin,))
+    assert infos(plugins)["rightkind"].error is None
+    assert plugins.controllers.get("mine") is Mine and plugins.controllers.entry("mine").description == "my controller"
+    assert "mine" in plugins.rewards
+
+
+def test_op_registry_is_a_registry():
+    from nasengine.ops import OpCost, OpRegistry, OpSpec, builtin_registry
+    from nasengine.registry import Registry
+
+    reg = builtin_registry()
+    assert isinstance(reg, OpRegistry) and isinstance(reg, Registry)
+    assert reg.entry("conv").plugin == "builtin" and reg.plugin_of("conv") == "builtin"
+    assert reg.entry("conv").description  # the op's doc, first line
+    twin = reg.copy()
+    twin.add(OpSpec("twin_only", 1, {}, lambda a, ins: ins[0], lambda a, ins: None, lambda a, ins, out: OpCost()),
+             plugin="mine")
+    assert "twin_only" in twin and "twin_only" not in reg and twin.plugin_of("twin_only") == "mine"
+    assert isinstance(twin, OpRegistry) and len(twin) == len(reg) + 1
 
 
 # ---- check_pending ---------------------------------------------------------------------------------------------

@@ -6,11 +6,9 @@ import math
 from typing import Any, Sequence
 
 import attrs
-import torch
 
 from nasengine.controller import Result
 from nasengine.controllers._common import GenomeController, check_n, fitness_of
-from nasengine.controllers.policy import LSTMPolicy, PolicyGradient, seeded_generator
 from nasengine.controllers.random_search import IN_FLIGHT_HELP
 from nasengine.errors import ConfigError
 from nasengine.options import flag, option, optional, positive, real, whole
@@ -72,6 +70,8 @@ class Reinforce(GenomeController):
             raise ConfigError(f"controller 'reinforce' needs a space with vector_bounds; {space.name}: {exc}") \
                 from None
 
+        from nasengine.controllers.policy import LSTMPolicy, PolicyGradient, seeded_generator  # torch, lazily
+
         generator = seeded_generator(int(self.rng.integers(2**63 - 1)))
         self.policy = LSTMPolicy(space, hidden_size=self.hidden_size, num_layers=self.num_layers,
                                  embedding_dim=self.embedding_dim, init_range=self.init_range,
@@ -94,6 +94,8 @@ class Reinforce(GenomeController):
     def _draw(self, n: int) -> list[tuple[Genome, list[int]]]:
         if n == 0:
             return []
+        import torch
+
         with torch.no_grad():
             tokens, _, _ = self.policy.sample_tokens(n)
         return [(self.policy.genome(t), [int(v) for v in t.tolist()]) for t in tokens]
@@ -135,6 +137,8 @@ class Reinforce(GenomeController):
         batch = [(tokens, self.reward_of(r)) for tokens, r in told if tokens is not None]
         batch = [(tokens, value) for tokens, value in batch if value is not None]
         if batch:
+            import torch
+
             log_p, entropy = self.policy.log_prob_and_entropy(torch.tensor([t for t, _ in batch], dtype=torch.long))
             self.learner.step(log_p, [value for _, value in batch], entropies=entropy)
 

@@ -1,7 +1,9 @@
 """The test kit shipped to plugin authors: hypothesis strategies (and contract tests) for nasengine objects.
 
 ``arch_graphs()`` draws random valid SR architecture graphs; ``random_arch_graph(seed)`` draws one without
-hypothesis. See :mod:`nasengine.testing.strategies`.
+hypothesis. See :mod:`nasengine.testing.strategies`. ``SearchSpaceContract`` and ``ControllerContract``
+(:mod:`nasengine.testing.contract`) are test classes a plugin author subclasses to check a space or a
+controller in a few lines.
 """
 from __future__ import annotations
 
@@ -14,15 +16,16 @@ __all__ = ["arch_graphs", "random_arch_graph", "BLOCKS"]
 # ``from nasengine.testing import genomes`` gives. hypothesis is imported when a strategy is made.
 from nasengine.testing.genomes import fuzzed_json, genome_pairs, genomes, seeds, vectors  # noqa: E402
 
-__all__ += ["genomes", "genome_pairs", "vectors", "seeds", "fuzzed_json", "SearchSpaceContract"]
+__all__ += ["genomes", "genome_pairs", "vectors", "seeds", "fuzzed_json", "SearchSpaceContract",
+            "ControllerContract"]
 
 
 def __getattr__(name: str):
-    # The contract class needs pytest; import it only when asked for.
-    if name == "SearchSpaceContract":
-        from nasengine.testing.contract import SearchSpaceContract
+    # The contract classes need pytest; import them only when asked for.
+    if name in ("SearchSpaceContract", "ControllerContract"):
+        from nasengine.testing import contract
 
-        return SearchSpaceContract
+        return getattr(contract, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

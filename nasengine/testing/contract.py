@@ -51,7 +51,7 @@ from nasengine.errors import ValidationError
 from nasengine.space import SearchSpace
 from nasengine.testing.genomes import fuzzed_json, genome_pairs, genomes, seeds, vectors
 
-__all__ = ["SearchSpaceContract"]
+__all__ = ["SearchSpaceContract", "ControllerContract"]
 
 
 def _input_and_output_channels(graph) -> tuple[int, int]:
@@ -84,6 +84,10 @@ class SearchSpaceContract:
         raise NotImplementedError(
             f"{type(self).__name__}: give the contract a space — define make_space() or a `space` fixture"
         )
+
+    @pytest.fixture(autouse=True)
+    def _nasengine_plugins_loaded(self):
+        _load_plugins()
 
     @pytest.fixture
     def space(self) -> SearchSpace:
@@ -287,3 +291,240 @@ class SearchSpaceContract:
     def test_describe_is_a_string(self, space):
         genome = space.sample(np.random.default_rng(0))
         assert isinstance(space.describe(genome), str) and space.describe(genome)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Controllers
+# ---------------------------------------------------------------------------------------------------------
+class ControllerContract:
+    """Base class of contract tests for a :class:`~nasengine.controller.Controller`.
+
+    In a plugin's test suite::
+
+        from nasengine.testing import ControllerContract
+
+        class TestMyController(ControllerContract):
+            def make_space(self):
+                return SimpleSpace(scale=2, channels="y", max_depth=4)
+
+            def make_controller(self, space, reward, seed):
+                return MyController(space, reward, seed=seed, population_size=4)
+
+    (or ``space`` / ``new_controller`` fixtures instead, to parametrize). Results are synthetic (analytic cost
+    at ``lr_size``, a PSNR proxy growing with the parameters, a fixed "noise" from the genome key); of every
+    ``fail_every`` results told one is failed and one infeasible. What is checked:
+
+    * ``ask()`` and ``ask(n)`` (and ``sample(n)``, where the controller has it) give valid genomes of the
+      space (they validate and survive the space's JSON);
+    * the same seed gives the same run (and, with ``seeded``, another seed another run);
+    * a pickled ``state_dict`` loaded into a controller made with another seed asks exactly the same, also
+      with genomes asked and not yet told;
+    * failed and infeasible results, even whole generations of them, do not stop it;
+    * with ``uses_vectors`` (a controller proposing vectors through ``space.vector_decode``; ``None``: when
+      it turns out to): every vector
+      it decodes lies within ``vector_bounds``, and genomes the space repaired from out-of-bounds vectors
+      (told as results it did not ask for) are taken.
+    """
+
+    #: generations run by the tests
+    generations: int = 3
+    #: of every ``fail_every`` results told, one fails and one is infeasible
+    fail_every: int = 5
+    #: LR size of the synthetic results' analytic cost
+    lr_size: tuple[int, int] = (16, 16)
+    #: another seed gives another run
+    seeded: bool = True
+    #: the controller proposes vectors through ``space.vector_decode`` (``None``: check them if it does)
+    uses_vectors: bool | None = False
+    #: hypothesis examples of the state round-trip property
+    state_examples: int = 4
+
+    # ---- what a subclass provides ---------------------------------------------------------------------
+    def make_space(self) -> SearchSpace:
+        """The space to run the controller on; override this or the ``space`` fixture."""
+        raise NotImplementedError(
+            f"{type(self).__name__}: give the contract a space — define make_space() or a `space` fixture")
+
+    def make_controller(self, space: SearchSpace, reward, seed: int):
+        """A new controller under test; override this or the ``new_controller`` fixture."""
+        raise NotImplementedError(
+            f"{type(self).__name__}: define make_controller(space, reward, seed) or a `new_controller` fixture")
+
+    def make_reward(self):
+        """The reward told to the controller: PSNR up, Mult-Adds down, no constraint."""
+        from nasengine.reward import Reward
+
+        return Reward.from_config([["psnr", "max"], ["mult_adds", "min"]])
+
+    @pytest.fixture(autouse=True)
+    def _nasengine_plugins_loaded(self):
+        _load_plugins()
+
+    @pytest.fixture
+    def space(self) -> SearchSpace:
+        return self.make_space()
+
+    @pytest.fixture
+    def new_controller(self) -> Callable:
+        return self.make_controller
+
+    # ---- helpers ---------------------------------------------------------------------------------------
+    def results(self, space: SearchSpace, genomes, reward, start: int = 0, status: str | None = None) -> list:
+        """Synthetic results of ``genomes`` (numbered from ``start`` for the failed / infeasible pattern;
+        ``status`` forces one status on all)."""
+        import hashlib
+        import math
+
+        from nasengine.controller import Result
+        from nasengine.cost import analytic_cost
+
+        out = []
+        for i, genome in enumerate(genomes, start):
+            key = space.genome_key(genome)
+            kind = status or ("failed" if i % self.fail_every == self.fail_every - 1
+                              else "infeasible" if i % self.fail_every == 1 else "ok")
+            if kind == "failed":
+                out.append(Result(genome=genome, key=key, status="failed"))
+                continue
+            cost = analytic_cost(space.decode(genome), self.lr_size)
+            noise = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32 - 0.5
+            metrics = {"psnr": 30.0 + math.log10(cost.params) + 0.1 * noise, "mult_adds": float(cost.mult_adds),
+                       "params": float(cost.params)}
+            violation = 1.0 + noise if kind == "infeasible" else 0.0
+            out.append(Result(genome=genome, key=key, status=kind, metrics=metrics,
+                              objectives=tuple(reward.vector(metrics)), violation=violation,
+                              reward=reward.scalar(metrics)))
+        return out
+
+    def _check_genomes(self, space: SearchSpace, genomes) -> None:
+        for genome in genomes:
+            space.validate(genome)
+            hash(genome)
+            assert space.from_json(json.loads(json.dumps(space.to_json(genome)))) == genome
+
+    def _run(self, ctl, space, reward, generations: int, counter: list | None = None) -> list[str]:
+        counter = counter if counter is not None else [0]
+        keys = []
+        for _ in range(generations):
+            genomes = ctl.ask()
+            assert genomes, "ask() gave no genome"
+            self._check_genomes(space, genomes)
+            ctl.tell(self.results(space, genomes, reward, counter[0]))
+            counter[0] += len(genomes)
+            keys += [space.genome_key(g) for g in genomes]
+        return keys
+
+    # ---- the contract ------------------------------------------------------------------------------------
+    def test_ask_gives_valid_genomes_of_the_space(self, space, new_controller):
+        reward = self.make_reward()
+        ctl = new_controller(space, reward, 0)
+        self._run(ctl, space, reward, self.generations)
+        for n in (0, 1, 3):
+            asked = ctl.ask(n)
+            assert len(asked) == n, f"ask({n}) gave {len(asked)} genomes"
+            self._check_genomes(space, asked)
+
+    def test_sample_gives_valid_genomes(self, space, new_controller):
+        """``sample(n)`` (architectures to train shared weights on, where the controller has it)."""
+        reward = self.make_reward()
+        ctl = new_controller(space, reward, 0)
+        if not callable(getattr(ctl, "sample", None)):
+            pytest.skip(f"{type(ctl).__name__} has no sample(n)")
+        self._run(ctl, space, reward, 1)
+        for n in (0, 1, 3):
+            sampled = ctl.sample(n)
+            assert len(sampled) == n, f"sample({n}) gave {len(sampled)} genomes"
+            self._check_genomes(space, sampled)
+
+    def test_same_seed_same_run(self, space, new_controller):
+        reward = self.make_reward()
+        a = self._run(new_controller(space, reward, 3), space, reward, self.generations)
+        b = self._run(new_controller(space, reward, 3), space, reward, self.generations)
+        assert a == b
+        if self.seeded:
+            c = self._run(new_controller(space, reward, 4), space, reward, self.generations)
+            assert a != c, "another seed gave the same run"
+
+    def test_pickled_state_dict_gives_the_same_asks(self, space, new_controller):
+        import pickle
+
+        from hypothesis import strategies as st
+
+        reward = self.make_reward()
+
+        @SearchSpaceContract._settings(self.state_examples)
+        @given(seed=seeds(), before=st.integers(0, 2), pending=st.integers(0, 3))
+        def check(seed, before, pending):
+            ctl = new_controller(space, reward, seed)
+            counter = [0]
+            self._run(ctl, space, reward, before, counter)
+            asked = ctl.ask(pending)  # asked, not yet told: must survive the round trip too
+            state = pickle.loads(pickle.dumps(ctl.state_dict()))
+            twin = new_controller(space, reward, seed + 12345)  # everything must come from the state
+            twin.load_state_dict(state)
+            told = self.results(space, asked, reward, counter[0])
+            counter[0] += len(asked)
+            ctl.tell(told)
+            twin.tell(told)
+            assert (self._run(ctl, space, reward, 2, list(counter))
+                    == self._run(twin, space, reward, 2, list(counter)))
+
+        check()
+
+    def test_failed_and_infeasible_results_are_tolerated(self, space, new_controller):
+        reward = self.make_reward()
+        ctl = new_controller(space, reward, 1)
+        for status in ("failed", "infeasible", "failed"):
+            genomes = ctl.ask()
+            self._check_genomes(space, genomes)
+            ctl.tell(self.results(space, genomes, reward, status=status))
+        self._run(ctl, space, reward, self.generations)
+
+    def test_out_of_bounds_vectors_are_handled(self, space, new_controller):
+        if self.uses_vectors is False:
+            pytest.skip("the controller does not work on vectors (uses_vectors = False)")
+        reward = self.make_reward()
+        lo, hi = (np.asarray(b) for b in space.vector_bounds())
+        seen: list = []
+        decode = space.vector_decode
+
+        def recording(vector):
+            seen.append(np.asarray(vector).copy())
+            return decode(vector)
+
+        ctl = new_controller(space, reward, 2)
+        try:
+            object.__setattr__(space, "vector_decode", recording)
+        except (AttributeError, TypeError):  # a space with __slots__: its vectors cannot be watched
+            pytest.skip(f"cannot watch {type(space).__name__}.vector_decode (no instance __dict__)")
+        try:
+            self._run(ctl, space, reward, self.generations)
+        finally:
+            object.__delattr__(space, "vector_decode")
+        if not seen:
+            assert self.uses_vectors is None, "uses_vectors, but the controller never called space.vector_decode"
+            pytest.skip("the controller did not call space.vector_decode")
+        for v in seen:
+            assert v.shape == lo.shape and np.all(lo <= v) and np.all(v <= hi), f"out-of-bounds vector {v}"
+        # genomes a repairing vector_decode made from out-of-bounds vectors, told without being asked
+        rng = np.random.default_rng(0)
+        repaired = []
+        for _ in range(4):
+            v = rng.integers(lo - 3, hi + 4)
+            try:
+                repaired.append(space.vector_decode(v))
+            except ValidationError:
+                continue
+        self._check_genomes(space, repaired)
+        ctl.tell(self.results(space, repaired, reward, status="ok"))
+        self._run(ctl, space, reward, 1)
+
+
+
+
+def _load_plugins() -> None:
+    """Load the plugins (their ops, spaces, ...) before a contract test runs: a space using a plugin's op
+    must not depend on another test having loaded them first."""
+    from nasengine.plugins import get_plugins
+
+    get_plugins()

@@ -245,3 +245,43 @@ def test_forked_and_spawned_workers_give_the_same_outcomes():
         assert next(ex.imap([task(0)])).ok and ex.describe().endswith(", spawned")
     with pytest.raises(ConfigError, match="start_method: must be one of 'auto', 'fork', 'spawn', 'forkserver', got 'vfork'"):
         ProcessExecutor(start_method="vfork")
+
+
+# ---- who owns the plugins and the instance cache ----------------------------------------------------------------
+def test_a_task_runner_uses_the_plugins_it_was_handed(fake_plugins):
+    """A runner handed a facade builds from it, whatever facade the process has installed."""
+    import warnings
+
+    import nasengine.plugins as np_plugins
+    from nasengine.executors import TaskRunner
+
+    runner = TaskRunner(fake_plugins)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        builtin_only = np_plugins.Plugins(autoload=False)
+    previous = np_plugins.reset_plugins(builtin_only)
+    try:
+        assert runner.run(task(0)).ok
+        out = run_task(task(0))  # the process facade's runner: no fake plugin there
+        assert out.status == "failed" and "unknown search space 'fake-tiny'" in out.error
+    finally:
+        np_plugins.reset_plugins(previous)
+
+
+def test_the_instance_cache_belongs_to_its_runner_and_the_facade(fake_plugins):
+    from nasengine.executors import TaskRunner
+
+    cls = fake_plugins.spaces.get("fake-tiny")
+    a, b = TaskRunner(fake_plugins), TaskRunner(fake_plugins, cache_size=1)
+    space = a.instance("space", cls, {"scale": 2})
+    assert a.instance("space", cls, {"scale": 2}) is space
+    in_b = b.instance("space", cls, {"scale": 2})
+    assert in_b is not space and b.instance("space", cls, {"scale": 2}) is in_b
+    b.instance("space", cls, {"scale": 3})  # cache_size=1: evicts the other
+    assert b.instance("space", cls, {"scale": 2}) is not in_b
+    a.clear()
+    assert a.instance("space", cls, {"scale": 2}) is not space
+    # run_task's default runner lives on the facade (a new facade starts with an empty cache)
+    made = []
+    runner = fake_plugins.shared("nasengine.executors.TaskRunner", lambda: made.append(1))
+    assert isinstance(runner, TaskRunner) and made == [] and runner.plugins is fake_plugins

@@ -18,7 +18,6 @@ from nasengine.errors import ValidationError
 from nasengine.graph import SCHEMA, ArchGraph
 from nasengine.ops import (
     BUILTIN_OPS, REQUIRED, Attr, OpCost, OpRegistry, OpSpec, Shape, builtin_registry, default_registry, positive,
-    set_default_registry,
 )
 from nasengine.registry import DuplicateNameError, UnknownNameError
 from nasengine.testing import arch_graphs
@@ -511,20 +510,48 @@ def test_registry_duplicate_and_unknown_names():
             "pixel_shuffle", "interpolate"} == set(reg.names())
 
 
-def test_plugin_op_through_the_default_registry():
-    """A plugin op registered in the registry the plugin manager installs is usable everywhere."""
-    reg = builtin_registry()
-    reg.add(OpSpec("double", 1, {"gain": (float, 2.0)}, lambda a, ins: ins[0], lambda a, ins: None,
-                   lambda a, ins, out: OpCost()), plugin="my-plugin")
-    set_default_registry(reg)
+DOUBLE_PLUGIN = """
+import nasengine
+from nasengine.ops import OpCost, OpSpec
+
+DOUBLE = OpSpec("double", 1, {"gain": (float, 2.0)}, lambda a, ins: ins[0], lambda a, ins: None,
+                lambda a, ins, out: OpCost())
+
+
+@nasengine.hookimpl
+def nasengine_register_ops(registry):
+    registry.add(DOUBLE)
+"""
+
+
+@pytest.fixture
+def double_plugin(tmp_path, monkeypatch):
+    """A plugin module ``double_plugin`` (importable from ``tmp_path``) registering the op ``double``."""
+    import importlib
+    import sys
+
+    (tmp_path / "double_plugin.py").write_text(DOUBLE_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "double_plugin", raising=False)
+    return importlib.import_module("double_plugin")
+
+
+def test_plugin_op_through_the_default_registry(double_plugin):
+    """A plugin op registered through the plugin facade is usable wherever no registry is handed down."""
+    from nasengine.plugins import Plugins, reset_plugins
+
+    plugins = Plugins(autoload=False, extra=(double_plugin,))
+    previous = reset_plugins(plugins)
     try:
+        assert default_registry() is plugins.ops
         g = ArchGraph()
         x = g.input(channels=1)
         g.output(g.add("double", x))
         assert g.scale == 1 and len(g.key()) == 64
-        assert reg.get("double").describe() == "double(gain=2.0)"
+        assert plugins.ops.get("double").describe() == "double(gain=2.0)"
+        assert plugins.ops.plugin_of("double") == "double_plugin"
     finally:
-        set_default_registry(None)
+        reset_plugins(previous)
     assert "double" not in default_registry()
 
 
@@ -561,3 +588,67 @@ def test_pickle_drops_the_registry():
     g = ArchGraph.from_json(g.to_json(), registry=builtin_registry())
     back = pickle.loads(pickle.dumps(g))
     assert back == g and back.key() == g.key() and back.registry is default_registry()
+
+
+def _double_graph(registry) -> ArchGraph:
+    g = ArchGraph(registry)
+    g.output(g.add("double", g.input(channels=1)))
+    return g
+
+
+def test_an_unpickled_graph_checks_its_ops_against_the_receiving_registry(double_plugin):
+    import pickle
+
+    from nasengine.graph import OpMismatchError, check_ops
+
+    reg = builtin_registry()
+    reg.add(double_plugin.DOUBLE, plugin="double_plugin")
+    data = pickle.dumps(_double_graph(reg))
+    with pytest.raises(OpMismatchError, match="op 'double' of plugin 'double_plugin', which this process does "
+                                              "not have"):
+        pickle.loads(data)
+    carried = _double_graph(reg).__getstate__()["ops"]
+    assert set(carried) == {"input", "output", "double"}
+    check_ops(carried, reg)  # the sender's own registry agrees
+    # the same name with another schema, or from another plugin: refused, naming both sides
+    other = builtin_registry()
+    d = double_plugin.DOUBLE
+    other.add(OpSpec("double", 1, {"gain": (float, 3.0)}, d.infer, d.build, d.cost), plugin="double_plugin")
+    with pytest.raises(OpMismatchError, match=r"'double' .*differs.*double\(gain=3.0\)"):
+        check_ops(carried, other)
+    renamed = builtin_registry()
+    renamed.add(d, plugin="another")
+    with pytest.raises(OpMismatchError, match="plugin 'double_plugin'.*plugin 'another'"):
+        check_ops(carried, renamed)
+
+
+def test_a_graph_pickled_here_unpickles_in_a_process_that_has_its_plugin(double_plugin, tmp_path):
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    reg = builtin_registry()
+    reg.add(double_plugin.DOUBLE, plugin="double_plugin")
+    (tmp_path / "graph.pkl").write_bytes(pickle.dumps(_double_graph(reg)))
+    code = ("import pickle, sys; g = pickle.load(open(sys.argv[1], 'rb')); "
+            "print(g.registry.plugin_of('double'), g.scale)")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NASENGINE_PLUGINS")}
+    base["PYTHONPATH"] = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    ok = subprocess.run([sys.executable, "-c", code, str(tmp_path / "graph.pkl")], capture_output=True, text=True,
+                        env={**base, "NASENGINE_PLUGINS_EXTRA": "double_plugin"}, timeout=120)
+    assert ok.returncode == 0 and ok.stdout.split() == ["double_plugin", "1"], ok.stderr[-2000:]
+    missing = subprocess.run([sys.executable, "-c", code, str(tmp_path / "graph.pkl")], capture_output=True,
+                             text=True, env=base, timeout=120)
+    assert missing.returncode != 0
+    assert "OpMismatchError: the graph uses op 'double' of plugin 'double_plugin'" in missing.stderr
+
+
+def test_copies_keep_the_registry(double_plugin):
+    import copy
+
+    reg = builtin_registry()
+    reg.add(double_plugin.DOUBLE, plugin="double_plugin")
+    g = _double_graph(reg)
+    for twin in (copy.copy(g), copy.deepcopy(g)):
+        assert twin == g and twin.registry is reg and twin.key() == g.key()

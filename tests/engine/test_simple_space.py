@@ -365,3 +365,68 @@ class TestBroken(SearchSpaceContract):
     result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "-k", "mutate")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ValidationError*depth*"])
+
+
+PLUGIN_OP_SPACE = '''
+import torch.nn as nn
+
+import nasengine
+from nasengine.graph import ArchGraph
+from nasengine.ops import OpCost, OpSpec
+from nasengine.spaces import SimpleSpace
+
+
+class Double(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+DOUBLE = OpSpec("contract_double", 1, {}, lambda a, ins: ins[0], lambda a, ins: Double(), lambda a, ins, out: OpCost(),
+                doc="x * 2 (a plugin's op)")
+
+
+@nasengine.hookimpl
+def nasengine_register_ops(registry):
+    registry.add(DOUBLE)
+
+
+class DoubleSpace(SimpleSpace):
+    """The simple space's genomes, decoded to conv -> contract_double -> conv -> pixel shuffle."""
+
+    def decode(self, genome):
+        g = ArchGraph()
+        x = g.input(channels=self.image_channels)
+        h = g.add("contract_double", g.add("conv", x, out_channels=genome.layers[0].width, kernel=3))
+        u = g.add("conv", h, out_channels=self.image_channels * self.scale ** 2, kernel=3)
+        g.output(g.add("pixel_shuffle", u, factor=self.scale))
+        return g
+'''
+
+PLUGIN_OP_CONTRACT = '''
+from nasengine.testing.contract import SearchSpaceContract
+from op_plugin import DoubleSpace
+
+
+class TestDoubleSpace(SearchSpaceContract):
+    max_examples = 3
+    build_examples = 1
+
+    def make_space(self):
+        return DoubleSpace(max_depth=2, widths=[4])
+'''
+
+
+def test_space_contract_loads_the_plugins_itself(tmp_path):
+    """A space using a plugin's op passes the contract run alone: the contract loads the plugins (here the
+    op's plugin comes through NASENGINE_PLUGINS_EXTRA) before making the space, the author need not."""
+    import subprocess
+    import sys
+
+    (tmp_path / "op_plugin.py").write_text(PLUGIN_OP_SPACE)
+    (tmp_path / "test_double.py").write_text(PLUGIN_OP_CONTRACT)
+    env = {**os.environ, "NASENGINE_PLUGINS_EXTRA": "op_plugin",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_double.py"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "15 passed" in proc.stdout, proc.stdout[-2000:]

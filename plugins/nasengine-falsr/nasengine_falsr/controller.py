@@ -113,31 +113,24 @@ def falsr_interface_problem(space: SearchSpace) -> str | None:
     return None
 
 
-_COST_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-
-
 def cell_costs(space: SearchSpace, lr_size: Sequence[int] = DEFAULT_LR_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """``(mult_adds, params)`` of every cell choice of ``space`` (arrays in ``cell_choices`` order), by the
     engine's analytic cost model at LR ``lr_size``: each cell as block 1 of a chain, so reading the head's 32
-    channels — the per-operator approximation of §4.5 ("based on S (involving 192 basic operators)"). Computed
-    once per operator set and size (the nodes of block 1 are those named ``cell0/...``)."""
+    channels — the per-operator approximation of §4.5 ("based on S (involving 192 basic operators)"). The
+    nodes of block 1 are those named ``cell0/...``. Computed on each call: the controller keeps its own."""
     cells = tuple(space.cell_choices)
-    key = (type(space).__qualname__, cells, tuple(lr_size))
-    if key not in _COST_CACHE:
-        n = int(space.n_cells)
-        mult_adds = np.zeros(len(cells))
-        params = np.zeros(len(cells))
-        for k, cell in enumerate(cells):
-            graph = space.decode(FalsrGenome((cell,) * n, (0,) * macro_length(n)))
-            nodes = [c for c in cost_breakdown(graph, lr_size) if (graph.name(c.node) or "").startswith("cell0/")]
-            if not nodes:
-                raise ValidationError("the decoded graph has no nodes named 'cell0/...'; the RWS mutation needs "
-                                      "them to cost a cell on its own", field=f"cell_choices[{k}]")
-            mult_adds[k] = sum(c.mult_adds for c in nodes)
-            params[k] = sum(c.params for c in nodes)
-        _COST_CACHE[key] = (mult_adds, params)
-    mult_adds, params = _COST_CACHE[key]
-    return mult_adds.copy(), params.copy()
+    n = int(space.n_cells)
+    mult_adds = np.zeros(len(cells))
+    params = np.zeros(len(cells))
+    for k, cell in enumerate(cells):
+        graph = space.decode(FalsrGenome((cell,) * n, (0,) * macro_length(n)))
+        nodes = [c for c in cost_breakdown(graph, lr_size) if (graph.name(c.node) or "").startswith("cell0/")]
+        if not nodes:
+            raise ValidationError("the decoded graph has no nodes named 'cell0/...'; the RWS mutation needs "
+                                  "them to cost a cell on its own", field=f"cell_choices[{k}]")
+        mult_adds[k] = sum(c.mult_adds for c in nodes)
+        params[k] = sum(c.params for c in nodes)
+    return mult_adds, params
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -288,6 +281,7 @@ class FalsrHybridController(NSGA2):
         self.origins: dict[str, str] = {}           # genome key -> how it was made, for asked-not-told genomes
         self.origin_counts = {origin: 0 for origin in ORIGINS}
         self._weights: dict[str, np.ndarray] = {}   # RWS weights (derived from the cost model, not state)
+        self._cell_costs: tuple[np.ndarray, np.ndarray] | None = None  # cell_costs(space), computed when needed
 
     @property
     def baseline(self) -> float | None:
@@ -397,8 +391,9 @@ class FalsrHybridController(NSGA2):
         cell has the largest slice, the dearest ``rws_floor`` of the log range."""
         self._require_falsr("roulette-wheel selection")
         if metric not in self._weights:
-            mult_adds, params = cell_costs(self.space)
-            cost = {"mult_adds": mult_adds, "params": params}[metric]
+            if self._cell_costs is None:  # the controller's own cache: the space's cells do not change
+                self._cell_costs = cell_costs(self.space)
+            cost = dict(zip(("mult_adds", "params"), self._cell_costs))[metric]
             logc = np.log(np.maximum(cost, 1.0))
             span = float(logc.max() - logc.min())
             w = (logc.max() - logc) + self.rws_floor * span

@@ -20,6 +20,7 @@ from nasengine.cost import analytic_cost
 from nasengine.errors import ConfigError
 from nasengine.reward import Reward
 from nasengine.spaces import SimpleSpace
+from nasengine.testing import ControllerContract
 from nasengine_falsr.controller import MUTATION_KINDS, FalsrHybridController, FalsrPolicy, cell_costs
 from nasengine_falsr.genome import FalsrGenome, macro_length
 from nasengine_falsr.space import FalsrSpace
@@ -125,6 +126,24 @@ def test_paper_default_population():
 def test_bad_options_raise_config_error_naming_the_option(options, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         make(**options)
+
+
+# ---- the engine's controller contract ---------------------------------------------------------------------------
+class TestFalsrHybridContract(ControllerContract):
+    """Valid asks, same seed same run, pickled state asks the same, failed / infeasible results tolerated."""
+
+    def make_space(self):
+        return SPACE
+
+    def make_controller(self, space, reward, seed):
+        return make(space, reward, seed=seed, population_size=8)
+
+
+class TestFalsrHybridOnTheSimpleSpaceContract(TestFalsrHybridContract):
+    """The same on a generic space (the plain NSGA-II fallback)."""
+
+    def make_space(self):
+        return SimpleSpace(scale=2, channels="y", max_depth=5)
 
 
 # ---- initialisation (§4.2) -------------------------------------------------------------------------------------
@@ -254,6 +273,26 @@ def test_cell_costs_come_from_the_analytic_cost_model():
     k4 = cells.index(next(c for c in cells if c.kind == "conv" and c.channels == 64 and c.kernel == 3
                           and c.blocks == 4 and not c.skip))
     assert mult_adds[k4] > mult_adds[k]
+
+
+def test_cell_costs_belong_to_the_controller(monkeypatch):
+    """Computed once per controller from its own space (no process-wide cache a changed space could hit)."""
+    space = FalsrSpace(n_cells=N_CELLS)
+    calls = [0]
+    decode = space.decode
+
+    def counting(genome):
+        calls[0] += 1
+        return decode(genome)
+
+    monkeypatch.setattr(space, "decode", counting)
+    ctl = make(space=space)
+    flops = ctl.rws_weights("mult_adds")
+    assert calls[0] == len(space.cell_choices)
+    ctl.rws_weights("params")
+    assert calls[0] == len(space.cell_choices)  # both metrics from one computation
+    twin = make(space=space)
+    assert np.array_equal(twin.rws_weights("mult_adds"), flops) and calls[0] == 2 * len(space.cell_choices)
 
 
 @pytest.mark.parametrize("kind, metric", [("rws_flops", 0), ("rws_params", 1)])

@@ -55,11 +55,6 @@ log = logging.getLogger("nasengine.ray")
 #: Variables of the driver sent to every evaluation (names starting with these).
 FORWARDED_ENV_PREFIXES = ("NASENGINE_",)
 
-#: The Ray instance a :class:`RayExecutor` of this process started, and the driver's ``NASENGINE_*`` variables
-#: then: its workers inherited them, so evaluations need no ``runtime_env`` for those (a ``runtime_env`` makes Ray
-#: start a separate pool of worker processes, seconds each). ``(gcs_address, env)`` or ``None``.
-_LOCAL_INSTANCE: tuple[str, dict[str, str]] | None = None
-
 #: ``ray.exceptions`` names that mean the process (or node) running the task died; Ray retries these.
 _DEATH_ERRORS = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "LocalRayletDiedError",
                  "ActorDiedError")
@@ -176,6 +171,10 @@ class RayExecutor(Executor):
         self.env_vars = dict(self.env_vars or {})
 
         self._mode: str | None = None  # "local" (ours), "connected" (we connected), "attached" (the caller's)
+        # The local Ray instance this executor started and the driver's NASENGINE_* variables then: its workers
+        # inherited them, so evaluations need no runtime_env for those (a runtime_env makes Ray start a
+        # separate pool of worker processes, seconds each). (gcs_address, env) or None.
+        self._local_instance: tuple[str, dict[str, str]] | None = None
         self._closed = False
         self._parallelism = workers or 1
         self._gpus = 0.0
@@ -189,7 +188,6 @@ class RayExecutor(Executor):
 
     def start(self) -> None:
         """Start (or connect to) Ray; idempotent."""
-        global _LOCAL_INSTANCE
         if self._closed:
             raise ExecutorError("the ray executor is closed")
         if self._mode is not None:
@@ -235,7 +233,7 @@ class RayExecutor(Executor):
                 raise ExecutorError(f"cannot start a local Ray instance: {_one_line(exc)}") from exc
             self._mode = mode
             if mode == "local":
-                _LOCAL_INSTANCE = (ray.get_runtime_context().gcs_address, env_at_start)
+                self._local_instance = (ray.get_runtime_context().gcs_address, env_at_start)
         self._refresh()
         if isinstance(self.gpus_per_task, (int, float)) and self.gpus_per_task > 0 and self._cluster_gpus == 0:
             log.warning("executor.gpus_per_task=%g but the Ray cluster has no GPU (yet): evaluations wait for one",
@@ -244,15 +242,13 @@ class RayExecutor(Executor):
     def close(self) -> None:
         """Stop a local instance this executor started, or disconnect from a cluster it connected to (the
         cluster keeps running); a connection the caller made is left alone. Idempotent."""
-        global _LOCAL_INSTANCE
         if self._closed:
             return
         self._closed = True
         mode = self._mode  # kept: describe() still tells what ran where
         if mode in ("local", "connected"):
             ray = _import_ray()
-            if mode == "local":
-                _LOCAL_INSTANCE = None
+            self._local_instance = None
             try:
                 ray.shutdown()
             except Exception as exc:  # pragma: no cover - nothing left to save
@@ -327,10 +323,9 @@ class RayExecutor(Executor):
             opts["runtime_env"] = {"env_vars": env}
         return opts
 
-    @staticmethod
-    def _inherited(env: dict[str, str]) -> bool:
-        """Whether the workers already have ``env``: a local instance started by this process with it."""
-        if _LOCAL_INSTANCE is None:
+    def _inherited(self, env: dict[str, str]) -> bool:
+        """Whether the workers already have ``env``: the local instance this executor started with it."""
+        if self._local_instance is None:
             return False
         import ray
 
@@ -338,7 +333,7 @@ class RayExecutor(Executor):
             gcs = ray.get_runtime_context().gcs_address
         except Exception:  # pragma: no cover
             return False
-        address, at_start = _LOCAL_INSTANCE
+        address, at_start = self._local_instance
         return gcs == address and all(at_start.get(k) == v for k, v in env.items())
 
     def _prepare(self, task: EvalTask) -> EvalTask:
