@@ -1,7 +1,12 @@
 """The generic evaluator ``sr-train``: incomplete training (FALSR's), then PSNR/SSIM on a validation set."""
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
+
 from nasengine.evaluator import EvalContext, Evaluator
+from nasengine.options import choice, flag, option, optional, positive, read_options, real, sequence, string, whole
 
 __all__ = ["TrainingEvaluator"]
 
@@ -14,37 +19,53 @@ class TrainingEvaluator(Evaluator):
     ``batch_size``, exactly one of ``steps`` / ``epochs`` / ``seconds``, ``lr``, ``betas``, ``schedule``
     (``constant``/``step``/``cosine``, with ``step_size``), ``init_std`` (``None``: torch's default init;
     a float: N(0, std) weights and zero biases), ``lr_kernel`` (``pillow``/``matlab`` for training LR),
-    ``augment``, ``patches_per_epoch``. Y-channel networks (1 input channel) train and score on Y; RGB ones
+    ``augment``, ``patches_per_epoch``, ``gamma``, ``grad_clip`` (see ``Options``). Y-channel networks (1 input channel) train and score on Y; RGB ones
     on RGB, scored on Y. Returns ``psnr``, ``ssim``, ``train_loss``, ``train_seconds``, ``steps``.
 
     The training itself is :func:`nasengine.train.train_model`. The decoded training images are kept by the
     evaluator (one set): a worker keeps its evaluator and evaluates many candidates on the same data.
     """
 
-    def __init__(self, *, train_data: str = "default", val_data: str = "Set5", patch_size: int = 64,
-                 batch_size: int = 16, steps: int | None = None, epochs: int | None = None,
-                 seconds: float | None = None, lr: float = 1e-4, betas=(0.9, 0.999), schedule: str = "constant",
-                 step_size: int | None = None, init_std: float | None = None, lr_kernel: str = "pillow",
-                 augment: bool = True, patches_per_epoch: int | None = None, val_pipeline: str = "rgb"):
+    @attrs.frozen(kw_only=True)
+    class Options:
+        train_data: str = option("default", string(), help="training images: a dataset name or a folder")
+        val_data: str = option("Set5", string(), help="validation set: a benchmark name or a folder")
+        patch_size: int = option(64, whole(2), help="HR patch side of the training batches")
+        batch_size: int = option(16, whole(1), help="patches per training step")
+        steps: int | None = option(None, optional(whole(1)),
+                                   help="training steps (100 when none of steps/epochs/seconds is set)")
+        epochs: int | None = option(None, optional(whole(1)), help="training epochs (instead of steps)")
+        seconds: float | None = option(None, optional(positive), help="training time in s (instead of steps)")
+        lr: float = option(1e-4, positive, help="Adam learning rate")
+        betas: tuple = option((0.9, 0.999), sequence(real(0.0, 1.0, hi_open=True), length=2), help="Adam betas")
+        schedule: str = option("constant", choice("constant", "step", "cosine"), help="learning-rate schedule")
+        step_size: int | None = option(None, optional(whole(1)), help="steps between decays (schedule step)")
+        gamma: float = option(0.5, real(0.0, 1.0, lo_open=True), help="decay factor of the step schedule")
+        grad_clip: float | None = option(None, optional(positive), help="max global gradient norm (none: off)")
+        init_std: float | None = option(None, optional(positive),
+                                        help="weights from N(0, std), zero biases (none: torch's init)")
+        lr_kernel: str = option("pillow", choice("pillow", "matlab"), help="how training LR patches are made")
+        augment: bool = option(True, flag, help="random flips and rotations of the training patches")
+        patches_per_epoch: int | None = option(None, optional(whole(1)), help="patches in one epoch")
+        val_pipeline: str = option("rgb", choice("rgb", "y"), help="LR pipeline of the validation set")
+
+    def __init__(self, **options: Any):
         from nasengine.sr.trainer import TrainConfig
         from nasengine.train import TrainRecipe
 
-        if steps is None and epochs is None and seconds is None:
-            steps = 100
-        self.train_data = train_data
-        self.val_data = val_data
-        self.patch_size = patch_size
-        self.init_std = init_std
-        self.lr_kernel = lr_kernel
-        self.augment = augment
-        self.patches_per_epoch = patches_per_epoch
-        self.val_pipeline = val_pipeline
+        o = read_options("evaluator", self.Options, options, name="sr-train")
+        steps = 100 if o.steps is None and o.epochs is None and o.seconds is None else o.steps
+        self.options = o
+        self.train_data, self.val_data, self.patch_size = o.train_data, o.val_data, o.patch_size
+        self.init_std, self.lr_kernel, self.augment = o.init_std, o.lr_kernel, o.augment
+        self.patches_per_epoch, self.val_pipeline = o.patches_per_epoch, o.val_pipeline
         # Validate the hyper-parameters now, in the driver, rather than in every worker.
-        self.train_config = TrainConfig(lr=lr, betas=tuple(betas), batch_size=batch_size, steps=steps,
-                                        epochs=epochs, seconds=seconds, schedule=schedule, step_size=step_size)
-        self.recipe = TrainRecipe(config=self.train_config, train_data=train_data, patch_size=patch_size,
-                                  lr_kernel=lr_kernel, augment=augment, patches_per_epoch=patches_per_epoch,
-                                  val_data=val_data, val_pipeline=val_pipeline, init_std=init_std)
+        self.train_config = TrainConfig(lr=o.lr, betas=tuple(o.betas), batch_size=o.batch_size, steps=steps,
+                                        epochs=o.epochs, seconds=o.seconds, schedule=o.schedule,
+                                        step_size=o.step_size, gamma=o.gamma, grad_clip=o.grad_clip)
+        self.recipe = TrainRecipe(config=self.train_config, train_data=o.train_data, patch_size=o.patch_size,
+                                  lr_kernel=o.lr_kernel, augment=o.augment, patches_per_epoch=o.patches_per_epoch,
+                                  val_data=o.val_data, val_pipeline=o.val_pipeline, init_std=o.init_std)
         self._datasets: dict = {}  # (scale, channels) -> PatchDataset; one kept
 
     def __getstate__(self) -> dict:

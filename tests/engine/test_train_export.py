@@ -65,7 +65,7 @@ def test_channels_of_is_the_one_mapping():
 def test_recipe_and_data_are_checked_before_training(tmp_path):
     from nasengine.errors import ConfigError, DataError
 
-    with pytest.raises(ConfigError, match="^val_pipeline: .*'cmyk'"):
+    with pytest.raises(ConfigError, match="^evaluator.val_pipeline: .*'cmyk'"):
         TrainingEvaluator(val_pipeline="cmyk")
     with pytest.raises(DataError, match="NoSuchSet"):
         train_architecture(tiny_graph(), tmp_path, attrs.evolve(recipe(), val_data="NoSuchSet"))
