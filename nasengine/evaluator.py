@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import attrs
 
-__all__ = ["Evaluator", "EvalContext", "build_evaluator"]
+__all__ = ["Evaluator", "EvalContext", "EvalPlan", "build_evaluator"]
 
 
 @attrs.frozen
@@ -35,6 +35,22 @@ class EvalContext:
     report: Callable[[int, int], None] | None = None
 
 
+@attrs.frozen
+class EvalPlan:
+    """What one evaluation of an architecture will do and cost, before it runs (:meth:`Evaluator.plan`).
+
+    ``work``: a phrase for the plan ("150 steps, batch 16, HR patch 64, data default"); ``train_macs``: the
+    multiply-adds the evaluation spends training (``None``: unknown); ``seconds``: its estimated wall time on
+    this machine (``None``: not measured); ``parts``: a breakdown of ``seconds`` (name -> seconds) for the plan's
+    text; ``data``: the data it reads (a phrase, ``None`` when it reads none)."""
+
+    work: str
+    train_macs: float | None = None
+    seconds: float | None = None
+    parts: dict = attrs.field(factory=dict)
+    data: str | None = None
+
+
 class Evaluator(abc.ABC):
     """Base class of evaluators. Subclasses accept their preset options as keyword arguments."""
 
@@ -49,6 +65,13 @@ class Evaluator(abc.ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+    def plan(self, graph, *, cost=None, measure: bool = True, device: str = "cpu",
+             threads: int | None = None) -> EvalPlan:
+        """What evaluating ``graph`` (a typical architecture of the space) will do and cost: ``cost`` is its
+        :class:`nasengine.cost.Cost` at the run's ``cost.lr_size``; ``measure``: time it on this machine
+        (``device``, ``threads`` torch threads, as the executor will run it). The default knows nothing."""
+        return EvalPlan(work=self.describe())
 
 
 def build_evaluator(plugins, name: str, options: Mapping[str, Any]) -> Evaluator:

@@ -26,7 +26,8 @@ from nasengine.errors import ConfigError, ValidationError
 from nasengine.sr.evaluate import PIPELINES
 from nasengine.sr.trainer import TrainConfig, TrainResult, TrainStep
 
-__all__ = ["TrainRecipe", "TrainedModel", "resolve_architecture", "init_model", "train_model",
+__all__ = ["TrainRecipe", "TrainedModel", "resolve_architecture", "init_model", "train_model", "recipe_steps",
+           "time_steps", "time_validation",
            "train_architecture", "MODEL_FILE", "CHECKPOINT_FOLDER"]
 
 #: What :func:`train_architecture` writes inside its output folder.
@@ -203,6 +204,82 @@ def train_model(graph, recipe: TrainRecipe, *, seed: int | None = None, device: 
     metrics = {k: float(v) for k, v in final.items() if k != "step"}
     return TrainedModel(module=model, scale=scale, channels=channels, result=result, metrics=metrics,
                         train_seconds=seconds)
+
+
+def recipe_steps(recipe: TrainRecipe) -> tuple[float | None, str]:
+    """How many optimizer steps ``recipe`` trains (``None`` for a seconds budget) and the phrase for a plan."""
+    cfg = recipe.config
+    if cfg.steps is not None:
+        return float(cfg.steps), f"{cfg.steps} steps"
+    if cfg.epochs is not None:
+        from nasengine.sr.data import DEFAULT_LENGTH
+
+        per_epoch = int(recipe.patches_per_epoch or DEFAULT_LENGTH)
+        return float(cfg.epochs * (per_epoch // cfg.batch_size)), f"{cfg.epochs} epochs of {per_epoch} patches"
+    return None, f"{cfg.seconds:g} s"
+
+
+def _threads(threads: int | None):
+    """A context that runs torch with ``threads`` CPU threads (``None``: as it is), then restores them."""
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def ctx():
+        before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(int(threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    return ctx()
+
+
+def time_steps(graph, recipe: TrainRecipe, *, device: str = "cpu", threads: int | None = None,
+               steps: int = 3) -> float:
+    """Seconds per training step of ``graph`` with ``recipe`` (its batch, HR patch, Adam) on ``device`` with
+    ``threads`` torch threads: the median of ``steps`` steps after one warm-up step, on random patches."""
+    import torch
+
+    from nasengine.sr.models import channels_of
+
+    scale, c = int(graph.scale), 1 if channels_of(graph.input_channels) == "y" else 3
+    batch, lr_side = recipe.config.batch_size, recipe.patch_size // scale
+    with _threads(threads):
+        model = init_model(graph, seed=0, init_std=recipe.init_std).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.config.lr, betas=recipe.config.betas)
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand(batch, c, lr_side, lr_side, generator=gen).to(device)
+        y = torch.rand(batch, c, lr_side * scale, lr_side * scale, generator=gen).to(device)
+        times = []
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            torch.nn.functional.l1_loss(model(x), y).backward()
+            opt.step()
+            if str(device).startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    times = sorted(times[1:])
+    return float(times[len(times) // 2])
+
+
+def time_validation(graph, recipe: TrainRecipe, *, device: str = "cpu", threads: int | None = None) -> float:
+    """Seconds one validation of ``graph`` on ``recipe.val_data`` takes (0 without validation data)."""
+    if not recipe.val_data:
+        return 0.0
+    from nasengine.sr.evaluate import evaluate
+    from nasengine.sr.models import TorchUpscaler, channels_of
+
+    with _threads(threads):
+        model = init_model(graph, seed=0, init_std=recipe.init_std)
+        up = TorchUpscaler(model, scale=int(graph.scale), channels=channels_of(graph.input_channels), device=device)
+        t0 = time.perf_counter()
+        evaluate(up, [recipe.val_data], scale=int(graph.scale), pipeline=recipe.val_pipeline)
+        return time.perf_counter() - t0
 
 
 def train_architecture(architecture, out, recipe: TrainRecipe, *, resume: bool = False, progress: bool = True,

@@ -5,7 +5,7 @@ from typing import Any
 
 import attrs
 
-from nasengine.evaluator import EvalContext, Evaluator
+from nasengine.evaluator import EvalContext, EvalPlan, Evaluator
 from nasengine.options import choice, flag, option, optional, positive, read_options, real, sequence, string, whole
 
 __all__ = ["TrainingEvaluator"]
@@ -79,6 +79,30 @@ class TrainingEvaluator(Evaluator):
 
         resolve_training(self.train_data)
         resolve_benchmark(self.val_data)
+
+    def plan(self, graph, *, cost=None, measure: bool = True, device: str = "cpu",
+             threads: int | None = None) -> EvalPlan:
+        """Training steps and their multiply-adds (forward + backward ~ 3x the forward's, at the LR patch), and
+        with ``measure`` the time here: a few real training steps of ``graph`` plus one validation."""
+        from nasengine import train
+
+        steps, budget = train.recipe_steps(self.recipe)
+        cfg = self.train_config
+        work = f"{budget}, batch {cfg.batch_size}, HR patch {self.patch_size}, data {self.train_data}"
+        macs = None
+        if cost is not None and steps:
+            lr_pixels = (self.patch_size // int(graph.scale)) ** 2
+            macs = 3.0 * cost.mult_adds / (cost.lr_size[0] * cost.lr_size[1]) * lr_pixels * cfg.batch_size * steps
+        if not measure:
+            return EvalPlan(work=work, train_macs=macs, data=self.train_data)
+        per_step = train.time_steps(graph, self.recipe, device=device, threads=threads)
+        training = steps * per_step if steps else float(cfg.seconds)
+        try:
+            validation = train.time_validation(graph, self.recipe, device=device, threads=threads)
+        except Exception:  # noqa: BLE001 - data this machine lacks: the plan says so elsewhere
+            validation = 0.0
+        return EvalPlan(work=work, train_macs=macs, seconds=training + validation, data=self.train_data,
+                        parts={"step": per_step, "training": training, "validation": validation})
 
     def dataset(self, scale: int, channels: str, seed: int = 0):
         """The training patches for a network of ``scale`` and ``channels``, decoded once per evaluator."""

@@ -1,12 +1,39 @@
 """The contract between a run session and its loop, and the table that picks a loop for a method."""
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import attrs
 
 from nasengine.search.context import SearchContext
 from nasengine.search.records import LoopEnd
 
-__all__ = ["Loop"]
+__all__ = ["Loop", "LoopPlan"]
+
+
+@attrs.frozen
+class LoopPlan:
+    """What a loop will run under a budget: ``evaluations`` (architectures evaluated; ``None``: only a
+    seconds budget bounds them), ``rounds`` (a phrase: "3 generations of 6"), ``seconds`` (its estimated wall
+    time here, ``None`` when the evaluation's time is unknown)."""
+
+    evaluations: int | None
+    rounds: str
+    seconds: float | None = None
+
+
+def _evaluations(budget, population: int) -> tuple[int | None, int | None]:
+    """``(generations, evaluations)`` a generational budget runs (a started generation is finished)."""
+    if budget.generations is not None:
+        gens = budget.generations
+        if budget.candidates is not None:
+            gens = min(gens, math.ceil(budget.candidates / population))
+        return gens, gens * population
+    if budget.candidates is not None:
+        gens = math.ceil(budget.candidates / population)
+        return gens, gens * population
+    return None, None
 
 
 class Loop:
@@ -32,6 +59,22 @@ class Loop:
     def start_generation(latest: tuple[int, dict] | None) -> int:
         """The generation a session starts in, given the controller state saved last (``None``: a new run)."""
         return 0 if latest is None else latest[0] + 1
+
+    @classmethod
+    def plan(cls, spec, controller: Any, eval_seconds: float | None, parallelism: int) -> LoopPlan:
+        """What this loop runs under ``spec.budget`` with ``controller``, each evaluation taking
+        ``eval_seconds`` on one of ``parallelism`` workers: generation after generation of
+        ``controller.population_size``, each waiting for its slowest evaluation."""
+        population = max(1, int(getattr(controller, "population_size", 1) or 1))
+        gens, evaluations = _evaluations(spec.budget, population)
+        seconds = None
+        if eval_seconds is not None:
+            if gens is not None:
+                seconds = gens * math.ceil(population / max(1, parallelism)) * eval_seconds
+            if spec.budget.seconds is not None:
+                seconds = min(seconds, spec.budget.seconds) if seconds is not None else spec.budget.seconds
+        rounds = f"{gens} generations of {population}" if gens is not None else f"generations of {population}"
+        return LoopPlan(evaluations, rounds, seconds)
 
     def describe(self) -> str:
         """Extra words for the session's first line (e.g. ``"; steady-state, 4 in flight"``)."""

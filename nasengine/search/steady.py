@@ -10,6 +10,7 @@ are saved, so a resume (or a finished run extended) asks exactly what an uninter
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict, deque
 from typing import Any, Iterator
 
@@ -17,7 +18,7 @@ import attrs
 
 from nasengine.errors import ConfigError
 from nasengine.executors import EvalTask
-from nasengine.search.loop import Loop
+from nasengine.search.loop import Loop, LoopPlan, _evaluations
 from nasengine.search.records import LoopEnd, Repeat, TaskInfo
 from nasengine.store import CandidateRecord
 
@@ -73,6 +74,20 @@ class SteadyLoop(Loop):
         if not getattr(spec.factory("executor", plugins), "can_wait", False):
             raise ConfigError(f"controller.in_flight (a steady-state search) needs an executor that can wait for "
                               f"tasks; executor {spec.executor.name!r} cannot (inline and process can)")
+
+    @classmethod
+    def plan(cls, spec, controller: Any, eval_seconds: float | None, parallelism: int) -> LoopPlan:
+        """No generation barrier: ``in_flight`` evaluations at a time on the workers."""
+        population = max(1, int(getattr(controller, "population_size", 1) or 1))
+        _, evaluations = _evaluations(spec.budget, population)
+        width = max(1, min(parallelism, int(controller.in_flight)))
+        seconds = None
+        if eval_seconds is not None:
+            if evaluations is not None:
+                seconds = math.ceil(evaluations / width) * eval_seconds
+            if spec.budget.seconds is not None:
+                seconds = min(seconds, spec.budget.seconds) if seconds is not None else spec.budget.seconds
+        return LoopPlan(evaluations, f"steady-state, {controller.in_flight} in flight", seconds)
 
     @staticmethod
     def start_generation(latest: tuple[int, dict] | None) -> int:

@@ -61,7 +61,23 @@ def _input_and_output_channels(graph) -> tuple[int, int]:
     return c_in, c_out
 
 
-class SearchSpaceContract:
+class _Contract:
+    """What both contracts share: the plugins are loaded before each test (a space may use a plugin's op), and
+    the ``space`` fixture is :meth:`make_space`."""
+
+    def make_space(self) -> SearchSpace:  # pragma: no cover - each contract documents its own
+        raise NotImplementedError
+
+    @pytest.fixture(autouse=True)
+    def _nasengine_plugins_loaded(self):
+        _load_plugins()
+
+    @pytest.fixture
+    def space(self) -> SearchSpace:
+        return self.make_space()
+
+
+class SearchSpaceContract(_Contract):
     """Base class of contract tests for a :class:`~nasengine.space.SearchSpace` (see the module docstring).
 
     Not collected by itself (its name does not start with ``Test``); subclass it as ``TestSomething``.
@@ -85,13 +101,6 @@ class SearchSpaceContract:
             f"{type(self).__name__}: give the contract a space — define make_space() or a `space` fixture"
         )
 
-    @pytest.fixture(autouse=True)
-    def _nasengine_plugins_loaded(self):
-        _load_plugins()
-
-    @pytest.fixture
-    def space(self) -> SearchSpace:
-        return self.make_space()
 
     @pytest.fixture
     def _contract_examples(self, request) -> tuple[int, int]:
@@ -296,7 +305,7 @@ class SearchSpaceContract:
 # ---------------------------------------------------------------------------------------------------------
 # Controllers
 # ---------------------------------------------------------------------------------------------------------
-class ControllerContract:
+class ControllerContract(_Contract):
     """Base class of contract tests for a :class:`~nasengine.controller.Controller`.
 
     In a plugin's test suite::
@@ -356,13 +365,6 @@ class ControllerContract:
 
         return Reward.from_config([["psnr", "max"], ["mult_adds", "min"]])
 
-    @pytest.fixture(autouse=True)
-    def _nasengine_plugins_loaded(self):
-        _load_plugins()
-
-    @pytest.fixture
-    def space(self) -> SearchSpace:
-        return self.make_space()
 
     @pytest.fixture
     def new_controller(self) -> Callable:

@@ -1,6 +1,8 @@
 """The plugin's registrations and the ``falsr`` method's presets (without needing the hybrid controller)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from nasengine.evaluators import TrainingEvaluator
@@ -79,17 +81,29 @@ def test_paper_plan_from_the_cli(monkeypatch, capsys):
     """`nasengine search falsr --preset paper --plan` validates the preset and prints the paper's budget and its
     estimated cost (the per-step time measured here is stubbed: the point is the plan, not this CPU)."""
     import nasengine.plan
+    import nasengine.train
     from nasengine.cli import main
+    from nasengine.plugins import get_plugins
     from nasengine.errors import DataError
     from nasengine.sr.data import resolve_training
 
-    monkeypatch.setattr(nasengine.plan, "time_steps", lambda *a, **k: 2.0)
+    monkeypatch.setattr(nasengine.train, "time_steps", lambda *a, **k: 2.0)
+    monkeypatch.setattr(nasengine.train, "time_validation", lambda *a, **k: 0.0)
     monkeypatch.setenv("NASENGINE_DATA", "")
     assert main(["search", "falsr", "--preset", "paper", "--plan"]) == 0
     out = capsys.readouterr().out
     assert "controller falsr-hybrid, population 64" in out
-    assert "about 10000 models" in out and "200 epochs of 800 patches, batch 16, HR patch 96, data DIV2K" in out
-    assert "2000 ms per step -> 55,555.6 hours" in out  # 10,000 models x (200 x 800 / 16) steps x 2 s
+    # 10,000 candidates in generations of 64: 157 generations (the last one finished), 10,048 models
+    assert "about 10048 models (157 generations of 64)" in out
+    assert "200 epochs of 800 patches, batch 16, HR patch 96, data DIV2K" in out
+    plugins = get_plugins()
+    method = plugins.methods.get("falsr")
+    plan = nasengine.plan.search_plan(method, method.config("paper"), plugins=plugins)
+    per_model = 200 * (800 // 16) * 2.0  # steps x 2 s
+    assert plan["seconds_per_candidate_here"] == per_model
+    assert plan["seconds_here"] == pytest.approx(157 * math.ceil(64 / plan["parallelism"]) * per_model
+                                                 * plan["feasible_share"])
+    assert "2000 ms per step, 0 s validation -> 5.6 hours per model" in out
     try:
         resolve_training("DIV2K")
     except DataError:  # as on CI: the plan says so (the search itself would stop before making a run folder)
