@@ -137,6 +137,17 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
+def cmd_score(args) -> int:
+    from nasengine.sr.score import score_folder
+
+    report = score_folder(args.sr, args.hr, scale=args.score_scale)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.table(per_image=args.per_image))
+    return EXIT_OK
+
+
 def cmd_upscale(args) -> int:
     from nasengine.sr.image import load_rgb, save_image
     from nasengine.sr.models import upscale_image
@@ -440,6 +451,18 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("score", help="score a folder of SR images made elsewhere against HR images (PSNR/SSIM on Y)",
+                       epilog="SR files pair with HR files by stem, else by the stem cut before its first _SR, _HR, "
+                              "_LR, _SRF or _x<N> part\n(baby_SR.png, baby_x2_bicubic.png -> baby.png; "
+                              "img_001_SRF_2_SR.png -> img_001_SRF_2_HR.png).\n\n" + EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sr", required=True, help="folder of SR images")
+    p.add_argument("--hr", required=True, help="HR benchmark set name (e.g. Set5) or folder")
+    p.add_argument("--scale", dest="score_scale", type=_scale, required=True, help="upscaling factor of the SR images")
+    p.add_argument("--per-image", action="store_true", help="also print one row per image")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("upscale", help="upscale an image with a model", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
