@@ -181,6 +181,19 @@ def cmd_plugins(args) -> int:
     return EXIT_OK if not any(p.error for p in rows) else EXIT_FAILED
 
 
+def cmd_new_plugin(args) -> int:
+    from nasengine.scaffold import new_plugin, plugin_names
+
+    names = plugin_names(args.name)
+    target = new_plugin(args.name, args.dir)
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        print(f"wrote {path}")
+    print(f"plugin {names['dist']} (module {names['module']}): controller {names['name']}-elite-mutation, "
+          f"method {names['name']}")
+    print(f"next: pip install -e {target} && nasengine plugins && pytest {target / 'tests'}")
+    return EXIT_OK
+
+
 def cmd_methods(args) -> int:
     from nasengine.plugins import get_plugins
 
@@ -477,6 +490,11 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list plugins, their versions and what each registers")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("new-plugin", help="write a working plugin package (controller, method, tests) to start from")
+    p.add_argument("name", help="plugin name, lower-case letters and digits joined by '-' (e.g. my-nas)")
+    p.add_argument("--dir", default=".", help="folder to create the package in (default: the current one)")
+    p.set_defaults(func=cmd_new_plugin)
 
     p = sub.add_parser("methods", help="list search methods and their presets")
     p.add_argument("--options", metavar="METHOD",
