@@ -181,6 +181,53 @@ def cmd_plugins(args) -> int:
     return EXIT_OK if not any(p.error for p in rows) else EXIT_FAILED
 
 
+_COST_CONVENTION = ("Mult-Adds = sum over learned convs of H_out*W_out*k_h*k_w*(C_in/groups)*C_out; bias adds, "
+                    "activations, element-wise ops, pixel shuffle and interpolation are free (nasengine.ops)")
+
+
+def _op_info(entry) -> dict:
+    import inspect
+
+    from nasengine.ops import REQUIRED
+
+    spec = entry.obj
+    arity = spec.arity if isinstance(spec.arity, int) else \
+        f"{spec.arity[0]}+" if spec.arity[1] is None else f"{spec.arity[0]}-{spec.arity[1]}"
+    cost_doc = inspect.getdoc(spec.cost)
+    return {"name": spec.name, "plugin": entry.plugin, "arity": arity, "commutative": spec.commutative,
+            "doc": spec.doc,
+            "attrs": [{"name": n, "type": a.type.__name__, "required": a.default is REQUIRED,
+                       "default": None if a.default is REQUIRED else a.default, "doc": a.doc}
+                      for n, a in spec.attrs.items()],
+            "cost": cost_doc if cost_doc and cost_doc != inspect.getdoc(type(spec.cost)) else None}
+
+
+def cmd_ops(args) -> int:
+    from nasengine.plugins import get_plugins
+
+    ops = get_plugins().ops
+    entries = [e for e in ops.entries() if not args.names or e.name in args.names]
+    missing = [n for n in args.names if n not in ops]
+    if missing:
+        raise NasengineError(f"unknown op {missing[0]!r}; registered: {', '.join(ops.names())}")
+    info = [_op_info(e) for e in entries]
+    if args.json:
+        print(json.dumps({"cost_convention": _COST_CONVENTION, "ops": info}, indent=2, default=repr))
+        return EXIT_OK
+    print(f"cost convention: {_COST_CONVENTION}")
+    for op in info:
+        inputs = f"{op['arity']} input{'' if op['arity'] == 1 else 's'}"
+        print(f"\n{op['name']}  ({inputs}{', commutative' if op['commutative'] else ''}; plugin {op['plugin']})")
+        if op["doc"]:
+            print(f"    {op['doc']}")
+        if op["cost"]:
+            print(f"    cost: {op['cost']}")
+        for a in op["attrs"]:
+            default = "required" if a["required"] else f"default {json.dumps(a['default'])}"
+            print(f"    {a['name']}: {a['type']}, {default}" + (f" -- {a['doc']}" if a["doc"] else ""))
+    return EXIT_OK
+
+
 def cmd_new_plugin(args) -> int:
     from nasengine.scaffold import new_plugin, plugin_names
 
@@ -252,17 +299,37 @@ def cmd_cost(args) -> int:
             "mult_adds": int(cost.mult_adds), "params": int(cost.params),
             "params_without_bias": int(cost.params_without_bias), "kernel_params": int(cost.kernel_params),
             "key": arch.graph.key(), "convention": cost.convention}
+    nodes = []
+    if args.per_node:
+        from nasengine.cost import cost_breakdown
+
+        nodes = [{"node": n.node, "name": arch.graph.name(n.node), "op": n.op, "params": n.params,
+                  "bias_params": n.bias_params, "activation_params": n.activation_params, "mult_adds": n.mult_adds,
+                  "out_size": list(n.out_size)} for n in cost_breakdown(arch.graph, lr_size=args.lr_size)]
+        data["nodes"] = nodes
     if args.json:
         print(json.dumps(data, indent=2))
         return EXIT_OK
     print(f"{arch.name}: {_fmt_g(cost.mult_adds)} Mult-Adds, {_fmt_int(cost.params)} params "
           f"({_fmt_int(cost.params_without_bias)} without biases) at LR {w}x{h} (x{data['scale']})")
-    if args.per_node:
-        from nasengine.cost import cost_breakdown
-
-        for node in cost_breakdown(arch.graph, lr_size=args.lr_size):
-            print(f"    {node}")
+    if nodes:
+        print(_node_table(nodes, cost.mult_adds))
     return EXIT_OK
+
+
+def _node_table(nodes, total_mult_adds: int) -> str:
+    """``cost --per-node``: one row per node (id, name, op, output size, params, biases, Mult-Adds, share)."""
+    head = ("node", "name", "op", "out (WxH)", "params", "biases", "Mult-Adds", "share")
+    rows = [(str(n["node"]), n["name"] or "-", n["op"], f"{n['out_size'][1]}x{n['out_size'][0]}",
+             _fmt_int(n["params"]), _fmt_int(n["bias_params"]), _fmt_int(n["mult_adds"]),
+             f"{100.0 * n['mult_adds'] / total_mult_adds:.1f}%" if total_mult_adds else "-") for n in nodes]
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    align = [">", "<", "<", ">", ">", ">", ">", ">"]
+
+    def line(r):
+        return "  ".join(f"{v:{a}{wd}}" for v, a, wd in zip(r, align, widths)).rstrip()
+
+    return "\n".join([line(head), "-" * len(line(head))] + [line(r) for r in rows])
 
 
 def _overrides(items) -> dict:
@@ -490,6 +557,11 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list plugins, their versions and what each registers")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("ops", help="graph operations: description, attributes and cost rule of each")
+    p.add_argument("names", nargs="*", help="only these ops (default: all registered)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ops)
 
     p = sub.add_parser("new-plugin", help="write a working plugin package (controller, method, tests) to start from")
     p.add_argument("name", help="plugin name, lower-case letters and digits joined by '-' (e.g. my-nas)")
