@@ -155,8 +155,12 @@ def cmd_upscale(args) -> int:
     upscaler = resolve_upscaler(args.model, args.scale, weights=args.weights, device=args.device)
     image = load_rgb(args.image)
     out = upscale_image(upscaler, image)
+    import re
+
+    # a model's name may be a path (a checkpoint trained from a genome file): keep a file-name-safe stem
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(upscaler.name).stem).strip("-.") or "model"
     output = Path(args.output) if args.output else Path(args.image).with_name(
-        f"{Path(args.image).stem}_x{args.scale}_{upscaler.name}.png"
+        f"{Path(args.image).stem}_x{args.scale}_{model}.png"
     )
     save_image(output, out)
     print(f"{args.image} ({image.shape[1]}x{image.shape[0]}) -> {output} ({out.shape[1]}x{out.shape[0]})")
@@ -451,13 +455,14 @@ def cmd_export(args) -> int:
     items = _architectures_to_export(args.source)
     for done in export_all(items, Path(args.output) if args.output else Path("exports"), format=args.format,
                            lr_size=args.lr_size):
-        print(f"{done.name}: {'trained' if done.trained else 'untrained (architecture only)'} -> {done.path}")
+        print(f"{done.name}: {'trained' if done.trained else 'untrained (architecture only)'} -> {done.path}"
+              + (f" (genome: {done.genome})" if done.genome else ""))
     return EXIT_OK
 
 
 def cmd_train(args) -> int:
     from nasengine.sr.trainer import TrainConfig
-    from nasengine.train import TrainRecipe, resolve_architecture, train_architecture
+    from nasengine.train import CHECKPOINT_FOLDER, TrainRecipe, resolve_architecture, train_architecture
 
     arch = resolve_architecture(args.genome)
     budget = [b for b in ("steps", "epochs", "seconds") if getattr(args, b) is not None]
@@ -472,6 +477,7 @@ def cmd_train(args) -> int:
     print(f"{arch.name}: {result.step} steps in {result.seconds:.1f} s; {args.val_data} x{done.scale} "
           f"PSNR {final.get('psnr', float('nan')):.4f} / SSIM {final.get('ssim', float('nan')):.5f}")
     print(f"model: {done.path}  (use: nasengine evaluate --model {done.path} --data Set5)")
+    print(f"checkpoints: {Path(args.out) / CHECKPOINT_FOLDER}  (nasengine train ... --resume continues them)")
     return EXIT_OK
 
 
