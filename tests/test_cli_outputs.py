@@ -17,7 +17,8 @@ def _genome(tmp_path: Path) -> Path:
     options = {"scale": 2, "channels": "y", "max_depth": 2, "widths": [4]}
     space = get_plugins().spaces.get("simple")(**options)
     path = tmp_path / "g.json"
-    path.write_text(json.dumps(genome_document("simple", options, space.to_json(space.sample(np.random.default_rng(1))))))
+    genome = space.to_json(space.sample(np.random.default_rng(1)))
+    path.write_text(json.dumps(genome_document("simple", options, genome)))
     return path
 
 
