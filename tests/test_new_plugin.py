@@ -36,7 +36,8 @@ def test_scaffolded_plugin_loads_and_its_tests_pass(tmp_path):
     listed = subprocess.run([sys.executable, "-m", "nasengine", "plugins"], capture_output=True, text=True,
                             timeout=120, env=env)
     assert listed.returncode == EXIT_OK, listed.stdout + listed.stderr
-    assert "my-nas-elite-mutation" in listed.stdout and "nasengine_my_nas" in listed.stdout
+    assert "my-nas-elite-mutation" in listed.stdout
+    assert "nasengine_my_nas 0.1.0  (nasengine_my_nas)" in listed.stdout  # no distribution: the module's version
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                            cwd=package, capture_output=True, text=True, timeout=600, env=env)
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
