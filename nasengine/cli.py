@@ -137,6 +137,17 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
+def cmd_score(args) -> int:
+    from nasengine.sr.score import score_folder
+
+    report = score_folder(args.sr, args.hr, scale=args.score_scale)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.table(per_image=args.per_image))
+    return EXIT_OK
+
+
 def cmd_upscale(args) -> int:
     from nasengine.sr.image import load_rgb, save_image
     from nasengine.sr.models import upscale_image
@@ -144,8 +155,12 @@ def cmd_upscale(args) -> int:
     upscaler = resolve_upscaler(args.model, args.scale, weights=args.weights, device=args.device)
     image = load_rgb(args.image)
     out = upscale_image(upscaler, image)
+    import re
+
+    # a model's name may be a path (a checkpoint trained from a genome file): keep a file-name-safe stem
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(upscaler.name).stem).strip("-.") or "model"
     output = Path(args.output) if args.output else Path(args.image).with_name(
-        f"{Path(args.image).stem}_x{args.scale}_{upscaler.name}.png"
+        f"{Path(args.image).stem}_x{args.scale}_{model}.png"
     )
     save_image(output, out)
     print(f"{args.image} ({image.shape[1]}x{image.shape[0]}) -> {output} ({out.shape[1]}x{out.shape[0]})")
@@ -168,6 +183,66 @@ def cmd_plugins(args) -> int:
             if names:
                 print(f"    {attr:<14} {', '.join(names)}")
     return EXIT_OK if not any(p.error for p in rows) else EXIT_FAILED
+
+
+_COST_CONVENTION = ("Mult-Adds = sum over learned convs of H_out*W_out*k_h*k_w*(C_in/groups)*C_out; bias adds, "
+                    "activations, element-wise ops, pixel shuffle and interpolation are free (nasengine.ops)")
+
+
+def _op_info(entry) -> dict:
+    import inspect
+
+    from nasengine.ops import REQUIRED
+
+    spec = entry.obj
+    arity = spec.arity if isinstance(spec.arity, int) else \
+        f"{spec.arity[0]}+" if spec.arity[1] is None else f"{spec.arity[0]}-{spec.arity[1]}"
+    cost_doc = inspect.getdoc(spec.cost)
+    return {"name": spec.name, "plugin": entry.plugin, "arity": arity, "commutative": spec.commutative,
+            "doc": spec.doc,
+            "attrs": [{"name": n, "type": a.type.__name__, "required": a.default is REQUIRED,
+                       "default": None if a.default is REQUIRED else a.default, "doc": a.doc}
+                      for n, a in spec.attrs.items()],
+            "cost": cost_doc if cost_doc and cost_doc != inspect.getdoc(type(spec.cost)) else None}
+
+
+def cmd_ops(args) -> int:
+    from nasengine.plugins import get_plugins
+
+    ops = get_plugins().ops
+    entries = [e for e in ops.entries() if not args.names or e.name in args.names]
+    missing = [n for n in args.names if n not in ops]
+    if missing:
+        raise NasengineError(f"unknown op {missing[0]!r}; registered: {', '.join(ops.names())}")
+    info = [_op_info(e) for e in entries]
+    if args.json:
+        print(json.dumps({"cost_convention": _COST_CONVENTION, "ops": info}, indent=2, default=repr))
+        return EXIT_OK
+    print(f"cost convention: {_COST_CONVENTION}")
+    for op in info:
+        inputs = f"{op['arity']} input{'' if op['arity'] == 1 else 's'}"
+        print(f"\n{op['name']}  ({inputs}{', commutative' if op['commutative'] else ''}; plugin {op['plugin']})")
+        if op["doc"]:
+            print(f"    {op['doc']}")
+        if op["cost"]:
+            print(f"    cost: {op['cost']}")
+        for a in op["attrs"]:
+            default = "required" if a["required"] else f"default {json.dumps(a['default'])}"
+            print(f"    {a['name']}: {a['type']}, {default}" + (f" -- {a['doc']}" if a["doc"] else ""))
+    return EXIT_OK
+
+
+def cmd_new_plugin(args) -> int:
+    from nasengine.scaffold import new_plugin, plugin_names
+
+    names = plugin_names(args.name)
+    target = new_plugin(args.name, args.dir)
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        print(f"wrote {path}")
+    print(f"plugin {names['dist']} (module {names['module']}): controller {names['name']}-elite-mutation, "
+          f"method {names['name']}")
+    print(f"next: pip install -e {target} && nasengine plugins && pytest {target / 'tests'}")
+    return EXIT_OK
 
 
 def cmd_methods(args) -> int:
@@ -228,17 +303,37 @@ def cmd_cost(args) -> int:
             "mult_adds": int(cost.mult_adds), "params": int(cost.params),
             "params_without_bias": int(cost.params_without_bias), "kernel_params": int(cost.kernel_params),
             "key": arch.graph.key(), "convention": cost.convention}
+    nodes = []
+    if args.per_node:
+        from nasengine.cost import cost_breakdown
+
+        nodes = [{"node": n.node, "name": arch.graph.name(n.node), "op": n.op, "params": n.params,
+                  "bias_params": n.bias_params, "activation_params": n.activation_params, "mult_adds": n.mult_adds,
+                  "out_size": list(n.out_size)} for n in cost_breakdown(arch.graph, lr_size=args.lr_size)]
+        data["nodes"] = nodes
     if args.json:
         print(json.dumps(data, indent=2))
         return EXIT_OK
     print(f"{arch.name}: {_fmt_g(cost.mult_adds)} Mult-Adds, {_fmt_int(cost.params)} params "
           f"({_fmt_int(cost.params_without_bias)} without biases) at LR {w}x{h} (x{data['scale']})")
-    if args.per_node:
-        from nasengine.cost import cost_breakdown
-
-        for node in cost_breakdown(arch.graph, lr_size=args.lr_size):
-            print(f"    {node}")
+    if nodes:
+        print(_node_table(nodes, cost.mult_adds))
     return EXIT_OK
+
+
+def _node_table(nodes, total_mult_adds: int) -> str:
+    """``cost --per-node``: one row per node (id, name, op, output size, params, biases, Mult-Adds, share)."""
+    head = ("node", "name", "op", "out (WxH)", "params", "biases", "Mult-Adds", "share")
+    rows = [(str(n["node"]), n["name"] or "-", n["op"], f"{n['out_size'][1]}x{n['out_size'][0]}",
+             _fmt_int(n["params"]), _fmt_int(n["bias_params"]), _fmt_int(n["mult_adds"]),
+             f"{100.0 * n['mult_adds'] / total_mult_adds:.1f}%" if total_mult_adds else "-") for n in nodes]
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    align = [">", "<", "<", ">", ">", ">", ">", ">"]
+
+    def line(r):
+        return "  ".join(f"{v:{a}{wd}}" for v, a, wd in zip(r, align, widths)).rstrip()
+
+    return "\n".join([line(head), "-" * len(line(head))] + [line(r) for r in rows])
 
 
 def _overrides(items) -> dict:
@@ -360,13 +455,14 @@ def cmd_export(args) -> int:
     items = _architectures_to_export(args.source)
     for done in export_all(items, Path(args.output) if args.output else Path("exports"), format=args.format,
                            lr_size=args.lr_size):
-        print(f"{done.name}: {'trained' if done.trained else 'untrained (architecture only)'} -> {done.path}")
+        print(f"{done.name}: {'trained' if done.trained else 'untrained (architecture only)'} -> {done.path}"
+              + (f" (genome: {done.genome})" if done.genome else ""))
     return EXIT_OK
 
 
 def cmd_train(args) -> int:
     from nasengine.sr.trainer import TrainConfig
-    from nasengine.train import TrainRecipe, resolve_architecture, train_architecture
+    from nasengine.train import CHECKPOINT_FOLDER, TrainRecipe, resolve_architecture, train_architecture
 
     arch = resolve_architecture(args.genome)
     budget = [b for b in ("steps", "epochs", "seconds") if getattr(args, b) is not None]
@@ -381,6 +477,7 @@ def cmd_train(args) -> int:
     print(f"{arch.name}: {result.step} steps in {result.seconds:.1f} s; {args.val_data} x{done.scale} "
           f"PSNR {final.get('psnr', float('nan')):.4f} / SSIM {final.get('ssim', float('nan')):.5f}")
     print(f"model: {done.path}  (use: nasengine evaluate --model {done.path} --data Set5)")
+    print(f"checkpoints: {Path(args.out) / CHECKPOINT_FOLDER}  (nasengine train ... --resume continues them)")
     return EXIT_OK
 
 
@@ -441,6 +538,18 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("score", help="score a folder of SR images made elsewhere against HR images (PSNR/SSIM on Y)",
+                       epilog="SR files pair with HR files by stem, else by the stem cut before its first _SR, _HR, "
+                              "_LR, _SRF or _x<N> part\n(baby_SR.png, baby_x2_bicubic.png -> baby.png; "
+                              "img_001_SRF_2_SR.png -> img_001_SRF_2_HR.png).\n\n" + EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sr", required=True, help="folder of SR images")
+    p.add_argument("--hr", required=True, help="HR benchmark set name (e.g. Set5) or folder")
+    p.add_argument("--scale", dest="score_scale", type=_scale, required=True, help="upscaling factor of the SR images")
+    p.add_argument("--per-image", action="store_true", help="also print one row per image")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_score)
+
     p = sub.add_parser("upscale", help="upscale an image with a model", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help="input image (any format Pillow reads)")
@@ -454,6 +563,16 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list plugins, their versions and what each registers")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("ops", help="graph operations: description, attributes and cost rule of each")
+    p.add_argument("names", nargs="*", help="only these ops (default: all registered)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ops)
+
+    p = sub.add_parser("new-plugin", help="write a working plugin package (controller, method, tests) to start from")
+    p.add_argument("name", help="plugin name, lower-case letters and digits joined by '-' (e.g. my-nas)")
+    p.add_argument("--dir", default=".", help="folder to create the package in (default: the current one)")
+    p.set_defaults(func=cmd_new_plugin)
 
     p = sub.add_parser("methods", help="list search methods and their presets")
     p.add_argument("--options", metavar="METHOD",

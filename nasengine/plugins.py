@@ -130,7 +130,9 @@ class Plugins:
         self._load_builtin()
         self._load_entry_points(autoload)
         for obj in extra:
-            self._register(obj, getattr(obj, "__name__", repr(obj)), version="", module=getattr(obj, "__name__", ""))
+            # no distribution to ask (NASENGINE_PLUGINS_EXTRA, or an object): the module's own __version__, if any
+            self._register(obj, getattr(obj, "__name__", repr(obj)), version=str(getattr(obj, "__version__", "")),
+                           module=getattr(obj, "__name__", ""))
         self._check_pending()
         self._fill_registries()
 

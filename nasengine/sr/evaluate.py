@@ -60,6 +60,8 @@ __all__ = [
     "EvalReport",
     "evaluate",
     "prepare_pair",
+    "load_hr_y",
+    "score_y",
     "clear_cache",
 ]
 
@@ -244,6 +246,33 @@ def _load_hr(path: Path, pipeline: str) -> np.ndarray:
     return load_rgb(path) if pipeline == "rgb" else load_image(path)
 
 
+def _modcropped_hr(path: Path, scale: int, pipeline: str) -> np.ndarray:
+    hr = modcrop(_load_hr(path, pipeline), scale)
+    h, w = hr.shape[:2]
+    if h < 2 * scale + SSIM_WINDOW or w < 2 * scale + SSIM_WINDOW:
+        raise DataError(
+            f"{path}: {w}x{h} (after modcrop) is too small to evaluate at scale {scale}: SSIM needs "
+            f"{SSIM_WINDOW}x{SSIM_WINDOW} pixels after cropping {scale} px at every border"
+        )
+    return hr
+
+
+def load_hr_y(path, scale: int, pipeline: str = "rgb") -> np.ndarray:
+    """The uint8 ``HxW`` Y of the HR image file ``path`` as :func:`prepare_pair` makes it (``modcrop(scale)``;
+    "rgb": a single-channel file replicated to R = G = B, then its rounded Y; "y": a single-channel file is
+    its own Y), without making the LR. Not cached."""
+    path = Path(path)
+    scale = _check_scale(scale)
+    return np.ascontiguousarray(rgb_to_y(_modcropped_hr(path, scale, _check_pipeline(pipeline))))
+
+
+def score_y(sr_y: np.ndarray, hr_y: np.ndarray, scale: int) -> tuple[float, float]:
+    """``(psnr, ssim)`` of the uint8 Y of an SR image against the HR's, with ``scale`` pixels cropped at
+    every border: the protocol's measurement, shared by :func:`evaluate` and
+    :func:`nasengine.sr.score.score_folder`."""
+    return psnr(sr_y, hr_y, crop=scale), ssim(sr_y, hr_y, crop=scale)
+
+
 def prepare_pair(path, scale: int, pipeline: str = "rgb", lr_border: str = "symmetric") -> tuple[np.ndarray, np.ndarray]:
     """``(lr, hr_y)`` of one HR image file under ``pipeline`` (see the module docstring): for
     "rgb", ``lr`` is the uint8 ``HxWx3`` LR; for "y", the float64 ``HxWx1`` LR Y. ``hr_y`` is the
@@ -261,13 +290,8 @@ def prepare_pair(path, scale: int, pipeline: str = "rgb", lr_border: str = "symm
         if hit is not None:
             _memory.move_to_end(key)
             return hit
-    hr = modcrop(_load_hr(path, pipeline), scale)
+    hr = _modcropped_hr(path, scale, pipeline)
     h, w = hr.shape[:2]
-    if h < 2 * scale + SSIM_WINDOW or w < 2 * scale + SSIM_WINDOW:
-        raise DataError(
-            f"{path}: {w}x{h} (after modcrop) is too small to evaluate at scale {scale}: SSIM needs "
-            f"{SSIM_WINDOW}x{SSIM_WINDOW} pixels after cropping {scale} px at every border"
-        )
     hr_y = np.ascontiguousarray(rgb_to_y(hr))
     if pipeline == "rgb":
         lr_shape, lr_dtype = (h // scale, w // scale, 3), np.dtype(np.uint8)
@@ -351,7 +375,7 @@ def _score_one(upscaler: Upscaler, lr: np.ndarray, hr_y: np.ndarray, scale: int,
         )
     sr = to_uint8(out)
     sr_y = rgb_to_y(sr) if sr.shape[2] == 3 else sr[:, :, 0]
-    return psnr(sr_y, hr_y, crop=scale), ssim(sr_y, hr_y, crop=scale)
+    return score_y(sr_y, hr_y, scale)
 
 
 def evaluate(
