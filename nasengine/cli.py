@@ -147,6 +147,9 @@ def cmd_upscale(args) -> int:
     output = Path(args.output) if args.output else Path(args.image).with_name(
         f"{Path(args.image).stem}_x{args.scale}_{upscaler.name}.png"
     )
+    from nasengine.fileio import refuse_overwrite
+
+    refuse_overwrite(output, force=args.force)
     save_image(output, out)
     print(f"{args.image} ({image.shape[1]}x{image.shape[0]}) -> {output} ({out.shape[1]}x{out.shape[0]})")
     return EXIT_OK
@@ -310,7 +313,7 @@ def cmd_resume(args) -> int:
     overrides, executor = _with_plugin_options(args)
     _search_logging(args.quiet)
     outcome = resume_search(args.run, executor=executor, workers=args.workers, progress=not args.quiet,
-                            overrides=overrides or None)
+                            overrides=overrides or None, trust_run=args.trust_run)
     print(f"search {outcome.status} ({outcome.stop_reason}) in {outcome.seconds:.1f} s")
     _print_report(args.run, top=args.top)
     return EXIT_OK if outcome.counts.get("ok", 0) else EXIT_FAILED
@@ -359,7 +362,7 @@ def cmd_export(args) -> int:
 
     items = _architectures_to_export(args.source)
     for done in export_all(items, Path(args.output) if args.output else Path("exports"), format=args.format,
-                           lr_size=args.lr_size):
+                           lr_size=args.lr_size, overwrite=args.force):
         print(f"{done.name}: {'trained' if done.trained else 'untrained (architecture only)'} -> {done.path}")
     return EXIT_OK
 
@@ -369,6 +372,12 @@ def cmd_train(args) -> int:
     from nasengine.train import TrainRecipe, resolve_architecture, train_architecture
 
     arch = resolve_architecture(args.genome)
+    if not args.resume:
+        from nasengine.fileio import refuse_overwrite
+        from nasengine.train import CHECKPOINT_FOLDER, MODEL_FILE
+
+        for name in (MODEL_FILE, f"{CHECKPOINT_FOLDER}/last.pt"):
+            refuse_overwrite(Path(args.out) / name, force=args.force)
     budget = [b for b in ("steps", "epochs", "seconds") if getattr(args, b) is not None]
     config = TrainConfig(lr=args.lr, batch_size=args.batch_size, steps=args.steps if budget else 1000,
                          epochs=args.epochs, seconds=args.seconds, schedule=args.schedule, step_size=args.step_size,
@@ -449,6 +458,7 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--scale", type=_scale, default=2, help="upscaling factor (default 2)")
     p.add_argument("-o", "--output", help="output PNG (default: IMAGE_x{scale}_{model}.png beside the input)")
     p.add_argument("--device", default="cpu", help="torch device for network models")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("plugins", help="list plugins, their versions and what each registers")
@@ -493,6 +503,9 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
                    help="extend the budget or change the executor, e.g. --set budget.generations=10")
     p.add_argument("--top", type=_positive_int)
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--trust-run", action="store_true",
+                   help="read a controller state an older nasengine stored as a pickle (reading a pickle can run "
+                        "any code: only for run folders you trust)")
     _add_plugin_options(p, search_options)
     p.set_defaults(func=cmd_resume)
 
@@ -509,6 +522,7 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
     p.add_argument("-o", "--output", help="output file (one model) or folder (default exports/)")
     p.add_argument("--lr-size", type=_lr_size, default=(32, 32), help="example LR input size for tracing")
+    p.add_argument("--force", action="store_true", help="overwrite output files that exist")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="train an architecture fully (genome/graph file or registered name)")
@@ -530,6 +544,8 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--force", action="store_true",
+                   help="start afresh even if OUT holds a model.pt or checkpoints (they are overwritten)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
     return parser

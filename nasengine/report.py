@@ -23,6 +23,7 @@ import numpy as np
 from nasengine.controllers.pareto import hypervolume as _hv
 from nasengine.controllers.pareto import non_dominated
 from nasengine.errors import NasengineError
+from nasengine.fileio import OutputError, os_error_text, write_atomic
 from nasengine.reward import Reward
 from nasengine.spec import RoleSpec, RunSpec
 from nasengine.store import CandidateRecord, ExperimentStore
@@ -247,7 +248,12 @@ class RunReport:
         import matplotlib.pyplot as plt
 
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if out_dir.is_symlink():
+            raise OutputError(f"{out_dir} is a symbolic link; refusing to write plots through it (remove it)")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{out_dir}: cannot make the plot folder ({os_error_text(exc)})") from None
         y_metric = next((o.metric for o in self.reward.objectives if o.direction == "max"), "psnr")
         ok = [r for r in self.records if r.status == "ok" and y_metric in r.metrics_all()]
         front_keys = {r.key for r in self.front}
@@ -272,7 +278,7 @@ class RunReport:
             ax.grid(alpha=0.3)
             fig.tight_layout()
             path = out_dir / fname
-            fig.savefig(path)
+            _save_figure(fig, path)
             plt.close(fig)
             written.append(path)
         fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
@@ -293,10 +299,15 @@ class RunReport:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out_dir / "front_over_generations.png"
-        fig.savefig(path)
+        _save_figure(fig, path)
         plt.close(fig)
         written.append(path)
         return written
+
+
+def _save_figure(fig, path: Path) -> None:
+    """A new file renamed into place: a symlink planted at ``path`` is replaced, its target never written."""
+    write_atomic(path, lambda fh: fig.savefig(fh, format="png"))
 
 
 def _compact(genome) -> str:

@@ -1,7 +1,8 @@
 """The experiment store: one SQLite file (``run.sqlite``) per run folder, the run's single source of truth.
 
 It holds the run record (method, preset, seed, full config, plugin versions, environment, status), one row
-per evaluated candidate, and the controller state after each generation. Every write is one transaction,
+per evaluated candidate, and the controller state after each generation (as data, never a pickle: see
+:mod:`nasengine.statecodec`). Every write is one transaction,
 committed before the call returns, so a process killed at any moment (SIGKILL included) loses nothing that
 was recorded and never leaves a half-written candidate behind; the file runs in WAL mode so that readers
 (``nasengine report``) can look at a run while it is being written.
@@ -25,6 +26,7 @@ schema version is refused with an error naming the file and both versions.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import pickle
@@ -36,11 +38,15 @@ from typing import Any, Iterator
 import attrs
 
 from nasengine.errors import NasengineError
+from nasengine.statecodec import StateCodecError, decode_state, encode_state, is_encoded_state
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ExperimentStore",
     "RunLock",
     "RunLockedError",
+    "UntrustedStateError",
     "CandidateRecord",
     "RunRecord",
     "StoreError",
@@ -62,8 +68,6 @@ LOCK_FILE = ".lock"
 #: candidate of the run, whose results it carries (it was not evaluated again).
 CANDIDATE_STATUSES = ("ok", "failed", "infeasible", "duplicate")
 RUN_STATUSES = ("created", "running", "done", "interrupted", "failed")
-#: Pickle protocol of the controller-state blobs (readable by every supported Python).
-PICKLE_PROTOCOL = 4
 
 
 class StoreError(NasengineError):
@@ -76,6 +80,10 @@ class SchemaVersionError(StoreError):
 
 class RunLockedError(StoreError):
     """Another process is running this run folder."""
+
+
+class UntrustedStateError(StoreError):
+    """A controller state stored as a pickle (by an older nasengine) that this store was not told to trust."""
 
 
 #: Lock files this process holds -> its pid. POSIX record locks do not conflict within one process, so a second
@@ -104,7 +112,13 @@ class RunLock:
         key = os.path.realpath(self.path)
         if _HELD.get(key) == os.getpid():
             raise self._refuse(str(os.getpid()))
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # O_NOFOLLOW: a .lock planted as a symlink must not make us truncate and write its target.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            if self.path.is_symlink():
+                raise StoreError(f"{self.path} is a symbolic link; refusing to write through it (remove it)") from None
+            raise StoreError(f"{self.path}: cannot create the run lock ({exc.strerror or exc})") from None
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -286,6 +300,9 @@ class ExperimentStore:
         self.path = run_dir / STORE_FILE
         self._conn = conn
         self._lock: RunLock | None = None
+        #: Whether :meth:`load_controller_state` may unpickle a state an older nasengine stored as a pickle
+        #: (which runs whatever code the pickle names: only for run folders whose origin is trusted).
+        self.trust_pickles = False
 
     # ---- opening -----------------------------------------------------------------------------------
     @classmethod
@@ -379,10 +396,17 @@ class ExperimentStore:
             tmp.unlink(missing_ok=True)
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike, *, lock: bool = False) -> "ExperimentStore":
+    def open(cls, run_dir: str | os.PathLike, *, lock: bool = False,
+             trust_pickles: bool = False) -> "ExperimentStore":
         """The store of an existing run folder; an error naming the folder if it holds no run. ``lock``: the
         store holds the run folder's :class:`RunLock` until it is closed (:class:`RunLockedError` if another
-        process holds it)."""
+        process holds it). ``trust_pickles``: see :attr:`trust_pickles`."""
+        store = cls._open_locked(run_dir, lock)
+        store.trust_pickles = bool(trust_pickles)
+        return store
+
+    @classmethod
+    def _open_locked(cls, run_dir: str | os.PathLike, lock: bool) -> "ExperimentStore":
         run_dir = Path(run_dir)
         path = run_dir / STORE_FILE
         if not run_dir.is_dir():
@@ -579,12 +603,12 @@ class ExperimentStore:
 
     # ---- controller state ---------------------------------------------------------------------------
     def save_controller_state(self, generation: int, state: dict) -> None:
-        """Store the controller state after ``generation`` (pickled, one transaction; replaces an earlier one)."""
+        """Store the controller state after ``generation`` (as data, see :mod:`nasengine.statecodec`; one
+        transaction; replaces an earlier one)."""
         try:
-            blob = pickle.dumps(state, protocol=PICKLE_PROTOCOL)
-        except Exception as exc:
-            raise StoreError(f"controller state of generation {generation} cannot be pickled: "
-                             f"{type(exc).__name__}: {exc}") from None
+            blob = encode_state(state)
+        except StateCodecError as exc:
+            raise StoreError(f"controller state of generation {generation} cannot be stored as data: {exc}") from None
         self._write(
             "INSERT OR REPLACE INTO controller_state (generation, state, created) VALUES (?, ?, ?)",
             (int(generation), sqlite3.Binary(blob), time.time()),
@@ -602,7 +626,22 @@ class ExperimentStore:
             ).fetchone()
         if row is None:
             return None
-        return int(row[0]), pickle.loads(row[1])
+        gen, blob = int(row[0]), bytes(row[1])
+        where = f"{self.path}: controller state of generation {gen}"
+        if is_encoded_state(blob):
+            try:
+                return gen, decode_state(blob, where)
+            except StateCodecError as exc:
+                raise StoreError(str(exc)) from None
+        if not self.trust_pickles:
+            raise UntrustedStateError(
+                f"{where} is a pickle (stored by an older nasengine) and reading a pickle can run any code; "
+                f"only if you trust where this run folder came from, resume it with --trust-run")
+        log.warning("%s: reading a pickled controller state of generation %d (--trust-run)", self.run_dir, gen)
+        try:
+            return gen, pickle.loads(blob)
+        except Exception as exc:
+            raise StoreError(f"{where}: corrupt pickled state ({type(exc).__name__}: {exc})") from None
 
     def controller_generations(self) -> list[int]:
         """Generations with a saved controller state, ascending."""
