@@ -5,7 +5,12 @@ Exit codes (documented in ``nasengine --help``):
 * 0 — success;
 * 1 — the work ran but failed (an internal error, or a run whose every candidate failed);
 * 2 — bad arguments or bad input (unknown name, unreadable image, wrong scale, ...): one line says why;
-* 130 — interrupted with Ctrl-C (whatever was already stored stays stored).
+* 130 — interrupted with Ctrl-C (whatever was already stored stays stored);
+* 141 — the reader of the output went away (``nasengine show RUN | head``): nothing more is printed.
+
+Every error is one line on stderr (``nasengine COMMAND: error: ...``), never a traceback: besides
+:class:`~nasengine.errors.NasengineError` (exit 2), an OS error (read-only folder, full disk) names its file
+(exit 2), and running out of memory says so (exit 1).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from nasengine import __version__
 from nasengine.errors import NasengineError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe exits with
 
 EPILOG = """exit codes: 0 success; 1 the work failed; 2 bad arguments or input (one line says why);
 130 interrupted (Ctrl-C).
@@ -563,13 +569,78 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "scale", "absent") is None:
         args.scale = [2]
     try:
-        return args.func(args)
+        _check_device(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
     except NasengineError as exc:
-        print(f"nasengine {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(args, exc, EXIT_USAGE)
     except KeyboardInterrupt:
         print(f"nasengine {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except MemoryError:
+        return _error(args, "out of memory", EXIT_FAILED)
+    except RuntimeError as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        return _error(args, f"out of memory ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                      EXIT_FAILED)
+    except OSError as exc:  # read-only folder, full disk, ...: sources name their files; this is the net
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _error(args, f"{where}{exc.strerror or exc}", EXIT_USAGE)
+    except RecursionError:
+        return _error(args, "input nested too deeply", EXIT_USAGE)
+
+
+def _error(args, message, code: int) -> int:
+    text = " ".join(str(message).split("\n"))  # one line, whatever the message held
+    try:
+        print(f"nasengine {args.command}: error: {text}", file=sys.stderr)
+    except (BrokenPipeError, OSError):
+        pass
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so the interpreter's last flush raises nothing."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
+
+
+def _check_device(args) -> None:
+    """A ``--device`` torch cannot use is bad input (one line), before any work: an unknown name, or CUDA
+    where this torch build or machine has none."""
+    device = getattr(args, "device", None)
+    if not isinstance(device, str) or device in ("auto", "cpu"):
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise NasengineError(f"--device {device}: not a torch device ({str(exc).splitlines()[0]}); "
+                             f"use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is available"
+            raise NasengineError(f"--device {device}: {why}; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise NasengineError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
 
 
 if __name__ == "__main__":  # pragma: no cover

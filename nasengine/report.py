@@ -79,9 +79,30 @@ def normalised_hypervolume(records: Sequence[CandidateRecord], reward: Reward, *
     return float(_hv((F - lo) / span, np.full(F.shape[1], REF)))
 
 
+def missing_plugins(plugins, run) -> dict[str, str]:
+    """``{plugin: version}`` of the plugins the run was made with that are not loaded in ``plugins``."""
+    here = plugins.versions()
+    return {name: version for name, version in sorted(run.plugins.items()) if name not in here}
+
+
+def _made_with(plugins, run) -> str:
+    missing = missing_plugins(plugins, run)
+    if not missing:
+        return ""
+    return (f"; the run was made with plugin(s) not installed here: "
+            f"{', '.join(f'{n} {v}'.strip() for n, v in missing.items())}")
+
+
 def run_spec(plugins, run) -> RunSpec:
-    """The resolved spec of a stored run (``run``: its :class:`~nasengine.store.RunRecord`)."""
-    return RunSpec.from_config(plugins, run.config, seed=run.seed, method=plugins.methods.get(run.method))
+    """The resolved spec of a stored run (``run``: its :class:`~nasengine.store.RunRecord`); an error naming
+    the plugins the run was made with that are missing here, when its method or roles are unknown."""
+    try:
+        return RunSpec.from_config(plugins, run.config, seed=run.seed, method=plugins.methods.get(run.method))
+    except NasengineError as exc:
+        note = _made_with(plugins, run)
+        if not note:
+            raise
+        raise NasengineError(f"{exc}{note}") from None
 
 
 class RunReport:
@@ -128,7 +149,11 @@ class RunReport:
             spec = run_spec(plugins, run)
         except NasengineError:  # the method's plugin is not loaded: the default reward of the stored config
             section = RoleSpec.of(run.config, "reward", "objectives")
-            reward = Reward.from_config(**section.kwargs())
+            try:
+                reward = Reward.from_config(**section.kwargs())
+            except (TypeError, ValueError) as exc:
+                raise NasengineError(f"{run_dir}: cannot rebuild the run's reward {section.name!r} ({exc})"
+                                     f"{_made_with(plugins, run)}") from None
         else:
             if spec.reward.name in plugins.rewards:
                 reward = spec.instantiate("reward", plugins)
@@ -213,7 +238,11 @@ class RunReport:
         parts = ", ".join(f"{v} {k}" for k, v in sorted(c.items()))
         objectives = ", ".join(f"{o.metric} ({o.direction})" for o in self.reward.objectives)
         cons = "; ".join(x.describe() for x in self.reward.constraints) or "none"
+        missing = missing_plugins(self.plugins, run) if self.plugins is not None else {}
+        note = (f"not installed here: plugin(s) {', '.join(f'{n} {v}'.strip() for n, v in missing.items())} "
+                f"(genomes shown as stored)\n") if missing else ""
         return (f"run {self.run_dir}: method {run.method}, preset {run.preset}, seed {run.seed}, status {run.status}\n"
+                + note +
                 f"candidates: {len(self.records)} ({parts or 'none'}) over {len(self.generations)} generation(s)\n"
                 f"objectives: {objectives}; constraints: {cons}\n"
                 f"Pareto front: {len(self.front)} architecture(s), normalised hypervolume {self.hypervolume:.4f}")

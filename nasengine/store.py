@@ -281,6 +281,32 @@ _CANDIDATE_COLUMNS = (
 )
 
 
+def _db_error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "malformed" in text or "not a database" in text:
+        return f"{text} (the file is damaged)"
+    if "readonly" in text or "read-only" in text:
+        return f"{text} (the run folder or its store file is read-only)"
+    return text
+
+
+def _named_db_errors(method):
+    """SQLite and stored-JSON errors inside ``method`` become one :class:`StoreError` naming the store file
+    (a page found corrupt after opening, a read-only file, a full disk)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: {_db_error_text(exc)}") from None
+        except json.JSONDecodeError as exc:  # a stored JSON text that does not parse
+            raise StoreError(f"{self.path}: a damaged record ({exc})") from None
+
+    return wrapper
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     # Autocommit mode: every write below opens its own explicit transaction.
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
@@ -330,11 +356,19 @@ class ExperimentStore:
             raise StoreError(f"{run_dir} already holds a run ({STORE_FILE}); resume it or choose another folder")
         if run_dir.exists() and not run_dir.is_dir():
             raise StoreError(f"{run_dir} is not a folder")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{run_dir}: cannot make the run folder ({exc.strerror or exc})") from None
         held = RunLock(run_dir).acquire() if lock else None
         try:
-            cls._build(run_dir, method=method, preset=preset, seed=seed, config=config, plugins=plugins,
-                       environment=environment)
+            try:
+                cls._build(run_dir, method=method, preset=preset, seed=seed, config=config, plugins=plugins,
+                           environment=environment)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{run_dir}: cannot create the store ({_db_error_text(exc)})") from None
+            except OSError as exc:
+                raise StoreError(f"{run_dir}: cannot create the store ({exc.strerror or exc})") from None
             store = cls.open(run_dir)
         except BaseException:
             if held is not None:
@@ -427,6 +461,13 @@ class ExperimentStore:
     @classmethod
     def _open(cls, run_dir: Path, path: Path) -> "ExperimentStore":
         try:
+            return cls._open_checked(run_dir, path)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: {_db_error_text(exc)}") from None
+
+    @classmethod
+    def _open_checked(cls, run_dir: Path, path: Path) -> "ExperimentStore":
+        try:
             conn = _connect(path)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -496,6 +537,7 @@ class ExperimentStore:
 
     # ---- the run -----------------------------------------------------------------------------------
     @property
+    @_named_db_errors
     def run(self) -> RunRecord:
         """The run record (read afresh)."""
         row = self.conn.execute(
@@ -508,21 +550,25 @@ class ExperimentStore:
         return RunRecord(method, preset, int(seed), json.loads(config), json.loads(plugins), json.loads(env),
                          status, created, updated, elapsed)
 
+    @_named_db_errors
     def set_status(self, status: str) -> None:
         """Set the run status (``created`` -> ``running`` -> ``done`` / ``interrupted`` / ``failed``)."""
         if status not in RUN_STATUSES:
             raise StoreError(f"run status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
         self._write("UPDATE run SET status = ?, updated = ? WHERE id = 1", (status, time.time()))
 
+    @_named_db_errors
     def set_elapsed(self, seconds: float) -> None:
         """Record the run's accumulated search time (over every session), for the ``seconds`` budget."""
         self._write("UPDATE run SET elapsed_seconds = ?, updated = ? WHERE id = 1", (float(seconds), time.time()))
 
+    @_named_db_errors
     def update_config(self, config: dict) -> None:
         """Replace the stored config (a resume that extends the budget or changes the executor)."""
         self._write("UPDATE run SET config = ?, updated = ? WHERE id = 1", (_json_dumps(config), time.time()))
 
     # ---- candidates --------------------------------------------------------------------------------
+    @_named_db_errors
     def record(self, rec: CandidateRecord) -> CandidateRecord:
         """Store one completed candidate in one transaction, durable before this returns.
 
@@ -568,6 +614,7 @@ class ExperimentStore:
         for row in self.conn.execute(sql, params):
             yield self._row(row)
 
+    @_named_db_errors
     def candidates(self, status: str | None = None, generation: int | None = None) -> list[CandidateRecord]:
         """Stored candidates in search order (generation, idx), optionally filtered."""
         clauses, params = [], []
@@ -580,20 +627,24 @@ class ExperimentStore:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         return list(self._select(where, tuple(params)))
 
+    @_named_db_errors
     def get(self, generation: int, idx: int) -> CandidateRecord | None:
         """The candidate at ``(generation, idx)``, or ``None``."""
         return next(self._select("WHERE generation = ? AND idx = ?", (int(generation), int(idx))), None)
 
+    @_named_db_errors
     def find_key(self, key: str) -> CandidateRecord | None:
         """The first (in search order) non-duplicate record of architecture ``key``, or ``None``."""
         return next(self._select("WHERE key = ? AND status != 'duplicate'", (key,), "LIMIT 1"), None)
 
+    @_named_db_errors
     def count(self, status: str | None = None) -> int:
         """How many candidates are stored (with ``status``, if given)."""
         if status is None:
             return self.conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM candidates WHERE status = ?", (status,)).fetchone()[0]
 
+    @_named_db_errors
     def counts(self) -> dict[str, int]:
         """``{status: count}`` for every candidate status (zeros included)."""
         out = dict.fromkeys(CANDIDATE_STATUSES, 0)
@@ -602,6 +653,7 @@ class ExperimentStore:
         return out
 
     # ---- controller state ---------------------------------------------------------------------------
+    @_named_db_errors
     def save_controller_state(self, generation: int, state: dict) -> None:
         """Store the controller state after ``generation`` (as data, see :mod:`nasengine.statecodec`; one
         transaction; replaces an earlier one)."""
@@ -614,6 +666,7 @@ class ExperimentStore:
             (int(generation), sqlite3.Binary(blob), time.time()),
         )
 
+    @_named_db_errors
     def load_controller_state(self, generation: int | None = None) -> tuple[int, dict] | None:
         """``(generation, state)`` of the latest saved generation (or of ``generation``), or ``None``."""
         if generation is None:
@@ -643,6 +696,7 @@ class ExperimentStore:
         except Exception as exc:
             raise StoreError(f"{where}: corrupt pickled state ({type(exc).__name__}: {exc})") from None
 
+    @_named_db_errors
     def controller_generations(self) -> list[int]:
         """Generations with a saved controller state, ascending."""
         return [r[0] for r in self.conn.execute("SELECT generation FROM controller_state ORDER BY generation")]
