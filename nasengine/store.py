@@ -307,6 +307,15 @@ def _named_db_errors(method):
     return wrapper
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """The store file opened read-only and immutable (no WAL index is made): for a closed run in a folder
+    that cannot be written; any write is refused with a read-only error."""
+    from urllib.parse import quote
+
+    return sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=ro&immutable=1", uri=True,
+                           isolation_level=None)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     # Autocommit mode: every write below opens its own explicit transaction.
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
@@ -467,9 +476,18 @@ class ExperimentStore:
 
     @classmethod
     def _open_checked(cls, run_dir: Path, path: Path) -> "ExperimentStore":
+        read_only = False
         try:
-            conn = _connect(path)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            try:
+                conn = _connect(path)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "unable to open" not in str(exc) or Path(f"{path}-wal").exists():
+                    raise
+                # A folder that cannot be written (no room for the WAL index): read the closed store as is.
+                conn = _connect_read_only(path)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                read_only = True
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path} is not a nasengine experiment store ({exc})") from None
@@ -486,8 +504,9 @@ class ExperimentStore:
             )
         # WAL: readers never block the writer and a commit is one append to the log. synchronous=FULL makes
         # each commit durable on disk (not only against a killed process but against a power cut).
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        if not read_only:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
         return cls(run_dir, conn)
 
     @staticmethod
