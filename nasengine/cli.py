@@ -26,7 +26,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe exits with
 
 EPILOG = """exit codes: 0 success; 1 the work failed; 2 bad arguments or input (one line says why);
-130 interrupted (Ctrl-C).
+130 interrupted (Ctrl-C); 141 the output's reader went away.
 
 Datasets are given by name (embedded: default, Set5; more under $NASENGINE_DATA) or by folder path."""
 
@@ -583,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except MemoryError:
         return _error(args, "out of memory", EXIT_FAILED)
+    except RecursionError:  # a RuntimeError: before the out-of-memory test below
+        return _error(args, "input nested too deeply", EXIT_USAGE)
     except RuntimeError as exc:
         if not _is_out_of_memory(exc):
             raise
@@ -591,8 +593,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # read-only folder, full disk, ...: sources name their files; this is the net
         where = f"{exc.filename}: " if exc.filename else ""
         return _error(args, f"{where}{exc.strerror or exc}", EXIT_USAGE)
-    except RecursionError:
-        return _error(args, "input nested too deeply", EXIT_USAGE)
 
 
 def _error(args, message, code: int) -> int:

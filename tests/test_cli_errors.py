@@ -263,6 +263,25 @@ def test_show_of_a_run_whose_plugin_is_missing_names_it(tmp_path, capsys):
     assert "not installed here: plugin(s) nasengine-ghost 2.1" in capsys.readouterr().out
 
 
+def test_a_full_disk_under_the_store_is_one_error_naming_it(tmp_path, monkeypatch):
+    """SQLite's own "disk full" (SQLITE_FULL: no page may be added to the file) while recording."""
+    import nasengine.store as store_mod
+    from nasengine.store import StoreError
+
+    run = _run_folder(tmp_path, records=0)
+    real = store_mod._connect
+
+    def full(path):
+        conn = real(path)
+        conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+        return conn
+
+    monkeypatch.setattr(store_mod, "_connect", full)
+    with ExperimentStore.open(run) as store:
+        with pytest.raises(StoreError, match=r"run\.sqlite: database or disk is full$"):
+            store.record(CandidateRecord(generation=0, idx=0, key="k", genome={"g": "x" * 20000}, status="ok"))
+
+
 def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in sys.path if p])
