@@ -53,6 +53,10 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         raise InputError(f"{path}: not a nasengine trained-model file (expected format {MODEL_FORMAT!r}; "
                          "train one with `nasengine train GENOME`)")
+    for key, kind in (("architecture", dict), ("state_dict", dict)):
+        if not isinstance(data.get(key), kind):
+            raise InputError(f"{path}: a trained-model file without its {key!r} (a {kind.__name__}); "
+                             f"it is damaged or was not written by `nasengine train`")
     return data
 
 

@@ -5,7 +5,12 @@ Exit codes (documented in ``nasengine --help``):
 * 0 — success;
 * 1 — the work ran but failed (an internal error, or a run whose every candidate failed);
 * 2 — bad arguments or bad input (unknown name, unreadable image, wrong scale, ...): one line says why;
-* 130 — interrupted with Ctrl-C (whatever was already stored stays stored).
+* 130 — interrupted with Ctrl-C (whatever was already stored stays stored);
+* 141 — the reader of the output went away (``nasengine show RUN | head``): nothing more is printed.
+
+Every error is one line on stderr (``nasengine COMMAND: error: ...``), never a traceback: besides
+:class:`~nasengine.errors.NasengineError` (exit 2), an OS error (read-only folder, full disk) names its file
+(exit 2), and running out of memory says so (exit 1).
 """
 from __future__ import annotations
 
@@ -18,9 +23,10 @@ from nasengine import __version__
 from nasengine.errors import NasengineError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe exits with
 
 EPILOG = """exit codes: 0 success; 1 the work failed; 2 bad arguments or input (one line says why);
-130 interrupted (Ctrl-C).
+130 interrupted (Ctrl-C); 141 the output's reader went away.
 
 Datasets are given by name (embedded: default, Set5; more under $NASENGINE_DATA) or by folder path."""
 
@@ -162,6 +168,9 @@ def cmd_upscale(args) -> int:
     output = Path(args.output) if args.output else Path(args.image).with_name(
         f"{Path(args.image).stem}_x{args.scale}_{model}.png"
     )
+    from nasengine.fileio import refuse_overwrite
+
+    refuse_overwrite(output, force=args.force)
     save_image(output, out)
     print(f"{args.image} ({image.shape[1]}x{image.shape[0]}) -> {output} ({out.shape[1]}x{out.shape[0]})")
     return EXIT_OK
@@ -405,7 +414,7 @@ def cmd_resume(args) -> int:
     overrides, executor = _with_plugin_options(args)
     _search_logging(args.quiet)
     outcome = resume_search(args.run, executor=executor, workers=args.workers, progress=not args.quiet,
-                            overrides=overrides or None)
+                            overrides=overrides or None, trust_run=args.trust_run)
     print(f"search {outcome.status} ({outcome.stop_reason}) in {outcome.seconds:.1f} s")
     _print_report(args.run, top=args.top)
     return EXIT_OK if outcome.counts.get("ok", 0) else EXIT_FAILED
@@ -454,7 +463,7 @@ def cmd_export(args) -> int:
 
     items = _architectures_to_export(args.source)
     for done in export_all(items, Path(args.output) if args.output else Path("exports"), format=args.format,
-                           lr_size=args.lr_size):
+                           lr_size=args.lr_size, overwrite=args.force):
         print(f"{done.name}: {'trained' if done.trained else 'untrained (architecture only)'} -> {done.path}"
               + (f" (genome: {done.genome})" if done.genome else ""))
     return EXIT_OK
@@ -465,6 +474,12 @@ def cmd_train(args) -> int:
     from nasengine.train import CHECKPOINT_FOLDER, TrainRecipe, resolve_architecture, train_architecture
 
     arch = resolve_architecture(args.genome)
+    if not args.resume:
+        from nasengine.fileio import refuse_overwrite
+        from nasengine.train import CHECKPOINT_FOLDER, MODEL_FILE
+
+        for name in (MODEL_FILE, f"{CHECKPOINT_FOLDER}/last.pt"):
+            refuse_overwrite(Path(args.out) / name, force=args.force)
     budget = [b for b in ("steps", "epochs", "seconds") if getattr(args, b) is not None]
     config = TrainConfig(lr=args.lr, batch_size=args.batch_size, steps=args.steps if budget else 1000,
                          epochs=args.epochs, seconds=args.seconds, schedule=args.schedule, step_size=args.step_size,
@@ -558,6 +573,7 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--scale", type=_scale, default=2, help="upscaling factor (default 2)")
     p.add_argument("-o", "--output", help="output PNG (default: IMAGE_x{scale}_{model}.png beside the input)")
     p.add_argument("--device", default="cpu", help="torch device for network models")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("plugins", help="list plugins, their versions and what each registers")
@@ -612,6 +628,9 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
                    help="extend the budget or change the executor, e.g. --set budget.generations=10")
     p.add_argument("--top", type=_positive_int)
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--trust-run", action="store_true",
+                   help="read a controller state an older nasengine stored as a pickle (reading a pickle can run "
+                        "any code: only for run folders you trust)")
     _add_plugin_options(p, search_options)
     p.set_defaults(func=cmd_resume)
 
@@ -628,6 +647,7 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
     p.add_argument("-o", "--output", help="output file (one model) or folder (default exports/)")
     p.add_argument("--lr-size", type=_lr_size, default=(32, 32), help="example LR input size for tracing")
+    p.add_argument("--force", action="store_true", help="overwrite output files that exist")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="train an architecture fully (genome/graph file or registered name)")
@@ -649,6 +669,8 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--force", action="store_true",
+                   help="start afresh even if OUT holds a model.pt or checkpoints (they are overwritten)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
     return parser
@@ -666,13 +688,78 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "scale", "absent") is None:
         args.scale = [2]
     try:
-        return args.func(args)
+        _check_device(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
     except NasengineError as exc:
-        print(f"nasengine {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(args, exc, EXIT_USAGE)
     except KeyboardInterrupt:
         print(f"nasengine {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except MemoryError:
+        return _error(args, "out of memory", EXIT_FAILED)
+    except RecursionError:  # a RuntimeError: before the out-of-memory test below
+        return _error(args, "input nested too deeply", EXIT_USAGE)
+    except RuntimeError as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        return _error(args, f"out of memory ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                      EXIT_FAILED)
+    except OSError as exc:  # read-only folder, full disk, ...: sources name their files; this is the net
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _error(args, f"{where}{exc.strerror or exc}", EXIT_USAGE)
+
+
+def _error(args, message, code: int) -> int:
+    text = " ".join(str(message).split("\n"))  # one line, whatever the message held
+    try:
+        print(f"nasengine {args.command}: error: {text}", file=sys.stderr)
+    except (BrokenPipeError, OSError):
+        pass
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so the interpreter's last flush raises nothing."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
+
+
+def _check_device(args) -> None:
+    """A ``--device`` torch cannot use is bad input (one line), before any work: an unknown name, or CUDA
+    where this torch build or machine has none."""
+    device = getattr(args, "device", None)
+    if not isinstance(device, str) or device in ("auto", "cpu"):
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise NasengineError(f"--device {device}: not a torch device ({str(exc).splitlines()[0]}); "
+                             f"use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is available"
+            raise NasengineError(f"--device {device}: {why}; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise NasengineError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
 
 
 if __name__ == "__main__":  # pragma: no cover

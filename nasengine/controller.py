@@ -2,7 +2,8 @@
 
 A controller never evaluates, stores or parallelises anything — the search loop does (pymoo's
 problem/algorithm split). Its whole state must round-trip through ``state_dict`` / ``load_state_dict``
-(plain Python, numpy arrays and torch tensors are fine; the store pickles it), so that a resumed run asks
+(plain Python, numpy arrays and torch tensors are fine; the store keeps it as data, see
+:mod:`nasengine.statecodec`, never as a pickle), so that a resumed run asks
 exactly what an uninterrupted one would have asked.
 """
 from __future__ import annotations

@@ -130,14 +130,20 @@ def export_module(module, architecture, target, *, format: str = "torchscript",
 
 
 def export_all(items: Sequence[Exportable], output, *, format: str = "torchscript",
-               lr_size: tuple[int, int] = (32, 32)) -> list[Exported]:
+               lr_size: tuple[int, int] = (32, 32), overwrite: bool = True) -> list[Exported]:
     """Export ``items``: one item to ``output`` when it names a file (``.pt``, ``.onnx``, ``.ts``); otherwise
     each item to ``output/NAME.pt`` (``.onnx``) with its genome file ``output/NAME.json``. An untrained item is
-    built with fresh weights."""
+    built with fresh weights. ``overwrite=False``: an :class:`InputError` naming the first file that exists
+    already, before anything is written."""
     from nasengine.builder import build
+    from nasengine.fileio import refuse_overwrite
 
     out = Path(output)
     single = len(items) == 1 and out.suffix in _SINGLE_SUFFIXES
+    for item in items:
+        for target in ([out] if single else [out / f"{item.name}{_SUFFIX.get(format, '')}",
+                                             out / f"{item.name}.json"]):
+            refuse_overwrite(target, force=overwrite)
     if not single:
         out.mkdir(parents=True, exist_ok=True)
     done = []

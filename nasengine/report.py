@@ -23,6 +23,7 @@ import numpy as np
 from nasengine.controllers.pareto import hypervolume as _hv
 from nasengine.controllers.pareto import non_dominated
 from nasengine.errors import NasengineError
+from nasengine.fileio import OutputError, os_error_text, write_atomic
 from nasengine.reward import Reward
 from nasengine.spec import RoleSpec, RunSpec
 from nasengine.store import CandidateRecord, ExperimentStore
@@ -78,9 +79,30 @@ def normalised_hypervolume(records: Sequence[CandidateRecord], reward: Reward, *
     return float(_hv((F - lo) / span, np.full(F.shape[1], REF)))
 
 
+def missing_plugins(plugins, run) -> dict[str, str]:
+    """``{plugin: version}`` of the plugins the run was made with that are not loaded in ``plugins``."""
+    here = plugins.versions()
+    return {name: version for name, version in sorted(run.plugins.items()) if name not in here}
+
+
+def _made_with(plugins, run) -> str:
+    missing = missing_plugins(plugins, run)
+    if not missing:
+        return ""
+    return (f"; the run was made with plugin(s) not installed here: "
+            f"{', '.join(f'{n} {v}'.strip() for n, v in missing.items())}")
+
+
 def run_spec(plugins, run) -> RunSpec:
-    """The resolved spec of a stored run (``run``: its :class:`~nasengine.store.RunRecord`)."""
-    return RunSpec.from_config(plugins, run.config, seed=run.seed, method=plugins.methods.get(run.method))
+    """The resolved spec of a stored run (``run``: its :class:`~nasengine.store.RunRecord`); an error naming
+    the plugins the run was made with that are missing here, when its method or roles are unknown."""
+    try:
+        return RunSpec.from_config(plugins, run.config, seed=run.seed, method=plugins.methods.get(run.method))
+    except NasengineError as exc:
+        note = _made_with(plugins, run)
+        if not note:
+            raise
+        raise NasengineError(f"{exc}{note}") from None
 
 
 class RunReport:
@@ -127,7 +149,11 @@ class RunReport:
             spec = run_spec(plugins, run)
         except NasengineError:  # the method's plugin is not loaded: the default reward of the stored config
             section = RoleSpec.of(run.config, "reward", "objectives")
-            reward = Reward.from_config(**section.kwargs())
+            try:
+                reward = Reward.from_config(**section.kwargs())
+            except (TypeError, ValueError) as exc:
+                raise NasengineError(f"{run_dir}: cannot rebuild the run's reward {section.name!r} ({exc})"
+                                     f"{_made_with(plugins, run)}") from None
         else:
             if spec.reward.name in plugins.rewards:
                 reward = spec.instantiate("reward", plugins)
@@ -212,7 +238,11 @@ class RunReport:
         parts = ", ".join(f"{v} {k}" for k, v in sorted(c.items()))
         objectives = ", ".join(f"{o.metric} ({o.direction})" for o in self.reward.objectives)
         cons = "; ".join(x.describe() for x in self.reward.constraints) or "none"
+        missing = missing_plugins(self.plugins, run) if self.plugins is not None else {}
+        note = (f"not installed here: plugin(s) {', '.join(f'{n} {v}'.strip() for n, v in missing.items())} "
+                f"(genomes shown as stored)\n") if missing else ""
         return (f"run {self.run_dir}: method {run.method}, preset {run.preset}, seed {run.seed}, status {run.status}\n"
+                + note +
                 f"candidates: {len(self.records)} ({parts or 'none'}) over {len(self.generations)} generation(s)\n"
                 f"objectives: {objectives}; constraints: {cons}\n"
                 f"Pareto front: {len(self.front)} architecture(s), normalised hypervolume {self.hypervolume:.4f}")
@@ -247,7 +277,12 @@ class RunReport:
         import matplotlib.pyplot as plt
 
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if out_dir.is_symlink():
+            raise OutputError(f"{out_dir} is a symbolic link; refusing to write plots through it (remove it)")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{out_dir}: cannot make the plot folder ({os_error_text(exc)})") from None
         y_metric = next((o.metric for o in self.reward.objectives if o.direction == "max"), "psnr")
         ok = [r for r in self.records if r.status == "ok" and y_metric in r.metrics_all()]
         front_keys = {r.key for r in self.front}
@@ -272,7 +307,7 @@ class RunReport:
             ax.grid(alpha=0.3)
             fig.tight_layout()
             path = out_dir / fname
-            fig.savefig(path)
+            _save_figure(fig, path)
             plt.close(fig)
             written.append(path)
         fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
@@ -293,10 +328,15 @@ class RunReport:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out_dir / "front_over_generations.png"
-        fig.savefig(path)
+        _save_figure(fig, path)
         plt.close(fig)
         written.append(path)
         return written
+
+
+def _save_figure(fig, path: Path) -> None:
+    """A new file renamed into place: a symlink planted at ``path`` is replaced, its target never written."""
+    write_atomic(path, lambda fh: fig.savefig(fh, format="png"))
 
 
 def _compact(genome) -> str:

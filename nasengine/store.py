@@ -1,7 +1,8 @@
 """The experiment store: one SQLite file (``run.sqlite``) per run folder, the run's single source of truth.
 
 It holds the run record (method, preset, seed, full config, plugin versions, environment, status), one row
-per evaluated candidate, and the controller state after each generation. Every write is one transaction,
+per evaluated candidate, and the controller state after each generation (as data, never a pickle: see
+:mod:`nasengine.statecodec`). Every write is one transaction,
 committed before the call returns, so a process killed at any moment (SIGKILL included) loses nothing that
 was recorded and never leaves a half-written candidate behind; the file runs in WAL mode so that readers
 (``nasengine report``) can look at a run while it is being written.
@@ -25,6 +26,7 @@ schema version is refused with an error naming the file and both versions.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import pickle
@@ -36,11 +38,15 @@ from typing import Any, Iterator
 import attrs
 
 from nasengine.errors import NasengineError
+from nasengine.statecodec import StateCodecError, decode_state, encode_state, is_encoded_state
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ExperimentStore",
     "RunLock",
     "RunLockedError",
+    "UntrustedStateError",
     "CandidateRecord",
     "RunRecord",
     "StoreError",
@@ -62,8 +68,6 @@ LOCK_FILE = ".lock"
 #: candidate of the run, whose results it carries (it was not evaluated again).
 CANDIDATE_STATUSES = ("ok", "failed", "infeasible", "duplicate")
 RUN_STATUSES = ("created", "running", "done", "interrupted", "failed")
-#: Pickle protocol of the controller-state blobs (readable by every supported Python).
-PICKLE_PROTOCOL = 4
 
 
 class StoreError(NasengineError):
@@ -76,6 +80,10 @@ class SchemaVersionError(StoreError):
 
 class RunLockedError(StoreError):
     """Another process is running this run folder."""
+
+
+class UntrustedStateError(StoreError):
+    """A controller state stored as a pickle (by an older nasengine) that this store was not told to trust."""
 
 
 #: Lock files this process holds -> its pid. POSIX record locks do not conflict within one process, so a second
@@ -104,7 +112,13 @@ class RunLock:
         key = os.path.realpath(self.path)
         if _HELD.get(key) == os.getpid():
             raise self._refuse(str(os.getpid()))
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # O_NOFOLLOW: a .lock planted as a symlink must not make us truncate and write its target.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            if self.path.is_symlink():
+                raise StoreError(f"{self.path} is a symbolic link; refusing to write through it (remove it)") from None
+            raise StoreError(f"{self.path}: cannot create the run lock ({exc.strerror or exc})") from None
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -267,6 +281,41 @@ _CANDIDATE_COLUMNS = (
 )
 
 
+def _db_error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "malformed" in text or "not a database" in text:
+        return f"{text} (the file is damaged)"
+    if "readonly" in text or "read-only" in text:
+        return f"{text} (the run folder or its store file is read-only)"
+    return text
+
+
+def _named_db_errors(method):
+    """SQLite and stored-JSON errors inside ``method`` become one :class:`StoreError` naming the store file
+    (a page found corrupt after opening, a read-only file, a full disk)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: {_db_error_text(exc)}") from None
+        except json.JSONDecodeError as exc:  # a stored JSON text that does not parse
+            raise StoreError(f"{self.path}: a damaged record ({exc})") from None
+
+    return wrapper
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """The store file opened read-only and immutable (no WAL index is made): for a closed run in a folder
+    that cannot be written; any write is refused with a read-only error."""
+    from urllib.parse import quote
+
+    return sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=ro&immutable=1", uri=True,
+                           isolation_level=None)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     # Autocommit mode: every write below opens its own explicit transaction.
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
@@ -286,6 +335,9 @@ class ExperimentStore:
         self.path = run_dir / STORE_FILE
         self._conn = conn
         self._lock: RunLock | None = None
+        #: Whether :meth:`load_controller_state` may unpickle a state an older nasengine stored as a pickle
+        #: (which runs whatever code the pickle names: only for run folders whose origin is trusted).
+        self.trust_pickles = False
 
     # ---- opening -----------------------------------------------------------------------------------
     @classmethod
@@ -313,11 +365,19 @@ class ExperimentStore:
             raise StoreError(f"{run_dir} already holds a run ({STORE_FILE}); resume it or choose another folder")
         if run_dir.exists() and not run_dir.is_dir():
             raise StoreError(f"{run_dir} is not a folder")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{run_dir}: cannot make the run folder ({exc.strerror or exc})") from None
         held = RunLock(run_dir).acquire() if lock else None
         try:
-            cls._build(run_dir, method=method, preset=preset, seed=seed, config=config, plugins=plugins,
-                       environment=environment)
+            try:
+                cls._build(run_dir, method=method, preset=preset, seed=seed, config=config, plugins=plugins,
+                           environment=environment)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{run_dir}: cannot create the store ({_db_error_text(exc)})") from None
+            except OSError as exc:
+                raise StoreError(f"{run_dir}: cannot create the store ({exc.strerror or exc})") from None
             store = cls.open(run_dir)
         except BaseException:
             if held is not None:
@@ -379,10 +439,17 @@ class ExperimentStore:
             tmp.unlink(missing_ok=True)
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike, *, lock: bool = False) -> "ExperimentStore":
+    def open(cls, run_dir: str | os.PathLike, *, lock: bool = False,
+             trust_pickles: bool = False) -> "ExperimentStore":
         """The store of an existing run folder; an error naming the folder if it holds no run. ``lock``: the
         store holds the run folder's :class:`RunLock` until it is closed (:class:`RunLockedError` if another
-        process holds it)."""
+        process holds it). ``trust_pickles``: see :attr:`trust_pickles`."""
+        store = cls._open_locked(run_dir, lock)
+        store.trust_pickles = bool(trust_pickles)
+        return store
+
+    @classmethod
+    def _open_locked(cls, run_dir: str | os.PathLike, lock: bool) -> "ExperimentStore":
         run_dir = Path(run_dir)
         path = run_dir / STORE_FILE
         if not run_dir.is_dir():
@@ -403,8 +470,24 @@ class ExperimentStore:
     @classmethod
     def _open(cls, run_dir: Path, path: Path) -> "ExperimentStore":
         try:
-            conn = _connect(path)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            return cls._open_checked(run_dir, path)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: {_db_error_text(exc)}") from None
+
+    @classmethod
+    def _open_checked(cls, run_dir: Path, path: Path) -> "ExperimentStore":
+        read_only = False
+        try:
+            try:
+                conn = _connect(path)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "unable to open" not in str(exc) or Path(f"{path}-wal").exists():
+                    raise
+                # A folder that cannot be written (no room for the WAL index): read the closed store as is.
+                conn = _connect_read_only(path)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                read_only = True
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path} is not a nasengine experiment store ({exc})") from None
@@ -421,8 +504,9 @@ class ExperimentStore:
             )
         # WAL: readers never block the writer and a commit is one append to the log. synchronous=FULL makes
         # each commit durable on disk (not only against a killed process but against a power cut).
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        if not read_only:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
         return cls(run_dir, conn)
 
     @staticmethod
@@ -472,6 +556,7 @@ class ExperimentStore:
 
     # ---- the run -----------------------------------------------------------------------------------
     @property
+    @_named_db_errors
     def run(self) -> RunRecord:
         """The run record (read afresh)."""
         row = self.conn.execute(
@@ -484,21 +569,25 @@ class ExperimentStore:
         return RunRecord(method, preset, int(seed), json.loads(config), json.loads(plugins), json.loads(env),
                          status, created, updated, elapsed)
 
+    @_named_db_errors
     def set_status(self, status: str) -> None:
         """Set the run status (``created`` -> ``running`` -> ``done`` / ``interrupted`` / ``failed``)."""
         if status not in RUN_STATUSES:
             raise StoreError(f"run status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
         self._write("UPDATE run SET status = ?, updated = ? WHERE id = 1", (status, time.time()))
 
+    @_named_db_errors
     def set_elapsed(self, seconds: float) -> None:
         """Record the run's accumulated search time (over every session), for the ``seconds`` budget."""
         self._write("UPDATE run SET elapsed_seconds = ?, updated = ? WHERE id = 1", (float(seconds), time.time()))
 
+    @_named_db_errors
     def update_config(self, config: dict) -> None:
         """Replace the stored config (a resume that extends the budget or changes the executor)."""
         self._write("UPDATE run SET config = ?, updated = ? WHERE id = 1", (_json_dumps(config), time.time()))
 
     # ---- candidates --------------------------------------------------------------------------------
+    @_named_db_errors
     def record(self, rec: CandidateRecord) -> CandidateRecord:
         """Store one completed candidate in one transaction, durable before this returns.
 
@@ -544,6 +633,7 @@ class ExperimentStore:
         for row in self.conn.execute(sql, params):
             yield self._row(row)
 
+    @_named_db_errors
     def candidates(self, status: str | None = None, generation: int | None = None) -> list[CandidateRecord]:
         """Stored candidates in search order (generation, idx), optionally filtered."""
         clauses, params = [], []
@@ -556,20 +646,24 @@ class ExperimentStore:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         return list(self._select(where, tuple(params)))
 
+    @_named_db_errors
     def get(self, generation: int, idx: int) -> CandidateRecord | None:
         """The candidate at ``(generation, idx)``, or ``None``."""
         return next(self._select("WHERE generation = ? AND idx = ?", (int(generation), int(idx))), None)
 
+    @_named_db_errors
     def find_key(self, key: str) -> CandidateRecord | None:
         """The first (in search order) non-duplicate record of architecture ``key``, or ``None``."""
         return next(self._select("WHERE key = ? AND status != 'duplicate'", (key,), "LIMIT 1"), None)
 
+    @_named_db_errors
     def count(self, status: str | None = None) -> int:
         """How many candidates are stored (with ``status``, if given)."""
         if status is None:
             return self.conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
         return self.conn.execute("SELECT COUNT(*) FROM candidates WHERE status = ?", (status,)).fetchone()[0]
 
+    @_named_db_errors
     def counts(self) -> dict[str, int]:
         """``{status: count}`` for every candidate status (zeros included)."""
         out = dict.fromkeys(CANDIDATE_STATUSES, 0)
@@ -578,18 +672,20 @@ class ExperimentStore:
         return out
 
     # ---- controller state ---------------------------------------------------------------------------
+    @_named_db_errors
     def save_controller_state(self, generation: int, state: dict) -> None:
-        """Store the controller state after ``generation`` (pickled, one transaction; replaces an earlier one)."""
+        """Store the controller state after ``generation`` (as data, see :mod:`nasengine.statecodec`; one
+        transaction; replaces an earlier one)."""
         try:
-            blob = pickle.dumps(state, protocol=PICKLE_PROTOCOL)
-        except Exception as exc:
-            raise StoreError(f"controller state of generation {generation} cannot be pickled: "
-                             f"{type(exc).__name__}: {exc}") from None
+            blob = encode_state(state)
+        except StateCodecError as exc:
+            raise StoreError(f"controller state of generation {generation} cannot be stored as data: {exc}") from None
         self._write(
             "INSERT OR REPLACE INTO controller_state (generation, state, created) VALUES (?, ?, ?)",
             (int(generation), sqlite3.Binary(blob), time.time()),
         )
 
+    @_named_db_errors
     def load_controller_state(self, generation: int | None = None) -> tuple[int, dict] | None:
         """``(generation, state)`` of the latest saved generation (or of ``generation``), or ``None``."""
         if generation is None:
@@ -602,8 +698,24 @@ class ExperimentStore:
             ).fetchone()
         if row is None:
             return None
-        return int(row[0]), pickle.loads(row[1])
+        gen, blob = int(row[0]), bytes(row[1])
+        where = f"{self.path}: controller state of generation {gen}"
+        if is_encoded_state(blob):
+            try:
+                return gen, decode_state(blob, where)
+            except StateCodecError as exc:
+                raise StoreError(str(exc)) from None
+        if not self.trust_pickles:
+            raise UntrustedStateError(
+                f"{where} is a pickle (stored by an older nasengine) and reading a pickle can run any code; "
+                f"only if you trust where this run folder came from, resume it with --trust-run")
+        log.warning("%s: reading a pickled controller state of generation %d (--trust-run)", self.run_dir, gen)
+        try:
+            return gen, pickle.loads(blob)
+        except Exception as exc:
+            raise StoreError(f"{where}: corrupt pickled state ({type(exc).__name__}: {exc})") from None
 
+    @_named_db_errors
     def controller_generations(self) -> list[int]:
         """Generations with a saved controller state, ascending."""
         return [r[0] for r in self.conn.execute("SELECT generation FROM controller_state ORDER BY generation")]

@@ -273,16 +273,19 @@ def resume_search(
     progress: bool = True,
     overrides: Mapping | None = None,
     plugins=None,
+    trust_run: bool = False,
 ) -> SearchOutcome:
     """Continue the run in ``run_dir`` exactly where it stopped (or was killed).
 
     The stored config, seed and controller state are used; ``executor`` / ``workers`` and ``overrides`` of
-    the ``budget`` and ``executor`` sections (to extend a finished run) may change.
+    the ``budget`` and ``executor`` sections (to extend a finished run) may change. ``trust_run``: read a
+    controller state that an older nasengine stored as a pickle (which can run any code; otherwise such a
+    run is refused with :class:`nasengine.store.UntrustedStateError`).
     """
     from nasengine.plugins import get_plugins
 
     t0 = time.perf_counter()
-    store = ExperimentStore.open(run_dir, lock=True)  # a clear error if it is not a run, or is running
+    store = ExperimentStore.open(run_dir, lock=True, trust_pickles=trust_run)  # a clear error if not a run / running
     try:
         run = store.run
         plugins = plugins or get_plugins()

@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image
 
 from nasengine.errors import DataError, ImageError, InputError
+from nasengine.fileio import default_file_mode, os_error_text
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -208,13 +209,14 @@ def save_image(path, array) -> Path:
         try:
             with os.fdopen(fd, "wb") as fh:
                 img.save(fh, format=fmt, **options)
+            os.chmod(tmp, default_file_mode())  # mkstemp made it 0600: give it the mode the umask asks for
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
     except OSError as exc:
-        raise ImageError(path, f"cannot write: {exc}") from exc
+        raise ImageError(path, f"cannot write ({os_error_text(exc)})") from None
     except (KeyError, ValueError) as exc:
         raise ImageError(path, f"cannot write as {fmt}: {exc}") from exc
     return path

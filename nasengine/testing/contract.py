@@ -326,8 +326,9 @@ class ControllerContract(_Contract):
     * ``ask()`` and ``ask(n)`` (and ``sample(n)``, where the controller has it) give valid genomes of the
       space (they validate and survive the space's JSON);
     * the same seed gives the same run (and, with ``seeded``, another seed another run);
-    * a pickled ``state_dict`` loaded into a controller made with another seed asks exactly the same, also
-      with genomes asked and not yet told;
+    * a ``state_dict`` passed through the store's data format (:mod:`nasengine.statecodec`: no pickles) and
+      loaded into a controller made with another seed asks exactly the same, also with genomes asked and
+      not yet told;
     * failed and infeasible results, even whole generations of them, do not stop it;
     * with ``uses_vectors`` (a controller proposing vectors through ``space.vector_decode``; ``None``: when
       it turns out to): every vector
@@ -448,7 +449,7 @@ class ControllerContract(_Contract):
             assert a != c, "another seed gave the same run"
 
     def test_pickled_state_dict_gives_the_same_asks(self, space, new_controller):
-        import pickle
+        from nasengine.statecodec import decode_state, encode_state
 
         from hypothesis import strategies as st
 
@@ -461,7 +462,8 @@ class ControllerContract(_Contract):
             counter = [0]
             self._run(ctl, space, reward, before, counter)
             asked = ctl.ask(pending)  # asked, not yet told: must survive the round trip too
-            state = pickle.loads(pickle.dumps(ctl.state_dict()))
+            # through the store's format: the state must be data (nasengine.statecodec)
+            state = decode_state(encode_state(ctl.state_dict()))
             twin = new_controller(space, reward, seed + 12345)  # everything must come from the state
             twin.load_state_dict(state)
             told = self.results(space, asked, reward, counter[0])
