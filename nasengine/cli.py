@@ -550,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except NasengineError as exc:
         print(f"nasengine {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return getattr(exc, "exit_code", EXIT_USAGE)  # failed work (a lost executor) says so: 1
     except KeyboardInterrupt:
         print(f"nasengine {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
