@@ -314,9 +314,9 @@ def test_losing_the_local_instance_stops_the_search_and_resume_finishes_it(clust
     """The raylet of the local instance a search started is SIGKILLed mid-search: the search stops at once with
     exit 1 and one line naming the lost instance, the run is marked failed, no candidate is recorded as failed
     for it, and a resume evaluates the rest, ending as an undisturbed run does."""
-    cfg = deep_merge(WIDE, {"budget": {"generations": 4}, "evaluator": {"sleep": 1.0}})
+    cfg = deep_merge(WIDE, {"budget": {"generations": 3}, "evaluator": {"sleep": 0.5}})
     run_dir = tmp_path / "run"
-    sets = ["budget.generations=4", "evaluator.sleep=1.0", "space.depths=[1,2,3,4]",
+    sets = ["budget.generations=3", "evaluator.sleep=0.5", "space.depths=[1,2,3,4]",
             "space.widths=[4,6,8,10,12,16]", "space.kernels=[1,3,5]", "executor.name=ray", "executor.workers=2"]
     cmd = [sys.executable, "-m", "nasengine", "search", "fake", "--out", str(run_dir), "--quiet",
            "--seed", "16"] + [a for s in sets for a in ("--set", s)]
@@ -343,7 +343,7 @@ def test_losing_the_local_instance_stops_the_search_and_resume_finishes_it(clust
     assert ours[0].endswith(f"`nasengine resume {run_dir}` evaluates the rest")
     store = ExperimentStore.open(run_dir)
     kept = store.candidates()
-    assert store.run.status == "failed" and 3 <= len(kept) < 24
+    assert store.run.status == "failed" and 3 <= len(kept) < 18
     assert not [r for r in kept if r.status == "failed"]  # nothing burnt by the lost instance
     store.close()
     out = resume_search(run_dir, executor="ray", progress=False)
