@@ -370,15 +370,18 @@ def test_tasks_are_pulled_lazily_and_timeouts_cancel(cluster):
         it = ex.imap(source())
         first = next(it)
         assert first.ok and ex.parallelism == 2 and len(pulled) <= 3  # two in flight + the one just handed out
-        it.close()  # abandoned: the evaluations in flight are cancelled
+        it.close()  # abandoned: the evaluations in flight are cancelled (their workers killed)
+        # Workers again before the timed part: on a loaded machine a fresh Ray worker takes seconds to start.
+        assert all(o.ok for o in ex.imap([task(3), task(4)]))
         slow = {"depth": 1, "width": 4, "kernel": 1, "tag": 1}
         tasks = [EvalTask(task_id="slow", space="fake-tiny", genome=json.dumps(slow), evaluator="fake-eval",
-                          evaluator_options={"sleep": 60}), task(1), task(2)]
-    with RayExecutor(task_timeout=3) as ex:
+                          evaluator_options={"sleep": 600}), task(1), task(2)]
+    # The timeout is far above what the quick tasks need even with a worker to start, far below the slow one.
+    with RayExecutor(task_timeout=30) as ex:
         t0 = time.perf_counter()
         outcomes = {o.task_id: o for o in ex.imap(tasks)}
-        assert time.perf_counter() - t0 < 55  # well before the 60 s evaluation would end
-    assert outcomes["slow"].status == "failed" and outcomes["slow"].error == "timed out after 3 s while evaluating task slow"
+        assert time.perf_counter() - t0 < 300  # well before the 600 s evaluation would end
+    assert outcomes["slow"].status == "failed" and outcomes["slow"].error == "timed out after 30 s while evaluating task slow"
     assert outcomes["t1"].ok and outcomes["t2"].ok
     assert ray.is_initialized()
 
