@@ -78,6 +78,19 @@ HEALTH_TIMEOUT = 60.0
 _LOCAL_POLL = 2.0
 
 
+def _is_loopback(address: str) -> bool:
+    """Whether ``HOST:PORT`` (or ``ray://HOST:PORT``) names this machine's loopback interface."""
+    import ipaddress
+
+    host = address.split("://", 1)[-1].rpartition(":")[0].strip("[]") or address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @contextlib.contextmanager
 def _loopback_only(ray):
     """While a local instance starts: Ray's servers listen on 127.0.0.1 only. Ray binds its GCS, raylet and
@@ -246,7 +259,10 @@ class RayExecutor(Executor):
             try:
                 if address:
                     _probe_head(address, self.connect_timeout)
-                    ray.init(address=address)
+                    # A head on a loopback address (a local instance of another process) is reached as one:
+                    # this driver's node address must be the loopback one too, or Ray finds no raylet for it.
+                    with _loopback_only(ray) if _is_loopback(address) else contextlib.nullcontext():
+                        ray.init(address=address)
                 else:
                     cpus = usable_cpus()
                     if self.workers is not None:

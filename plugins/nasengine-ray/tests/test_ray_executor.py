@@ -66,6 +66,8 @@ def cluster():
     clear_instance_cache()
     try:
         assert owner.owns_instance != was_initialised
+        if owner.owns_instance:  # the instance it started listens on the loopback interface only
+            assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
         yield ray.get_runtime_context().gcs_address
     finally:
         owner.close()
