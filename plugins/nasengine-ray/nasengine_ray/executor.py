@@ -8,7 +8,8 @@ Where Ray comes from (:meth:`RayExecutor.start`):
   existing cluster there (``"HEAD:6379"``, ``"auto"`` for one started on this machine with ``ray start``);
   :meth:`~RayExecutor.close` disconnects and the cluster keeps running;
 * neither: a local Ray instance sized to the machine (the CPUs this process may use, or ``workers`` x
-  ``num_cpus`` when ``workers`` is given), loopback only, no dashboard; :meth:`~RayExecutor.close` stops it.
+  ``num_cpus`` when ``workers`` is given), listening on 127.0.0.1 only, no dashboard; :meth:`~RayExecutor.close`
+  stops it.
 
 Each evaluation is ``ray.remote(nasengine.executors.run_task)`` called on the task's small, picklable
 :class:`~nasengine.executors.EvalTask` (space name + options, genome JSON, evaluator name + options, seed), with
@@ -27,7 +28,14 @@ search's seconds budget still stops submitting work.
 Faults: a worker process that dies mid-evaluation (SIGKILL, segfault, out of memory, a lost node) is retried by
 Ray up to ``max_retries`` times (default 2); when every attempt died the driver yields a ``failed`` outcome
 ``"worker died: ..."``. Exceptions raised by an evaluation are not retried: ``run_task`` already turns them into
-a ``failed`` outcome. ``task_timeout`` (seconds from submission) cancels an evaluation that runs longer. When
+a ``failed`` outcome. Ray itself going away is no candidate's fault: when the local instance this executor started
+loses its raylet or GCS process (checked every couple of seconds), or an evaluation fails and Ray turns out to
+be gone (not initialised any more, no live node, a GCS that does not answer within :data:`HEALTH_TIMEOUT`
+seconds, the driver's raylet died), :meth:`~RayExecutor.imap` raises
+:class:`~nasengine.executors.ExecutorLost` naming the instance or cluster; the search stops (exit 1) without
+recording the candidates it could not evaluate, and ``nasengine resume`` evaluates them. The executor does not
+reconnect by itself (a restarted cluster may have another address: ``resume --ray-address``).
+``task_timeout`` (seconds from submission) cancels an evaluation that runs longer. When
 :meth:`~RayExecutor.imap` is abandoned (Ctrl-C, an exception, the caller stopped) the tasks in flight are
 cancelled (their workers killed).
 

@@ -379,11 +379,11 @@ def test_tasks_are_pulled_lazily_and_timeouts_cancel(cluster):
         tasks = [EvalTask(task_id="slow", space="fake-tiny", genome=json.dumps(slow), evaluator="fake-eval",
                           evaluator_options={"sleep": 600}), task(1), task(2)]
     # The timeout is far above what the quick tasks need even with a worker to start, far below the slow one.
-    with RayExecutor(task_timeout=30) as ex:
+    with RayExecutor(task_timeout=15) as ex:
         t0 = time.perf_counter()
         outcomes = {o.task_id: o for o in ex.imap(tasks)}
         assert time.perf_counter() - t0 < 300  # well before the 600 s evaluation would end
-    assert outcomes["slow"].status == "failed" and outcomes["slow"].error == "timed out after 30 s while evaluating task slow"
+    assert outcomes["slow"].status == "failed" and outcomes["slow"].error == "timed out after 15 s while evaluating task slow"
     assert outcomes["t1"].ok and outcomes["t2"].ok
     assert ray.is_initialized()
 
