@@ -693,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
     except NasengineError as exc:
-        return _error(args, exc, EXIT_USAGE)
+        return _error(args, exc, getattr(exc, "exit_code", EXIT_USAGE))  # failed work (a lost executor): 1
     except KeyboardInterrupt:
         print(f"nasengine {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

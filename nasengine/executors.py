@@ -12,8 +12,9 @@ remote machine. An :class:`Executor` runs many tasks and yields outcomes as each
 Third-party executors (``nasengine-ray``) subclass :class:`Executor` and register through the
 ``nasengine_register_executors`` hook. The contract of :meth:`Executor.imap`: tasks are pulled from the
 iterable lazily (when there is room to run one), outcomes are yielded in completion order, a task that cannot
-be evaluated (the evaluation raised, or the worker died) yields a ``failed`` outcome — an executor never
-loses a task silently.
+be evaluated (the evaluation raised, or the worker died more often than the executor retries) yields a
+``failed`` outcome — an executor never loses a task silently — while an executor whose backend is gone
+raises :class:`ExecutorLost` (the tasks it could not run stay unrecorded, for a resume).
 
 Spawned worker processes load plugins like any process does (entry points of the ``nasengine`` group, and
 the modules named in ``NASENGINE_PLUGINS_EXTRA``), not the plugin objects installed in the driver; forked
@@ -25,6 +26,7 @@ import abc
 import atexit
 import contextlib
 import json
+import logging
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -44,6 +46,8 @@ import attrs
 from nasengine.errors import ConfigError, NasengineError
 from nasengine.options import OptionError, choice, option, optional, positive, read_options, sequence, string, whole
 
+log = logging.getLogger("nasengine.executors")
+
 __all__ = [
     "EvalTask",
     "EvalOutcome",
@@ -54,6 +58,7 @@ __all__ = [
     "InlineExecutor",
     "ProcessExecutor",
     "ExecutorError",
+    "ExecutorLost",
     "BUILTIN_EXECUTORS",
     "usable_cpus",
     "fork_hazard",
@@ -62,6 +67,16 @@ __all__ = [
 
 class ExecutorError(NasengineError):
     """An executor that cannot run anything (workers that die on start, a bad option)."""
+
+
+class ExecutorLost(ExecutorError):
+    """The executor's backend went away mid-run (a local Ray instance that died, a lost cluster connection): an
+    infrastructure failure, not a candidate's. :meth:`Executor.imap` raises it instead of yielding ``failed``
+    outcomes for the tasks it can no longer run; the search stops (the run is marked ``failed``, the CLI exits
+    with 1) without recording those tasks, so that ``nasengine resume`` evaluates them."""
+
+    #: The CLI's exit status: failed work, not bad input.
+    exit_code = 1
 
 
 def usable_cpus() -> int:
@@ -616,8 +631,11 @@ class ProcessExecutor(Executor):
       the convolution kernels efficient while still evaluating several candidates at once.
 
     ``devices`` (a list such as ``["cuda:0", "cuda:2"]`` or ``["cpu"]``) and ``threads`` (torch threads per
-    worker) override the automatic choices. A worker that dies (SIGKILL, segfault, out of memory) fails the
-    task it was running — ``"worker died (killed by SIGKILL) ..."`` — and is replaced; the other tasks go on.
+    worker) override the automatic choices. A worker that dies (SIGKILL, segfault, out of memory) is replaced
+    and the task it was running is retried on a fresh worker, up to ``retries`` times (default 1, like Ray's
+    ``max_retries``); a task whose every attempt died fails — ``"worker died (killed by SIGKILL) while
+    evaluating task ... (2 attempt(s), retries 1)"``; the other tasks go on. An evaluation that raises or times
+    out is not retried.
     ``task_timeout`` (seconds, default none) fails an evaluation that runs longer, killing its worker.
 
     ``start_method`` ``auto`` (the default) forks each worker from the driver when that is safe
@@ -643,6 +661,7 @@ class ProcessExecutor(Executor):
                                    help="how workers start (auto: fork where safe, else spawn)")
         task_timeout: float | None = option(None, optional(positive),
                                             help="seconds after which an evaluation fails (none: no limit)")
+        retries: int = option(1, whole(0), help="retries of an evaluation whose worker process died")
 
     def __init__(self, workers: int | None = None, **options: Any):
         super().__init__(workers, **options)
@@ -748,10 +767,14 @@ class ProcessExecutor(Executor):
             return attrs.evolve(task, device=worker.device)
         return task
 
-    def _died(self, worker: _Worker, reason: str | None = None) -> EvalOutcome | None:
-        """Handle a dead worker: replace it; a failed outcome for its task, if it had one."""
+    def _died(self, worker: _Worker, reason: str | None = None,
+              retry: "tuple[deque, dict[str, EvalTask], dict[str, int]] | None" = None) -> EvalOutcome | None:
+        """Handle a dead worker: replace it; a failed outcome for its task, if it had one. ``retry`` (the retry
+        queue, the tasks as given, the deaths so far by task id): a task whose worker died (``reason`` None, not
+        a timeout) goes back to the queue while it has retries left (then ``None``)."""
         worker.process.join(5)
-        if reason is None:
+        died = reason is None
+        if died:
             reason = f"worker died ({_exit_reason(worker.process.exitcode)})"
         task, started, label = worker.task, worker.started, worker.label
         worker.task = None
@@ -767,10 +790,19 @@ class ProcessExecutor(Executor):
         self._spawn(worker.slot)
         if task is None:
             return None
+        error = f"{reason} while evaluating task {task.task_id}"
+        if died and retry is not None:
+            queue, given, deaths = retry
+            deaths[task.task_id] = deaths.get(task.task_id, 0) + 1
+            if deaths[task.task_id] <= self.retries:
+                log.warning("%s; retrying it (%d of %d)", error, deaths[task.task_id], self.retries)
+                queue.append(given.get(task.task_id, task))
+                return None
+            error += f" ({deaths[task.task_id]} attempt(s), retries {self.retries})"
         return EvalOutcome(
             task_id=task.task_id,
             status="failed",
-            error=f"{reason} while evaluating task {task.task_id}",
+            error=error,
             wall_seconds=time.perf_counter() - started,
             worker=label,
         )
@@ -779,6 +811,8 @@ class ProcessExecutor(Executor):
         self.start()
         source = TaskSource(tasks)
         retry: deque[EvalTask] = deque()
+        given: dict[str, EvalTask] = {}  # tasks in flight as the source gave them (a retry is placed afresh)
+        deaths: dict[str, int] = {}  # task id -> how many workers died running it
         try:
             while True:
                 # Hand a task to every worker that is ready and idle.
@@ -790,6 +824,7 @@ class ProcessExecutor(Executor):
                     task = retry.popleft() if retry else source.take()
                     if task is None:  # none now (the source waits for an outcome) or none ever
                         break
+                    given[task.task_id] = task
                     task = self._place(task, worker)
                     try:
                         worker.conn.send(task)
@@ -836,12 +871,15 @@ class ProcessExecutor(Executor):
                         worker.task = None
                         worker.completed += 1
                         self._start_failures = 0
+                        given.pop(message.task_id, None)
+                        deaths.pop(message.task_id, None)
                         yield message
                     elif broken or not worker.process.is_alive():
                         if worker.process.is_alive():  # a broken pipe to a live worker: it is of no use
                             worker.process.kill()
-                        died = self._died(worker)
+                        died = self._died(worker, retry=(retry, given, deaths))
                         if died is not None:
+                            given.pop(died.task_id, None)
                             yield died
         finally:
             # Abandoned mid-way (an exception, Ctrl-C, the caller stopped iterating): running evaluations are

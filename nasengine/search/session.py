@@ -3,7 +3,9 @@
 The session reads the resolved spec (:class:`~nasengine.spec.RunSpec`), builds the roles, checks what would
 fail every evaluation, creates the run folder's store (which holds the folder's lock; an empty folder made
 here is removed again if that fails) or reopens it to resume, records the environment, runs the executor,
-shows progress, marks the run's final status (``done``, ``interrupted`` on Ctrl-C, ``failed`` on an error),
+shows progress, marks the run's final status (``done``, ``interrupted`` on Ctrl-C, ``failed`` on an error,
+among them an executor whose backend went away: :class:`~nasengine.executors.ExecutorLost`, whose tasks stay
+unrecorded for ``resume``),
 and calls the method's loop, picked from :data:`LOOPS` by ``Method.loop``::
 
     out = run_search("runs/simple", method="simple", preset="smoke", seed=0)
@@ -24,7 +26,7 @@ from typing import Any, Mapping
 import attrs
 
 from nasengine.errors import ConfigError, DataError
-from nasengine.executors import Executor
+from nasengine.executors import Executor, ExecutorLost
 from nasengine.method import apply_overrides
 from nasengine.search.context import SearchContext
 from nasengine.search.generational import GenerationalLoop
@@ -186,6 +188,10 @@ class RunSession:
         except KeyboardInterrupt:
             self._finish("interrupted")
             raise
+        except ExecutorLost as exc:  # an infrastructure failure: the unevaluated candidates stay unrecorded
+            self._finish("failed")
+            raise ExecutorLost(f"{exc}; the search stopped with {ctx.counted} candidate(s) recorded; "
+                               f"`nasengine resume {store.run_dir}` evaluates the rest") from exc
         except BaseException:
             self._finish("failed")
             raise

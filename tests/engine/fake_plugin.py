@@ -266,6 +266,7 @@ def nasengine_register_executors(registry):
             registry.add(name, cls)
     registry.add("fake-parallel", _fake_parallel())
     registry.add("fake-shuffled", _fake_shuffled())
+    registry.add("fake-lost", _fake_lost())
 
 
 #: task ids in the order the ``fake-parallel`` executor pulled them
@@ -325,3 +326,32 @@ def _fake_shuffled():
                 yield run_task(running.pop(self.rng.randrange(len(running))))
 
     return FakeShuffled
+
+
+def _fake_lost():
+    import attrs
+
+    from nasengine.executors import ExecutorLost, InlineExecutor
+    from nasengine.options import option, whole
+
+    class FakeLost(InlineExecutor):
+        """In-process like ``inline``, but its "backend" goes away after ``lose_after`` outcomes: the next
+        ``imap`` step raises :class:`~nasengine.executors.ExecutorLost` (what the Ray executor does when its
+        local instance dies)."""
+
+        name = "fake-lost"
+
+        @attrs.frozen(kw_only=True)
+        class Options(InlineExecutor.Options):
+            lose_after: int = option(3, whole(0), help="outcomes before the backend is lost")
+
+        def imap(self, tasks):
+            done = getattr(self, "_done", 0)
+            for outcome in super().imap(tasks):
+                if done >= self.lose_after:
+                    raise ExecutorLost("the fake backend at 127.0.0.1:1 went away")
+                done += 1
+                self._done = done
+                yield outcome
+
+    return FakeLost

@@ -132,10 +132,55 @@ def test_a_dying_worker_fails_only_its_task():
         assert set(outcomes) == {t.task_id for t in tasks}
         assert outcomes["t2"].status == "failed"
         assert outcomes["t2"].error.startswith("worker died (killed by SIGKILL) while evaluating task t2")
+        assert outcomes["t2"].error.endswith("(2 attempt(s), retries 1)")  # it kills its worker every time
         assert outcomes["t5"].status == "failed" and "worker died (exit code 3)" in outcomes["t5"].error
         assert all(o.ok for k, o in outcomes.items() if k not in victims), outcomes
         # the replacement workers keep serving
         assert all(o.ok for o in ex.imap([task(20), task(21)]))
+
+
+def test_a_worker_killed_mid_evaluation_is_retried(tmp_path):
+    """A worker SIGKILLed from outside while it evaluates (not the evaluation's fault): the task runs again on a
+    fresh worker and succeeds; ``retries: 0`` fails it as before; a task that kills its worker every time fails
+    after ``retries`` + 1 attempts."""
+    import os
+    import signal
+    import threading
+    import time
+
+    victim = {"depth": 2, "width": 8, "kernel": 3, "tag": 1}
+    reference = run_task(task(0, victim)).metrics
+
+    def run(retries: int, log):
+        tasks = [task(0, victim, sleep=8, sleep_if=[victim], log=str(log))] + [task(n, sleep=0.05) for n in (1, 2)]
+        killed: list[int] = []
+
+        def killer():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                lines = log.read_text().splitlines() if log.exists() else []
+                if lines:
+                    killed.append(int(lines[0].rsplit(" ", 1)[1]))
+                    os.kill(killed[0], signal.SIGKILL)
+                time.sleep(0.02)
+
+        thread = threading.Thread(target=killer, daemon=True)
+        with ProcessExecutor(workers=2, retries=retries) as ex:
+            assert ex.wait_ready()  # (forked before the killer thread exists)
+            thread.start()
+            outcomes = {o.task_id: o for o in ex.imap(tasks)}
+        thread.join(5)
+        assert killed and set(outcomes) == {"t0", "t1", "t2"}, outcomes
+        assert outcomes["t1"].ok and outcomes["t2"].ok
+        return outcomes["t0"], killed[0], log.read_text().splitlines()
+
+    out, pid, lines = run(1, tmp_path / "retried.log")
+    assert out.ok and out.metrics == reference, out.error
+    assert len(lines) == 2 and int(lines[1].rsplit(" ", 1)[1]) != pid  # ran again, in a fresh worker
+    assert not out.worker.split(" ")[0].endswith(f":{pid}")
+    out, pid, lines = run(0, tmp_path / "no-retry.log")
+    assert out.status == "failed" and out.error.startswith("worker died (killed by SIGKILL) while evaluating task t0")
+    assert out.error.endswith("(1 attempt(s), retries 0)") and len(lines) == 1
 
 
 def test_each_worker_gets_its_share_of_the_cpus():

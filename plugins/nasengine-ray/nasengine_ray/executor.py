@@ -8,7 +8,8 @@ Where Ray comes from (:meth:`RayExecutor.start`):
   existing cluster there (``"HEAD:6379"``, ``"auto"`` for one started on this machine with ``ray start``);
   :meth:`~RayExecutor.close` disconnects and the cluster keeps running;
 * neither: a local Ray instance sized to the machine (the CPUs this process may use, or ``workers`` x
-  ``num_cpus`` when ``workers`` is given), loopback only, no dashboard; :meth:`~RayExecutor.close` stops it.
+  ``num_cpus`` when ``workers`` is given), listening on 127.0.0.1 only, no dashboard; :meth:`~RayExecutor.close`
+  stops it.
 
 Each evaluation is ``ray.remote(nasengine.executors.run_task)`` called on the task's small, picklable
 :class:`~nasengine.executors.EvalTask` (space name + options, genome JSON, evaluator name + options, seed), with
@@ -27,7 +28,14 @@ search's seconds budget still stops submitting work.
 Faults: a worker process that dies mid-evaluation (SIGKILL, segfault, out of memory, a lost node) is retried by
 Ray up to ``max_retries`` times (default 2); when every attempt died the driver yields a ``failed`` outcome
 ``"worker died: ..."``. Exceptions raised by an evaluation are not retried: ``run_task`` already turns them into
-a ``failed`` outcome. ``task_timeout`` (seconds from submission) cancels an evaluation that runs longer. When
+a ``failed`` outcome. Ray itself going away is no candidate's fault: when the local instance this executor started
+loses its raylet or GCS process (checked every couple of seconds), or an evaluation fails and Ray turns out to
+be gone (not initialised any more, no live node, a GCS that does not answer within :data:`HEALTH_TIMEOUT`
+seconds, the driver's raylet died), :meth:`~RayExecutor.imap` raises
+:class:`~nasengine.executors.ExecutorLost` naming the instance or cluster; the search stops (exit 1) without
+recording the candidates it could not evaluate, and ``nasengine resume`` evaluates them. The executor does not
+reconnect by itself (a restarted cluster may have another address: ``resume --ray-address``).
+``task_timeout`` (seconds from submission) cancels an evaluation that runs longer. When
 :meth:`~RayExecutor.imap` is abandoned (Ctrl-C, an exception, the caller stopped) the tasks in flight are
 cancelled (their workers killed).
 
@@ -37,15 +45,26 @@ plus the ``env_vars`` option's own variables, so that the workers load the same 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import threading
 import time
 from typing import Any, Iterable, Iterator, Mapping
 
 import attrs
 
-from nasengine.executors import EvalOutcome, EvalTask, Executor, ExecutorError, TaskSource, run_task, usable_cpus
+from nasengine.executors import (
+    EvalOutcome,
+    EvalTask,
+    Executor,
+    ExecutorError,
+    ExecutorLost,
+    TaskSource,
+    run_task,
+    usable_cpus,
+)
 from nasengine.options import Check, anything, flag, mapping, option, optional, positive, real, string, whole
 
 __all__ = ["RayExecutor", "FORWARDED_ENV_PREFIXES", "forwarded_env"]
@@ -56,8 +75,52 @@ log = logging.getLogger("nasengine.ray")
 FORWARDED_ENV_PREFIXES = ("NASENGINE_",)
 
 #: ``ray.exceptions`` names that mean the process (or node) running the task died; Ray retries these.
-_DEATH_ERRORS = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "LocalRayletDiedError",
-                 "ActorDiedError")
+_DEATH_ERRORS = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ActorDiedError")
+#: ``ray.exceptions`` names that mean the driver lost Ray itself (its raylet, the GCS): no task can run.
+_LOST_ERRORS = ("LocalRayletDiedError", "RaySystemError")
+#: Processes of a local instance without which it cannot run anything.
+_VITAL_PROCESSES = ("raylet", "gcs_server")
+#: Seconds the health check of a connected cluster may take before the cluster counts as lost.
+HEALTH_TIMEOUT = 60.0
+#: Longest ``ray.wait`` of a local instance between checks that its processes live.
+_LOCAL_POLL = 2.0
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether ``HOST:PORT`` (or ``ray://HOST:PORT``) names this machine's loopback interface."""
+    import ipaddress
+
+    host = address.split("://", 1)[-1].rpartition(":")[0].strip("[]") or address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _loopback_only(ray):
+    """While a local instance starts: Ray's servers listen on 127.0.0.1 only. Ray binds its GCS, raylet and
+    object manager to the node's address, which on Linux it resolves to the machine's outward address even
+    when given ``127.0.0.1`` -- unless Ray clusters are off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the
+    setting Ray uses on macOS and Windows): then that address is the loopback one and nothing listens outside
+    this machine."""
+    name = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    before_env, before_flag = os.environ.get(name), getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[name] = "0"
+    if before_flag is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if before_env is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before_env
+        if before_flag is not None:
+            constants.ENABLE_RAY_CLUSTER = before_flag
 
 
 def forwarded_env(extra: Mapping[str, str] | None = None, *, forward: bool = True) -> dict[str, str]:
@@ -176,6 +239,7 @@ class RayExecutor(Executor):
         # separate pool of worker processes, seconds each). (gcs_address, env) or None.
         self._local_instance: tuple[str, dict[str, str]] | None = None
         self._closed = False
+        self._gone = False  # Ray went away under this executor (ExecutorLost raised)
         self._parallelism = workers or 1
         self._gpus = 0.0
         self._where = ""
@@ -203,13 +267,17 @@ class RayExecutor(Executor):
             try:
                 if address:
                     _probe_head(address, self.connect_timeout)
-                    ray.init(address=address)
+                    # A head on a loopback address (a local instance of another process) is reached as one:
+                    # this driver's node address must be the loopback one too, or Ray finds no raylet for it.
+                    with _loopback_only(ray) if _is_loopback(address) else contextlib.nullcontext():
+                        ray.init(address=address)
                 else:
                     cpus = usable_cpus()
                     if self.workers is not None:
                         cpus = max(1, math.ceil(self.workers * self.num_cpus))
                     env_at_start = forwarded_env()
-                    ray.init(num_cpus=cpus, include_dashboard=False)
+                    with _loopback_only(ray):
+                        ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
             except BaseException as exc:
                 if ray.is_initialized():  # half-way (Ctrl-C during the start): do not leave it running
                     try:
@@ -353,11 +421,17 @@ class RayExecutor(Executor):
         import ray.exceptions as rex
 
         deaths = tuple(getattr(rex, n) for n in _DEATH_ERRORS if hasattr(rex, n))
+        lost = tuple(getattr(rex, n) for n in _LOST_ERRORS if hasattr(rex, n))
         try:
             outcome = ray.get(ref)
+        except lost as exc:
+            raise self._lost(exc) from exc
         except rex.TaskCancelledError as exc:
             return self._failed(task, started, f"cancelled ({_one_line(exc)}) while evaluating task {task.task_id}")
         except deaths as exc:
+            reason = self._backend_lost()
+            if reason is not None:  # not the evaluation's fault: Ray itself went away
+                raise self._lost(exc, reason) from exc
             attempts = self.max_retries + 1
             return self._failed(task, started, f"worker died: {_one_line(exc)} ({attempts} attempt(s), "
                                                f"max_retries {self.max_retries}) while evaluating task {task.task_id}")
@@ -366,11 +440,70 @@ class RayExecutor(Executor):
             return self._failed(task, started, f"the Ray task raised {_one_line(cause)} while evaluating task "
                                                f"{task.task_id}")
         except rex.RayError as exc:
+            reason = self._backend_lost()
+            if reason is not None:
+                raise self._lost(exc, reason) from exc
             return self._failed(task, started, f"ray: {_one_line(exc)} while evaluating task {task.task_id}")
         if not isinstance(outcome, EvalOutcome) or outcome.task_id != task.task_id:
             return self._failed(task, started, f"the Ray task returned {type(outcome).__name__}, not the outcome of "
                                                f"task {task.task_id}")
         return outcome
+
+    # ---- health ------------------------------------------------------------------------------------------
+    def _dead_local_processes(self) -> list[str]:
+        """The vital processes of the local instance this executor started that exited (none otherwise)."""
+        if self._mode != "local":
+            return []
+        try:
+            import ray._private.worker as ray_worker
+
+            node = ray_worker._global_node
+            dead = node.dead_processes() if node is not None else []
+        except Exception:  # pragma: no cover - another Ray version: the other checks remain
+            return []
+        return sorted({str(kind) for kind, _ in dead if str(kind) in _VITAL_PROCESSES})
+
+    def _backend_lost(self) -> str | None:
+        """Why Ray itself is gone (a sentence), or ``None`` while it is usable: Ray no longer initialised here,
+        a vital process of our local instance exited, or the cluster has no live node / does not answer its
+        health check within :data:`HEALTH_TIMEOUT` seconds."""
+        import ray
+
+        if not ray.is_initialized():
+            return "Ray is no longer initialised in this process"
+        dead = self._dead_local_processes()
+        if dead:
+            return f"its {' and '.join(dead)} process{'es' if len(dead) > 1 else ''} exited"
+        answer: list = []
+
+        def check():
+            try:
+                answer.append(sum(1 for n in ray.nodes() if n.get("Alive")))
+            except Exception as exc:  # noqa: BLE001
+                answer.append(exc)
+
+        thread = threading.Thread(target=check, name="nasengine-ray-health", daemon=True)
+        thread.start()
+        thread.join(HEALTH_TIMEOUT)
+        if not answer:
+            return f"its GCS did not answer within {HEALTH_TIMEOUT:g} s"
+        if isinstance(answer[0], Exception):
+            return f"its GCS cannot be reached ({_one_line(answer[0])})"
+        if answer[0] == 0:
+            return "it has no live node"
+        return None
+
+    def _lost(self, exc: BaseException | None = None, reason: str | None = None) -> ExecutorLost:
+        """The :class:`ExecutorLost` that stops the search: names the instance or cluster and why."""
+        if reason is None:
+            reason = self._backend_lost() or (_one_line(exc) if exc is not None else "it went away")
+        where = {"local": "the local Ray instance", "connected": "the Ray cluster",
+                 "attached": "the Ray cluster of this process"}.get(self._mode or "", "Ray")
+        gcs = (self._local_instance or (None,))[0] or self.address
+        if gcs:
+            where += f" at {gcs}"
+        self._gone = True
+        return ExecutorLost(f"lost {where}: {reason}")
 
     @staticmethod
     def _cancel(refs) -> None:
@@ -395,11 +528,15 @@ class RayExecutor(Executor):
         pending: dict[Any, tuple[EvalTask, float]] = {}  # ObjectRef -> (task, submitted at); insertion ordered
         try:
             while True:
+                self._check_local()
                 while len(pending) < limit:
                     task = source.take()
                     if task is None:  # none now (the source waits for an outcome) or none ever
                         break
-                    pending[remote.remote(self._prepare(task))] = (task, time.perf_counter())
+                    try:
+                        pending[remote.remote(self._prepare(task))] = (task, time.perf_counter())
+                    except Exception as exc:  # noqa: BLE001 - submitting fails only when Ray is unusable
+                        raise self._lost(exc) from exc
                 if source.finished(len(pending)):
                     return
                 timeout = None
@@ -414,12 +551,24 @@ class RayExecutor(Executor):
                                                          f"evaluating task {task.task_id}")
                         continue
                     timeout = max(0.0, min(t0 for _, t0 in pending.values()) + self.task_timeout - now)
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+                if self._mode == "local":  # wake now and then to see that the instance still lives
+                    timeout = _LOCAL_POLL if timeout is None else min(timeout, _LOCAL_POLL)
+                try:
+                    ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+                except Exception as exc:  # noqa: BLE001 - a lost connection, a dead raylet
+                    raise self._lost(exc) from exc
                 for ref in ready:
                     task, t0 = pending.pop(ref)
                     yield self._collect(ref, task, t0)
         finally:
             # Abandoned (Ctrl-C, an exception, the caller stopped iterating): the evaluations in flight are of
             # no use any more; their workers are killed rather than left computing on a shared cluster.
-            if pending:
+            if pending and not self._gone:  # (nothing to cancel on a Ray that went away)
                 self._cancel(list(pending))
+
+    def _check_local(self) -> None:
+        """Raise :class:`ExecutorLost` when a vital process of the local instance this executor started exited
+        (cheap: a poll of each process)."""
+        dead = self._dead_local_processes()
+        if dead:
+            raise self._lost(reason=f"its {' and '.join(dead)} process{'es' if len(dead) > 1 else ''} exited")

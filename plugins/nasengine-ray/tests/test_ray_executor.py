@@ -66,6 +66,8 @@ def cluster():
     clear_instance_cache()
     try:
         assert owner.owns_instance != was_initialised
+        if owner.owns_instance:  # the instance it started listens on the loopback interface only
+            assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
         yield ray.get_runtime_context().gcs_address
     finally:
         owner.close()
@@ -293,6 +295,66 @@ def test_driver_killed_then_resumed_on_ray(cluster, tmp_path):
     assert ExperimentStore.open(run_dir).controller_generations() == list(range(4))
 
 
+def _children(pid: int) -> dict[int, str]:
+    """The child processes of ``pid``: {pid: command name} (from /proc)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1: stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if int(rest[1]) == pid:
+            out[int(entry.name)] = name
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the local instance's raylet through /proc")
+def test_losing_the_local_instance_stops_the_search_and_resume_finishes_it(cluster, tmp_path):
+    """The raylet of the local instance a search started is SIGKILLed mid-search: the search stops at once with
+    exit 1 and one line naming the lost instance, the run is marked failed, no candidate is recorded as failed
+    for it, and a resume evaluates the rest, ending as an undisturbed run does."""
+    cfg = deep_merge(WIDE, {"budget": {"generations": 3}, "evaluator": {"sleep": 0.5}})
+    run_dir = tmp_path / "run"
+    sets = ["budget.generations=3", "evaluator.sleep=0.5", "space.depths=[1,2,3,4]",
+            "space.widths=[4,6,8,10,12,16]", "space.kernels=[1,3,5]", "executor.name=ray", "executor.workers=2"]
+    cmd = [sys.executable, "-m", "nasengine", "search", "fake", "--out", str(run_dir), "--quiet",
+           "--seed", "16"] + [a for s in sets for a in ("--set", s)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while stored_candidates(run_dir) < 3:
+            assert proc.poll() is None, f"the search ended before its instance was killed: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, "the search made no progress"
+            time.sleep(0.02)
+        raylets = [pid for pid, name in _children(proc.pid).items() if name == "raylet"]
+        assert len(raylets) == 1, _children(proc.pid)
+        os.kill(raylets[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    ours = [line for line in err.splitlines() if line.startswith("nasengine")]
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in err and len(ours) == 1, err[-3000:]
+    assert ours[0].startswith("nasengine search: error: lost the local Ray instance at 127.0.0.1:"), ours
+    assert "its raylet process exited; the search stopped with" in ours[0]
+    assert ours[0].endswith(f"`nasengine resume {run_dir}` evaluates the rest")
+    store = ExperimentStore.open(run_dir)
+    kept = store.candidates()
+    assert store.run.status == "failed" and 3 <= len(kept) < 18
+    assert not [r for r in kept if r.status == "failed"]  # nothing burnt by the lost instance
+    store.close()
+    out = resume_search(run_dir, executor="ray", progress=False)
+    assert all(r in out.records for r in kept)
+    ref = search(tmp_path / "ref", deep_merge(cfg, {"evaluator": {"sleep": 0}}), seed=16, executor="inline")
+    assert essence(out.records) == essence(ref.records)
+    assert ExperimentStore.open(run_dir).run.status == "done"
+
+
 def test_tasks_are_pulled_lazily_and_timeouts_cancel(cluster):
     def task(n: int, **options) -> EvalTask:
         genome = {"depth": 1 + n % 3, "width": (4, 8, 16)[n % 3], "kernel": (1, 3)[n % 2], "tag": 0}
@@ -310,15 +372,18 @@ def test_tasks_are_pulled_lazily_and_timeouts_cancel(cluster):
         it = ex.imap(source())
         first = next(it)
         assert first.ok and ex.parallelism == 2 and len(pulled) <= 3  # two in flight + the one just handed out
-        it.close()  # abandoned: the evaluations in flight are cancelled
+        it.close()  # abandoned: the evaluations in flight are cancelled (their workers killed)
+        # Workers again before the timed part: on a loaded machine a fresh Ray worker takes seconds to start.
+        assert all(o.ok for o in ex.imap([task(3), task(4)]))
         slow = {"depth": 1, "width": 4, "kernel": 1, "tag": 1}
         tasks = [EvalTask(task_id="slow", space="fake-tiny", genome=json.dumps(slow), evaluator="fake-eval",
-                          evaluator_options={"sleep": 60}), task(1), task(2)]
-    with RayExecutor(task_timeout=3) as ex:
+                          evaluator_options={"sleep": 600}), task(1), task(2)]
+    # The timeout is far above what the quick tasks need even with a worker to start, far below the slow one.
+    with RayExecutor(task_timeout=15) as ex:
         t0 = time.perf_counter()
         outcomes = {o.task_id: o for o in ex.imap(tasks)}
-        assert time.perf_counter() - t0 < 55  # well before the 60 s evaluation would end
-    assert outcomes["slow"].status == "failed" and outcomes["slow"].error == "timed out after 3 s while evaluating task slow"
+        assert time.perf_counter() - t0 < 300  # well before the 600 s evaluation would end
+    assert outcomes["slow"].status == "failed" and outcomes["slow"].error == "timed out after 15 s while evaluating task slow"
     assert outcomes["t1"].ok and outcomes["t2"].ok
     assert ray.is_initialized()
 
