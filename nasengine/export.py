@@ -12,6 +12,8 @@ A run's Pareto front becomes exportables with :func:`front_exportables`.
 """
 from __future__ import annotations
 
+import logging
+
 import json
 import zipfile
 from pathlib import Path
@@ -20,6 +22,8 @@ from typing import Any, Sequence
 import attrs
 
 from nasengine.errors import InputError, NasengineError
+
+log = logging.getLogger("nasengine.export")
 
 __all__ = ["FORMATS", "Exportable", "Exported", "exportable_file", "front_exportables", "export_module",
            "export_all", "is_torchscript", "load_torchscript_model", "METADATA_FILE"]
@@ -119,13 +123,23 @@ def export_module(module, architecture, target, *, format: str = "torchscript",
         import onnx  # noqa: F401
     except ImportError:
         raise NasengineError("ONNX export needs the onnx package: pip install 'nasengine[onnx]'") from None
-    # The legacy TorchScript-based exporter (dynamo=False), on purpose: torch's new torch.export-based one
-    # (dynamo=True, the default since torch 2.9) needs the onnxscript package, which neither the `onnx` extra
-    # nor the test environment installs. Its DeprecationWarning is left visible. Move to dynamo=True (with
-    # dynamic_shapes for batch, height and width) once onnxscript is a dependency of the `onnx` extra.
+    axes = {0: "batch", 2: "height", 3: "width"}
+    try:
+        import onnxscript  # noqa: F401 - torch's torch.export-based exporter needs it
+    except ImportError:
+        onnxscript = None
+    if onnxscript is not None:
+        try:
+            dims = {i: torch.export.Dim(n, min=1 if i == 0 else 2, max=64 if i == 0 else 8192) for i, n in axes.items()}
+            torch.onnx.export(module, (example,), str(target), input_names=["lr"], output_names=["sr"],
+                              dynamic_shapes=(dims,), dynamo=True, external_data=False, verbose=False)
+            return target
+        except Exception as exc:  # noqa: BLE001 - an op torch.export cannot trace with free sizes
+            log.warning("ONNX: torch.export could not export %s with dynamic sizes (%s); using the "
+                        "TorchScript-based exporter", name or architecture.name, str(exc).splitlines()[0][:200])
+    # Without onnxscript (not in the `onnx` extra's environment), or as a fallback: the legacy exporter.
     torch.onnx.export(module, example, str(target), input_names=["lr"], output_names=["sr"],
-                      dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
-                                    "sr": {0: "batch", 2: "height", 3: "width"}}, dynamo=False)
+                      dynamic_axes={"lr": axes, "sr": axes}, dynamo=False)
     return target
 
 

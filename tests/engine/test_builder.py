@@ -158,14 +158,25 @@ def test_torch_export():
     assert torch.allclose(exported.module()(x), model(x), atol=1e-6)
 
 
-def test_onnx_export():
-    """The exporter `nasengine export --format onnx` uses (the TorchScript-based one, which needs only the
-    ``onnx`` package of the ``onnx`` extra): a valid model whose LR size is free."""
+def test_onnx_export(tmp_path, caplog, recwarn):
+    """What `nasengine export --format onnx` writes (nasengine.export.export_module: torch's torch.export-based
+    exporter, with the onnx extra's onnxscript): one valid file whose batch and LR size are free."""
+    import logging
+
+    from nasengine.export import export_module
+    from nasengine.genomefile import Architecture
+
     onnx = pytest.importorskip("onnx")
-    model = build(residual_sr(channels=3, width=8, blocks=1)).eval()
-    buf = io.BytesIO()
-    torch.onnx.export(model, (torch.randn(1, 3, 8, 8),), buf, input_names=["lr"], output_names=["sr"],
-                      dynamic_axes={"lr": {2: "height", 3: "width"}, "sr": {2: "height", 3: "width"}}, dynamo=False)
-    proto = onnx.load_model_from_string(buf.getvalue())
+    pytest.importorskip("onnxscript")
+    graph = residual_sr(channels=3, width=8, blocks=1)
+    model = build(graph).eval()
+    with caplog.at_level(logging.WARNING, logger="nasengine.export"):
+        target = export_module(model, Architecture(name="r", graph=graph), tmp_path / "r.onnx", format="onnx")
+    assert not [r for r in caplog.records if r.name == "nasengine.export"]  # no fallback to the old exporter
+    assert not [w for w in recwarn if "legacy TorchScript-based ONNX export" in str(w.message)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.onnx"]  # weights inside, no external data file
+    proto = onnx.load(str(target))
     onnx.checker.check_model(proto)
     assert [i.name for i in proto.graph.input] == ["lr"] and [o.name for o in proto.graph.output] == ["sr"]
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param != "" for d in dims] == [True, False, True, True]  # batch, (channels), height, width
