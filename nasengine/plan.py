@@ -49,6 +49,7 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
     controller = spec.instantiate("controller", plugins, space, reward, seed=0)
     lr_size = tuple(spec.instantiate("cost", plugins).lr_size)
     evaluator = spec.instantiate("evaluator", plugins)  # checks its options before the numbers are read below
+    spec.check("executor", plugins)  # its options, without starting any worker
     space_name, ctrl_name = spec.space.name, spec.controller.name
     ev, ev_name = spec.evaluator.kwargs(), spec.evaluator.name
     budget = dict(spec.config.get("budget") or {})

@@ -12,6 +12,7 @@ and calls the method's loop, picked from :data:`LOOPS` by ``Method.loop``::
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import os
 import platform
@@ -291,7 +292,9 @@ def resume_search(
         if overrides:
             bad = sorted(set(overrides) - set(RESUMABLE_SECTIONS))
             if bad:
-                raise ConfigError(f"a resume may only change {', '.join(RESUMABLE_SECTIONS)}; not {', '.join(bad)}")
+                near = difflib.get_close_matches(str(bad[0]), RESUMABLE_SECTIONS, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ConfigError(f"{bad[0]}: a resume may only change {', '.join(RESUMABLE_SECTIONS)}{hint}")
             cfg = apply_overrides(cfg, overrides)
         cfg = apply_executor_args(cfg, executor, workers, overrides)
         missing = sorted(set(run.plugins) - set(plugins.versions()))
@@ -299,6 +302,7 @@ def resume_search(
             log.warning("run %s was made with plugin(s) %s that are not loaded now", run_dir, ", ".join(missing))
         spec = RunSpec.from_config(plugins, cfg, seed=run.seed, method=m)
         roles = Roles.build(plugins, spec)
+        spec.check("executor", plugins)  # before the new config is stored
         if cfg != run.config:
             store.update_config(cfg)
         with spec.instantiate("executor", plugins) as ex:
