@@ -310,7 +310,7 @@ def cmd_resume(args) -> int:
     overrides, executor = _with_plugin_options(args)
     _search_logging(args.quiet)
     outcome = resume_search(args.run, executor=executor, workers=args.workers, progress=not args.quiet,
-                            overrides=overrides or None)
+                            overrides=overrides or None, retry_failed=args.retry_failed)
     print(f"search {outcome.status} ({outcome.stop_reason}) in {outcome.seconds:.1f} s")
     _print_report(args.run, top=args.top)
     return EXIT_OK if outcome.counts.get("ok", 0) else EXIT_FAILED
@@ -330,6 +330,10 @@ def cmd_show(args) -> int:
     if args.all:
         print("\nall candidates:")
         print(rep.table(rep.records))
+        if rep.attempts:
+            print("\nearlier attempts (evaluated again by `resume --retry-failed`):")
+            for r in rep.attempts:
+                print(f"gen {r.generation} idx {r.idx} attempt {r.attempt}: {r.status}" + (f": {r.error}" if r.error else ""))
     failed = [r for r in rep.records if r.status == "failed"]
     for r in failed[:5]:
         print(f"failed: gen {r.generation} idx {r.idx}: {r.error}")
@@ -491,6 +495,9 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="extend the budget or change the executor, e.g. --set budget.generations=10")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="first evaluate the failed candidates again (their earlier attempts are kept; "
+                        "`show --all` lists them)")
     p.add_argument("--top", type=_positive_int)
     p.add_argument("-q", "--quiet", action="store_true")
     _add_plugin_options(p, search_options)

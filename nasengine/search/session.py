@@ -164,7 +164,9 @@ class RunSession:
             return budget.generations * pop
         return budget.candidates
 
-    def run(self, resumed: bool) -> SearchOutcome:
+    def run(self, resumed: bool, *, retry_failed: bool = False) -> SearchOutcome:
+        """Run the loop (``resumed``: from the stored state; ``retry_failed``: first evaluate the run's failed
+        candidates again, see :meth:`SearchContext.retry`) and mark the run's final status."""
         ctx, store, spec = self.ctx, self.store, self.spec
         ctx.t_start = time.perf_counter()
         ctx.elapsed_before = store.run.elapsed_seconds
@@ -183,6 +185,8 @@ class RunSession:
                 f"{verb} {spec.method} ({store.run.preset}) seed {spec.seed} in {store.run_dir} at generation "
                 f"{start_gen}: budget {spec.budget.describe()}; executor {self.executor.describe()}"
                 + loop.describe())
+            if retry_failed:
+                records = self._retry_failed(records)
             end = loop.run(latest, records)
         except KeyboardInterrupt:
             self._finish("interrupted")
@@ -201,6 +205,17 @@ class RunSession:
             first_task_seconds=ctx.first_task or 0.0, busy_seconds=ctx.busy_seconds(),
             generation_idle_seconds=loop.generation_idle_seconds(),
         )
+
+    def _retry_failed(self, records: list) -> list:
+        failed = self.ctx.retryable(records)
+        if not failed:
+            self.ctx.progress.line("no failed candidate to evaluate again")
+            return records
+        self.ctx.progress.line(f"evaluating {len(failed)} failed candidate(s) again")
+        new = self.ctx.retry(failed)
+        ok = sum(1 for r in new if r.status == "ok")
+        self.ctx.progress.line(f"retried {len(new)} candidate(s): {ok} ok, {len(new) - ok} failed again")
+        return self.store.candidates()
 
     def _finish(self, status: str) -> None:
         try:
@@ -274,11 +289,15 @@ def resume_search(
     progress: bool = True,
     overrides: Mapping | None = None,
     plugins=None,
+    retry_failed: bool = False,
 ) -> SearchOutcome:
     """Continue the run in ``run_dir`` exactly where it stopped (or was killed).
 
     The stored config, seed and controller state are used; ``executor`` / ``workers`` and ``overrides`` of
-    the ``budget`` and ``executor`` sections (to extend a finished run) may change.
+    the ``budget`` and ``executor`` sections (to extend a finished run) may change. A run that stopped
+    because every evaluation failed in ``budget.failed_generations`` generations (or none was new in
+    ``budget.stall_generations``) starts that count afresh. ``retry_failed``: first evaluate the run's failed
+    candidates again (their earlier attempts stay in the store as history; the front uses the new results).
     """
     from nasengine.plugins import get_plugins
 
@@ -307,6 +326,6 @@ def resume_search(
             store.update_config(cfg)
         with spec.instantiate("executor", plugins) as ex:
             return RunSession(plugins, spec, store, roles, ex, progress=progress,
-                              setup_seconds=time.perf_counter() - t0).run(resumed=True)
+                              setup_seconds=time.perf_counter() - t0).run(resumed=True, retry_failed=retry_failed)
     finally:
         store.close()
