@@ -5,7 +5,8 @@ Exit codes (documented in ``nasengine --help``):
 * 0 — success;
 * 1 — the work ran but failed (an internal error, or a run whose every candidate failed);
 * 2 — bad arguments or bad input (unknown name, unreadable image, wrong scale, ...): one line says why;
-* 130 — interrupted with Ctrl-C (whatever was already stored stays stored).
+* 130 — interrupted with Ctrl-C (whatever was already stored stays stored);
+* 143 — a search stopped by SIGTERM (``kill PID``): like Ctrl-C, the run is marked ``interrupted``.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from nasengine.errors import NasengineError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 EPILOG = """exit codes: 0 success; 1 the work failed; 2 bad arguments or input (one line says why);
-130 interrupted (Ctrl-C).
+130 interrupted (Ctrl-C); 143 a search stopped by SIGTERM (the run is marked interrupted, as with Ctrl-C).
 
 Datasets are given by name (embedded: default, Set5; more under $NASENGINE_DATA) or by folder path."""
 
@@ -72,6 +73,9 @@ def resolve_upscaler(spec: str, scale: int, *, weights: str | None = None, devic
         return plugins.models.get(name.lower())(scale=scale, weights=weights, device=device)
     path = Path(name)
     if path.is_file() and path.suffix in (".pt", ".pth", ".ckpt", ".ts"):
+        if weights is not None:
+            raise NasengineError(f"--weights {weights}: {spec} is a trained model file that holds its own weights; "
+                                 "--weights goes with a registered model name")
         from nasengine.export import is_torchscript, load_torchscript_model
 
         if is_torchscript(path):
@@ -319,6 +323,13 @@ def cmd_resume(args) -> int:
 def cmd_show(args) -> int:
     from nasengine.report import RunReport
 
+    if args.export_store:
+        from nasengine.store import ExperimentStore
+
+        with ExperimentStore.open(args.run) as store:
+            path = store.export(args.export_store)
+        print(f"copied the store of {args.run} to {path}")
+        return EXIT_OK
     rep = RunReport.load(args.run)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=2, default=str))
@@ -369,6 +380,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_train(args) -> int:
+    import attrs
+
     from nasengine.sr.trainer import TrainConfig
     from nasengine.train import TrainRecipe, resolve_architecture, train_architecture
 
@@ -378,6 +391,8 @@ def cmd_train(args) -> int:
                          epochs=args.epochs, seconds=args.seconds, schedule=args.schedule, step_size=args.step_size,
                          val_every=args.val_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          device=args.device)
+    if args.grad_clip is not None:
+        config = attrs.evolve(config, grad_clip=args.grad_clip)
     recipe = TrainRecipe(config=config, train_data=args.data, patch_size=args.patch_size, val_data=args.val_data,
                          init_std=args.init_std)
     done = train_architecture(arch, args.out, recipe, resume=args.resume, progress=not args.quiet)
@@ -508,6 +523,8 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="everything as JSON")
     p.add_argument("--all", action="store_true", help="also list every candidate")
     p.add_argument("--plots", action="store_true", help="write the plots to RUN/report/")
+    p.add_argument("--export-store", metavar="FILE",
+                   help="only copy the run's store to FILE: one consistent SQLite file, even while it runs")
     p.add_argument("--top", type=_positive_int)
     p.set_defaults(func=cmd_show)
 
@@ -532,6 +549,7 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=("constant", "step", "cosine"), default="constant")
     p.add_argument("--step-size", type=_positive_int, help="steps between halvings (schedule step)")
     p.add_argument("--init-std", type=float, help="N(0, std) weight init with zero biases")
+    p.add_argument("--grad-clip", type=float, help="clip the global gradient norm to this (a diverging training)")
     p.add_argument("--val-every", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -558,7 +576,11 @@ def main(argv: list[str] | None = None) -> int:
     except NasengineError as exc:
         print(f"nasengine {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", None)  # SIGTERM during a search (nasengine.search.session.Terminated)
+        if signum is not None:
+            print(f"nasengine {args.command}: terminated (signal {signum})", file=sys.stderr)
+            return 128 + signum
         print(f"nasengine {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 

@@ -502,6 +502,37 @@ class ExperimentStore:
             raise
         return cur
 
+    # ---- copies ----------------------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Copy what the write-ahead log holds into ``run.sqlite`` itself (as far as readers allow, never
+        waiting for them), so that a copy of that file alone holds the run up to now. The search does it at
+        the end of every generation; for a consistent copy at any moment use :meth:`export`."""
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def export(self, dest: str | os.PathLike) -> Path:
+        """A consistent single-file copy of the store at ``dest`` (through SQLite's backup API, so it can be
+        made while a search writes the run; no ``-wal`` file goes with it). An existing ``dest`` is refused."""
+        dest = Path(dest)
+        if dest.exists():
+            raise StoreError(f"{dest} exists; give a new file name for the copy of the store")
+        if not dest.parent.is_dir():
+            raise StoreError(f"{dest.parent}: no such folder for the copy of the store")
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            copy = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                self.conn.backup(copy)
+                copy.execute("PRAGMA journal_mode = DELETE")  # one file, whatever the source's journal
+            finally:
+                copy.close()
+            os.replace(tmp, dest)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot copy the store to {dest} ({exc})") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+
     # ---- the run -----------------------------------------------------------------------------------
     @property
     def run(self) -> RunRecord:

@@ -14,7 +14,8 @@ class TrainingEvaluator(Evaluator):
     ``batch_size``, exactly one of ``steps`` / ``epochs`` / ``seconds``, ``lr``, ``betas``, ``schedule``
     (``constant``/``step``/``cosine``, with ``step_size``), ``init_std`` (``None``: torch's default init;
     a float: N(0, std) weights and zero biases), ``lr_kernel`` (``pillow``/``matlab`` for training LR),
-    ``augment``, ``patches_per_epoch``. Y-channel networks (1 input channel) train and score on Y; RGB ones
+    ``augment``, ``patches_per_epoch``, ``grad_clip`` (max global gradient norm; ``None``: no clipping).
+    Y-channel networks (1 input channel) train and score on Y; RGB ones
     on RGB, scored on Y. Returns ``psnr``, ``ssim``, ``train_loss``, ``train_seconds``, ``steps``.
 
     The training itself is :func:`nasengine.train.train_model`. The decoded training images are kept by the
@@ -25,7 +26,8 @@ class TrainingEvaluator(Evaluator):
                  batch_size: int = 16, steps: int | None = None, epochs: int | None = None,
                  seconds: float | None = None, lr: float = 1e-4, betas=(0.9, 0.999), schedule: str = "constant",
                  step_size: int | None = None, init_std: float | None = None, lr_kernel: str = "pillow",
-                 augment: bool = True, patches_per_epoch: int | None = None, val_pipeline: str = "rgb"):
+                 augment: bool = True, patches_per_epoch: int | None = None, val_pipeline: str = "rgb",
+                 grad_clip: float | None = None):
         from nasengine.sr.trainer import TrainConfig
         from nasengine.train import TrainRecipe
 
@@ -41,7 +43,8 @@ class TrainingEvaluator(Evaluator):
         self.val_pipeline = val_pipeline
         # Validate the hyper-parameters now, in the driver, rather than in every worker.
         self.train_config = TrainConfig(lr=lr, betas=tuple(betas), batch_size=batch_size, steps=steps,
-                                        epochs=epochs, seconds=seconds, schedule=schedule, step_size=step_size)
+                                        epochs=epochs, seconds=seconds, schedule=schedule, step_size=step_size,
+                                        grad_clip=grad_clip)
         self.recipe = TrainRecipe(config=self.train_config, train_data=train_data, patch_size=patch_size,
                                   lr_kernel=lr_kernel, augment=augment, patches_per_epoch=patches_per_epoch,
                                   val_data=val_data, val_pipeline=val_pipeline, init_std=init_std)

@@ -95,6 +95,7 @@ class GenerationalLoop(Loop):
             ctl.tell([ctx.result(genome, rec) for genome, rec in zip(genomes, slots)])
             ctx.store.save_controller_state(g, ctl.state_dict())
             ctx.store.set_elapsed(ctx.elapsed())
+            ctx.store.checkpoint()  # run.sqlite alone then holds every finished generation
             new = sum(1 for r in slots if r.status != "duplicate" and r.generation == g)
             stalled = 0 if new else stalled + 1
             counts = {st: sum(1 for r in slots if r.status == st) for st in CANDIDATE_STATUSES}

@@ -3,7 +3,8 @@
 The session reads the resolved spec (:class:`~nasengine.spec.RunSpec`), builds the roles, checks what would
 fail every evaluation, creates the run folder's store (which holds the folder's lock; an empty folder made
 here is removed again if that fails) or reopens it to resume, records the environment, runs the executor,
-shows progress, marks the run's final status (``done``, ``interrupted`` on Ctrl-C, ``failed`` on an error),
+shows progress, marks the run's final status (``done``, ``interrupted`` on Ctrl-C or SIGTERM, ``failed`` on an
+error),
 and calls the method's loop, picked from :data:`LOOPS` by ``Method.loop``::
 
     out = run_search("runs/simple", method="simple", preset="smoke", seed=0)
@@ -36,7 +37,7 @@ from nasengine.spec import RunSpec
 from nasengine.store import LOCK_FILE, ExperimentStore, StoreError
 
 __all__ = ["LOOPS", "RESUMABLE_SECTIONS", "RunSession", "Roles", "loop_class", "run_search", "resume_search",
-           "environment", "apply_executor_args"]
+           "environment", "apply_executor_args", "Terminated", "sigterm_as_interrupt"]
 
 log = logging.getLogger("nasengine.search")
 
@@ -80,6 +81,42 @@ def environment() -> dict[str, Any]:
         env.setdefault("torch", None)
         env["cuda_available"] = False
     return env
+
+
+class Terminated(KeyboardInterrupt):
+    """The search process got SIGTERM (``kill PID``, a batch system's stop): handled like Ctrl-C (the run is
+    marked ``interrupted``, everything recorded stays); ``signum`` is the signal (the CLI exits 128 + it)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"terminated by signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While inside: SIGTERM raises :class:`Terminated` in this (the main) thread, as Ctrl-C raises
+    ``KeyboardInterrupt``. A process forked from this one meanwhile (a worker) keeps SIGTERM's default
+    action. Does nothing outside the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def handler(signum, _frame):
+        if os.getpid() != owner:  # a forked worker: die as SIGTERM would have made it
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def loop_class(spec: RunSpec) -> type[Loop]:
@@ -178,16 +215,17 @@ class RunSession:
         total = self._total()
         try:
             self.executor.start()  # before the progress bar's thread exists: workers may then be forked
-            ctx.progress = Progress(self.show_progress, total, len(records))
-            store.set_status("running")
-            verb = "resuming" if resumed else "starting"
-            ctx.progress.line(
-                f"{verb} {spec.method} ({store.run.preset}) seed {spec.seed} in {store.run_dir} at generation "
-                f"{start_gen}: budget {spec.budget.describe()}; executor {self.executor.describe()}"
-                + loop.describe())
-            if retry_failed:
-                records = self._retry_failed(records)
-            end = loop.run(latest, records)
+            with sigterm_as_interrupt():  # after: the workers keep SIGTERM's default action
+                ctx.progress = Progress(self.show_progress, total, len(records))
+                store.set_status("running")
+                verb = "resuming" if resumed else "starting"
+                ctx.progress.line(
+                    f"{verb} {spec.method} ({store.run.preset}) seed {spec.seed} in {store.run_dir} at generation "
+                    f"{start_gen}: budget {spec.budget.describe()}; executor {self.executor.describe()}"
+                    + loop.describe())
+                if retry_failed:
+                    records = self._retry_failed(records)
+                end = loop.run(latest, records)
         except KeyboardInterrupt:
             self._finish("interrupted")
             raise

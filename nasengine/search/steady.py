@@ -198,6 +198,7 @@ class SteadyLoop(Loop):
                 "pending": [ctx.space.to_json(e.genome) for e in self.queue]})
             if self.told % size == 0:
                 ctx.store.set_elapsed(ctx.elapsed())
+                ctx.store.checkpoint()
                 ctx.progress.line(f"gen {self.told // size - 1}: {self.told} candidates told | best "
                                   f"{ctx.best_text()}")
             ctx.show_best((self.told - 1) // size)

@@ -261,8 +261,11 @@ def prepare_pair(path, scale: int, pipeline: str = "rgb", lr_border: str = "symm
         if hit is not None:
             _memory.move_to_end(key)
             return hit
-    hr = modcrop(_load_hr(path, pipeline), scale)
+    hr = _load_hr(path, pipeline)
     h, w = hr.shape[:2]
+    if h >= scale and w >= scale:
+        hr = modcrop(hr, scale)
+        h, w = hr.shape[:2]
     if h < 2 * scale + SSIM_WINDOW or w < 2 * scale + SSIM_WINDOW:
         raise DataError(
             f"{path}: {w}x{h} (after modcrop) is too small to evaluate at scale {scale}: SSIM needs "
