@@ -99,3 +99,39 @@ def test_a_retry_that_fails_again_is_a_third_attempt_later(capsys, failed_run):
         attempts = store.attempts()
         assert {r.attempt for r in store.candidates() if r.status == "ok"} == {3}
     assert sorted({r.attempt for r in attempts}) == [1, 2]
+
+
+def test_a_resume_after_a_stalled_stop_counts_afresh(tmp_path, capsys):
+    """A space looked exhausted (no new architecture in 2 generations): a resume goes on for 2 more."""
+    run = tmp_path / "run"
+    argv = ["--set", "controller.name=fake-random", "--set", "budget.generations=500",
+            "--set", "budget.stall_generations=2"]
+    code, text = _cli(capsys, ["search", "fake", "--out", str(run), "--executor", "inline", "-q", *argv])
+    assert code == EXIT_OK and "no new architecture in the last 2 generations" in text, text
+    with ExperimentStore.open(run) as store:
+        before = max(r.generation for r in store.candidates())
+    code, text = _cli(capsys, ["resume", str(run), "-q"])
+    assert code == EXIT_OK and "no new architecture in the last 2 generations" in text, text
+    with ExperimentStore.open(run) as store:
+        assert max(r.generation for r in store.candidates()) == before + 2
+
+
+def test_a_store_made_before_attempts_existed_takes_a_retry(tmp_path, capsys):
+    """The history table is added by the first retry to a store that has none (no schema-version change)."""
+    import sqlite3
+
+    flag = tmp_path / "broken"
+    flag.write_text("")
+    run = tmp_path / "run"
+    code, _ = _cli(capsys, ["search", "fake", "--out", str(run), "--executor", "inline", "-q",
+                            "--set", f"evaluator.fail_while={flag}", "--set", "budget.generations=1"])
+    assert code == EXIT_FAILED
+    with sqlite3.connect(run / "run.sqlite") as conn:
+        conn.execute("DROP TABLE candidate_attempts")
+    with ExperimentStore.open(run) as store:
+        assert store.attempts() == [] and {r.attempt for r in store.candidates()} == {1}
+    flag.unlink()
+    code, text = _cli(capsys, ["resume", str(run), "--retry-failed", "-q"])
+    assert code == EXIT_OK, text
+    with ExperimentStore.open(run) as store:
+        assert store.count("failed") == 0 and len(store.attempts()) == store.count("ok")
