@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import attrs
 
 from nasengine.errors import ConfigError
-from nasengine.options import OptionError, flag, optional, string, whole
+from nasengine.options import OptionError, check_options, construct, flag, optional, string, whole
 
 if TYPE_CHECKING:  # pragma: no cover
     from nasengine.method import Method
@@ -50,6 +50,11 @@ REGISTRIES = {"space": "spaces", "controller": "controllers", "evaluator": "eval
 NAME_KEYS = {"cost": "model"}
 #: Options of the executor section that go to each task, not to the executor.
 TASK_OPTIONS = ("device", "workdirs")
+#: Options every implementation of a role takes as a constructor argument of the role's base class, not as one
+#: of its declared options (``Executor(workers=...)``).
+BASE_OPTIONS = {"executor": ("workers",)}
+
+#: The torch devices a task may name.
 _DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+|mps|auto)$")
 
 
@@ -57,9 +62,6 @@ def _task_checks() -> dict:
     """The check of each of :data:`TASK_OPTIONS` (``executor.device=3`` is a one-line error)."""
     device = string().where(lambda v: bool(_DEVICE.match(v.lower())), '"cpu", "cuda", "cuda:N", "mps" or "auto"')
     return {"device": device, "workdirs": flag}
-#: Options every implementation of a role takes as a constructor argument of the role's base class, not as one
-#: of its declared options (``Executor(workers=...)``).
-BASE_OPTIONS = {"executor": ("workers",)}
 
 
 def _frozen(options: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -166,8 +168,6 @@ class RunSpec:
     def check(self, role: str, plugins, /, *args: Any, **fixed: Any) -> None:
         """What :meth:`instantiate` checks of ``role``'s options, without making it (``search --plan`` checks
         the executor's options so, without starting workers): a one-line error naming ``role.option``."""
-        from nasengine.options import check_options
-
         spec = self.role(role)
         options = spec.kwargs()
         base = {k: options.pop(k) for k in BASE_OPTIONS.get(role, ()) if k in options}
@@ -184,8 +184,6 @@ class RunSpec:
     def instantiate(self, role: str, plugins, /, *args: Any, **fixed: Any) -> Any:
         """``role``'s implementation made with its options (and ``args`` / ``fixed`` before them), through
         :func:`nasengine.options.construct`: a wrong option is a one-line error naming ``role.option``."""
-        from nasengine.options import construct
-
         spec = self.role(role)
         options = spec.kwargs()
         base = {k: options.pop(k) for k in BASE_OPTIONS.get(role, ()) if k in options}
