@@ -159,9 +159,10 @@ class SearchContext:
         in_eval.add(key)
         return Prepared(task=self._task(g, i, genome_json, seed), info=TaskInfo(g, i, key, genome_json, costs, seed))
 
-    def _task(self, g: int, i: int, genome_json: Any, seed: int) -> EvalTask:
+    def _task(self, g: int, i: int, genome_json: Any, seed: int, attempt: int = 1) -> EvalTask:
         spec = self.spec
-        workdir = str(self.store.run_dir / "work" / f"g{g:04d}-i{i:03d}") if spec.workdirs else None
+        name = f"g{g:04d}-i{i:03d}" + (f"-a{attempt}" if attempt > 1 else "")  # a retry starts afresh
+        workdir = str(self.store.run_dir / "work" / name) if spec.workdirs else None
         return EvalTask(
             task_id=f"{g}:{i}", space=spec.space.name, space_options=spec.space.kwargs(),
             genome=canonical_json(genome_json), evaluator=spec.evaluator.name,
@@ -183,7 +184,7 @@ class SearchContext:
         tasks, infos = [], {}
         for rec in records:
             seed = candidate_seed(self.spec.seed, rec.key)
-            task = self._task(rec.generation, rec.idx, rec.genome, seed)
+            task = self._task(rec.generation, rec.idx, rec.genome, seed, rec.attempt + 1)
             tasks.append(task)
             infos[task.task_id] = TaskInfo(rec.generation, rec.idx, rec.key, rec.genome, dict(rec.costs), seed)
         source = (self.submit(t) for t in tasks)

@@ -181,6 +181,8 @@ class FakeEvaluator(Evaluator):
         from nasengine.cost import analytic_cost
 
         genome = attrs.asdict(ctx.genome)
+        if ctx.workdir:  # as a training evaluator keeps its checkpoints there
+            os.makedirs(ctx.workdir, exist_ok=True)
         if self.log:  # one line per evaluation actually run (to count trainings)
             with open(self.log, "a") as f:
                 f.write(f"{genome} {ctx.seed} {os.getpid()}\n")

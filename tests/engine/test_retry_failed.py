@@ -135,3 +135,19 @@ def test_a_store_made_before_attempts_existed_takes_a_retry(tmp_path, capsys):
     assert code == EXIT_OK, text
     with ExperimentStore.open(run) as store:
         assert store.count("failed") == 0 and len(store.attempts()) == store.count("ok")
+
+
+def test_a_retry_gets_its_own_working_folder(tmp_path, capsys):
+    """With executor.workdirs, a retried evaluation does not find (and resume from) the failed attempt's files."""
+    flag = tmp_path / "broken"
+    flag.write_text("")
+    run = tmp_path / "run"
+    code, _ = _cli(capsys, ["search", "fake", "--out", str(run), "--executor", "inline", "-q",
+                            "--set", f"evaluator.fail_while={flag}", "--set", "budget.generations=1",
+                            "--set", "executor.workdirs=true"])
+    assert code == EXIT_FAILED
+    first = {p.name for p in (run / "work").iterdir()}
+    flag.unlink()
+    assert _cli(capsys, ["resume", str(run), "--retry-failed", "-q"])[0] == EXIT_OK
+    again = {p.name for p in (run / "work").iterdir()} - first
+    assert again and again == {f"{name}-a2" for name in first}
