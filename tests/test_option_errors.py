@@ -101,6 +101,8 @@ SECTION_CASES = [
     ("executor.devise=cpu", "executor.devise: unknown option of executor 'process'; did you mean 'device'?"),
     ("executor.workers=x", "executor.workers: must be none or a whole number >= 1, got 'x'"),
     ("cost.lr_size=x", "cost.lr_size: must be a list of 2, each a whole number >= 1, got 'x'"),
+    ("method.x=1", "method: not a section to override (the command names it: nasengine search METHOD)"),
+    ("preset=full", "preset: not a section to override (choose it with --preset)"),
 ]
 
 
