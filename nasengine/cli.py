@@ -6,7 +6,8 @@ Exit codes (documented in ``nasengine --help``):
 * 1 — the work ran but failed (an internal error, or a run whose every candidate failed);
 * 2 — bad arguments or bad input (unknown name, unreadable image, wrong scale, ...): one line says why;
 * 130 — interrupted with Ctrl-C (whatever was already stored stays stored);
-* 141 — the reader of the output went away (``nasengine show RUN | head``): nothing more is printed.
+* 141 — the reader of the output went away (``nasengine show RUN | head``): nothing more is printed;
+* 143 — a search stopped by SIGTERM (``kill PID``): like Ctrl-C, the run is marked ``interrupted``.
 
 Every error is one line on stderr (``nasengine COMMAND: error: ...``), never a traceback: besides
 :class:`~nasengine.errors.NasengineError` (exit 2), an OS error (read-only folder, full disk) names its file
@@ -26,7 +27,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe exits with
 
 EPILOG = """exit codes: 0 success; 1 the work failed; 2 bad arguments or input (one line says why);
-130 interrupted (Ctrl-C); 141 the output's reader went away.
+130 interrupted (Ctrl-C); 141 the output's reader went away; 143 a search stopped by SIGTERM (the run is
+marked interrupted, as with Ctrl-C).
 
 Datasets are given by name (embedded: default, Set5; more under $NASENGINE_DATA) or by folder path."""
 
@@ -78,6 +80,9 @@ def resolve_upscaler(spec: str, scale: int, *, weights: str | None = None, devic
         return plugins.models.get(name.lower())(scale=scale, weights=weights, device=device)
     path = Path(name)
     if path.is_file() and path.suffix in (".pt", ".pth", ".ckpt", ".ts"):
+        if weights is not None:
+            raise NasengineError(f"--weights {weights}: {spec} is a trained model file that holds its own weights; "
+                                 "--weights goes with a registered model name")
         from nasengine.export import is_torchscript, load_torchscript_model
 
         if is_torchscript(path):
@@ -414,7 +419,8 @@ def cmd_resume(args) -> int:
     overrides, executor = _with_plugin_options(args)
     _search_logging(args.quiet)
     outcome = resume_search(args.run, executor=executor, workers=args.workers, progress=not args.quiet,
-                            overrides=overrides or None, trust_run=args.trust_run)
+                            overrides=overrides or None, trust_run=args.trust_run,
+                            retry_failed=args.retry_failed)
     print(f"search {outcome.status} ({outcome.stop_reason}) in {outcome.seconds:.1f} s")
     _print_report(args.run, top=args.top)
     return EXIT_OK if outcome.counts.get("ok", 0) else EXIT_FAILED
@@ -423,6 +429,13 @@ def cmd_resume(args) -> int:
 def cmd_show(args) -> int:
     from nasengine.report import RunReport
 
+    if args.export_store:
+        from nasengine.store import ExperimentStore
+
+        with ExperimentStore.open(args.run) as store:
+            path = store.export(args.export_store)
+        print(f"copied the store of {args.run} to {path}")
+        return EXIT_OK
     rep = RunReport.load(args.run)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=2, default=str))
@@ -434,6 +447,10 @@ def cmd_show(args) -> int:
     if args.all:
         print("\nall candidates:")
         print(rep.table(rep.records))
+        if rep.attempts:
+            print("\nearlier attempts (evaluated again by `resume --retry-failed`):")
+            for r in rep.attempts:
+                print(f"gen {r.generation} idx {r.idx} attempt {r.attempt}: {r.status}" + (f": {r.error}" if r.error else ""))
     failed = [r for r in rep.records if r.status == "failed"]
     for r in failed[:5]:
         print(f"failed: gen {r.generation} idx {r.idx}: {r.error}")
@@ -470,6 +487,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_train(args) -> int:
+    import attrs
+
     from nasengine.sr.trainer import TrainConfig
     from nasengine.train import CHECKPOINT_FOLDER, TrainRecipe, resolve_architecture, train_architecture
 
@@ -485,6 +504,8 @@ def cmd_train(args) -> int:
                          epochs=args.epochs, seconds=args.seconds, schedule=args.schedule, step_size=args.step_size,
                          val_every=args.val_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
                          device=args.device)
+    if args.grad_clip is not None:
+        config = attrs.evolve(config, grad_clip=args.grad_clip)
     recipe = TrainRecipe(config=config, train_data=args.data, patch_size=args.patch_size, val_data=args.val_data,
                          init_std=args.init_std)
     done = train_architecture(arch, args.out, recipe, resume=args.resume, progress=not args.quiet)
@@ -626,6 +647,9 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="extend the budget or change the executor, e.g. --set budget.generations=10")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="first evaluate the failed candidates again (their earlier attempts are kept; "
+                        "`show --all` lists them)")
     p.add_argument("--top", type=_positive_int)
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--trust-run", action="store_true",
@@ -639,6 +663,8 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="everything as JSON")
     p.add_argument("--all", action="store_true", help="also list every candidate")
     p.add_argument("--plots", action="store_true", help="write the plots to RUN/report/")
+    p.add_argument("--export-store", metavar="FILE",
+                   help="only copy the run's store to FILE: one consistent SQLite file, even while it runs")
     p.add_argument("--top", type=_positive_int)
     p.set_defaults(func=cmd_show)
 
@@ -664,6 +690,7 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=("constant", "step", "cosine"), default="constant")
     p.add_argument("--step-size", type=_positive_int, help="steps between halvings (schedule step)")
     p.add_argument("--init-std", type=float, help="N(0, std) weight init with zero biases")
+    p.add_argument("--grad-clip", type=float, help="clip the global gradient norm to this (a diverging training)")
     p.add_argument("--val-every", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -694,7 +721,11 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except NasengineError as exc:
         return _error(args, exc, getattr(exc, "exit_code", EXIT_USAGE))  # failed work (a lost executor): 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", None)  # SIGTERM during a search (nasengine.search.session.Terminated)
+        if signum is not None:
+            print(f"nasengine {args.command}: terminated (signal {signum})", file=sys.stderr)
+            return 128 + signum
         print(f"nasengine {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -117,6 +117,10 @@ class Method:
         if preset not in self.presets:
             known = ", ".join(sorted(self.presets)) or "none"
             raise ConfigError(f"method {self.name!r} has no preset {preset!r}; presets: {known}")
+        for section, how in (("method", "the command names it: nasengine search METHOD"),
+                             ("preset", "choose it with --preset")):
+            if section in (overrides or {}):
+                raise ConfigError(f"{section}: not a section to override ({how})")
         cfg = deep_merge(self.base, self.presets[preset])
         cfg = apply_overrides(cfg, overrides or {}, {"controller": self.controller, "evaluator": self.evaluator})
         cfg.setdefault("space", {})

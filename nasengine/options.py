@@ -530,7 +530,8 @@ _ROLE_SECTIONS = (
 #: options of the executor section that every executor has (the run reads them, not the executor class)
 _EXECUTOR_GENERIC = (
     OptionDoc("workers", None, "parallel evaluations (none: the executor's default)", "a whole number >= 1 or none"),
-    OptionDoc("device", "auto", "torch device of the evaluations (auto: a worker's GPU, else the CPU)", "a string"),
+    OptionDoc("device", "auto", "torch device of the evaluations (auto: a worker's GPU, else the CPU)",
+              '"cpu", "cuda", "cuda:N", "mps" or "auto"'),
     OptionDoc("workdirs", False, "give each evaluation its own working folder in the run", "true or false"),
 )
 

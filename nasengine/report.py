@@ -109,10 +109,11 @@ class RunReport:
     """The records of a run with its reward (rebuilt from the stored config) and derived views."""
 
     def __init__(self, run, records: list[CandidateRecord], reward: Reward, run_dir: Path | None = None, *,
-                 plugins=None):
+                 plugins=None, attempts: list[CandidateRecord] | None = None):
         self.run = run
         self.plugins = plugins
-        self.records = records
+        self.records = records  # each candidate's latest attempt
+        self.attempts = list(attempts or [])  # the earlier attempts of retried candidates (history)
         self.reward = reward
         self.run_dir = run_dir
         self._describe = None
@@ -143,6 +144,7 @@ class RunReport:
         try:
             run = store.run
             records = store.candidates()
+            attempts = store.attempts()
         finally:
             store.close()
         try:
@@ -159,7 +161,7 @@ class RunReport:
                 reward = spec.instantiate("reward", plugins)
             else:
                 reward = Reward.from_config(**spec.reward.kwargs())
-        return cls(run, records, reward, Path(run_dir), plugins=plugins)
+        return cls(run, records, reward, Path(run_dir), plugins=plugins, attempts=attempts)
 
     # ---- derived -----------------------------------------------------------------------------------------
     @property
@@ -266,6 +268,7 @@ class RunReport:
             "fronts_by_generation": [{"generation": g, "hypervolume": hv, "keys": [r.key for r in f]}
                                      for g, f, hv in self.fronts_by_generation()],
             "candidates": [rec(r) for r in self.records],
+            "earlier_attempts": [{**rec(r), "attempt": r.attempt} for r in self.attempts],
         }
 
     # ---- plots ------------------------------------------------------------------------------------------

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 import types
 from typing import TYPE_CHECKING, Any, Mapping
 
 import attrs
 
 from nasengine.errors import ConfigError
+from nasengine.options import OptionError, check_options, construct, flag, optional, string, whole
 
 if TYPE_CHECKING:  # pragma: no cover
     from nasengine.method import Method
@@ -51,6 +53,15 @@ TASK_OPTIONS = ("device", "workdirs")
 #: Options every implementation of a role takes as a constructor argument of the role's base class, not as one
 #: of its declared options (``Executor(workers=...)``).
 BASE_OPTIONS = {"executor": ("workers",)}
+
+#: The torch devices a task may name.
+_DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+|mps|auto)$")
+
+
+def _task_checks() -> dict:
+    """The check of each of :data:`TASK_OPTIONS` (``executor.device=3`` is a one-line error)."""
+    device = string().where(lambda v: bool(_DEVICE.match(v.lower())), '"cpu", "cuda", "cuda:N", "mps" or "auto"')
+    return {"device": device, "workdirs": flag}
 
 
 def _frozen(options: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -123,11 +134,16 @@ class RunSpec:
             method = plugins.methods.get(cfg["method"])
         executor = RoleSpec.of(cfg, "executor", DEFAULT_EXECUTOR)
         ex_options = executor.kwargs()
-        device = str(ex_options.pop("device", "auto"))
-        workdirs = bool(ex_options.pop("workdirs", False))
+        checks = _task_checks()
+        try:
+            device = checks["device"].value("device", ex_options.pop("device", "auto")).lower()
+            workdirs = checks["workdirs"].value("workdirs", ex_options.pop("workdirs", False))
+        except OptionError as exc:
+            raise exc.under("executor") from None
         cost = RoleSpec.of(cfg, "cost", method.cost_model)
         cost_options = cost.kwargs()
-        cost_options["lr_size"] = tuple(cost_options.get("lr_size", (480, 480)))
+        lr_size = cost_options.get("lr_size", (480, 480))
+        cost_options["lr_size"] = tuple(lr_size) if isinstance(lr_size, (list, tuple)) else lr_size
         return cls(
             method=method.name, preset=cfg.get("preset"), seed=int(seed), loop=method.loop,
             space=RoleSpec.of(cfg, "space", method.space),
@@ -149,12 +165,40 @@ class RunSpec:
         """The registered implementation of ``role`` (an unknown name is an error listing the known ones)."""
         return getattr(plugins, REGISTRIES[role]).get(self.role(role).name)
 
-    def instantiate(self, role: str, plugins, /, *args: Any, **fixed: Any) -> Any:
-        """``role``'s implementation made with its options (and ``args`` / ``fixed`` before them), through
-        :func:`nasengine.options.construct`: a wrong option is a one-line error naming ``role.option``."""
-        from nasengine.options import construct
-
+    def check(self, role: str, plugins, /, *args: Any, **fixed: Any) -> None:
+        """What :meth:`instantiate` checks of ``role``'s options, without making it (``search --plan`` checks
+        the executor's options so, without starting workers): a one-line error naming ``role.option``."""
         spec = self.role(role)
         options = spec.kwargs()
         base = {k: options.pop(k) for k in BASE_OPTIONS.get(role, ()) if k in options}
-        return construct(role, spec.name, self.factory(role, plugins), options, *args, **base, **fixed)
+        if base.get("workers") is not None:  # what the base class checks (Executor(workers=...))
+            try:
+                optional(whole(1)).value("workers", base["workers"])
+            except OptionError as exc:
+                raise exc.under(role) from None
+        try:
+            check_options(role, spec.name, self.factory(role, plugins), options, *args, **base, **fixed)
+        except OptionError as exc:
+            raise self._section_error(role, plugins, exc) from None
+
+    def instantiate(self, role: str, plugins, /, *args: Any, **fixed: Any) -> Any:
+        """``role``'s implementation made with its options (and ``args`` / ``fixed`` before them), through
+        :func:`nasengine.options.construct`: a wrong option is a one-line error naming ``role.option``."""
+        spec = self.role(role)
+        options = spec.kwargs()
+        base = {k: options.pop(k) for k in BASE_OPTIONS.get(role, ()) if k in options}
+        try:
+            return construct(role, spec.name, self.factory(role, plugins), options, *args, **base, **fixed)
+        except OptionError as exc:
+            raise self._section_error(role, plugins, exc) from None
+
+    def _section_error(self, role: str, plugins, exc: OptionError) -> OptionError:
+        """``exc``, with an unknown key of the executor section weighed against the section's own keys too
+        (``executor.devise``: did you mean 'device'?)."""
+        if role != "executor" or not exc.reason.startswith("unknown option"):
+            return exc
+        from nasengine.options import _unknown, declared_options
+
+        own = {d.name for d in declared_options(self.factory(role, plugins))}
+        known = own | set(TASK_OPTIONS) | set(BASE_OPTIONS.get(role, ()))
+        return _unknown(role, self.role(role).name, exc.option, known)

@@ -167,7 +167,10 @@ class CandidateRecord:
     included); ``metrics`` what the evaluator returned. A ``duplicate`` carries the costs, metrics and error of
     the candidate it repeats (``duplicate_of``, that record's ``id``). ``seed`` is the evaluation seed;
     ``wall_seconds`` / ``cpu_seconds`` the time its evaluation took (0 when it was not evaluated); ``worker``
-    where it ran; ``created`` / ``finished`` Unix times (set by the store when left ``None``).
+    where it ran; ``created`` / ``finished`` Unix times (set by the store when left ``None``). ``attempt`` is 1
+    for the first evaluation and n for the n-th: ``nasengine resume --retry-failed`` evaluates a failed candidate
+    again (:meth:`ExperimentStore.replace`), its row then holds the latest attempt and the earlier ones are kept
+    as history (:meth:`ExperimentStore.attempts`).
     """
 
     generation: int
@@ -188,6 +191,7 @@ class CandidateRecord:
     created: float | None = None
     finished: float | None = None
     id: int | None = None
+    attempt: int = 1
 
     @status.validator
     def _check_status(self, _attribute, value):
@@ -267,6 +271,29 @@ CREATE TABLE candidates (
     UNIQUE (generation, idx)
 );
 CREATE INDEX candidates_key ON candidates (key);
+CREATE TABLE IF NOT EXISTS candidate_attempts (
+    candidate_id  INTEGER NOT NULL REFERENCES candidates (id),
+    attempt       INTEGER NOT NULL,
+    generation    INTEGER NOT NULL,
+    idx           INTEGER NOT NULL,
+    key           TEXT NOT NULL,
+    genome        TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    params        REAL,
+    mult_adds     REAL,
+    costs         TEXT NOT NULL DEFAULT '{}',
+    metrics       TEXT NOT NULL DEFAULT '{}',
+    error         TEXT,
+    wall_seconds  REAL NOT NULL DEFAULT 0,
+    cpu_seconds   REAL NOT NULL DEFAULT 0,
+    worker        TEXT,
+    seed          INTEGER,
+    duplicate_of  INTEGER,
+    created       REAL NOT NULL,
+    finished      REAL NOT NULL,
+    replaced      REAL NOT NULL,
+    PRIMARY KEY (candidate_id, attempt)
+);
 CREATE INDEX candidates_status ON candidates (status);
 CREATE TABLE controller_state (
     generation INTEGER PRIMARY KEY,
@@ -274,6 +301,10 @@ CREATE TABLE controller_state (
     created    REAL NOT NULL
 );
 """
+
+#: The history table of earlier attempts (added to older stores by the first retry: no schema-version change,
+#: a version-1 reader ignores it).
+_ATTEMPTS_TABLE = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS candidate_attempts"):].split(";")[0]
 
 _CANDIDATE_COLUMNS = (
     "id", "generation", "idx", "key", "genome", "status", "params", "mult_adds", "costs", "metrics", "error",
@@ -338,6 +369,7 @@ class ExperimentStore:
         #: Whether :meth:`load_controller_state` may unpickle a state an older nasengine stored as a pickle
         #: (which runs whatever code the pickle names: only for run folders whose origin is trusted).
         self.trust_pickles = False
+        self._attempts = False  # whether the store has the attempts table (known to have it)
 
     # ---- opening -----------------------------------------------------------------------------------
     @classmethod
@@ -554,6 +586,37 @@ class ExperimentStore:
             raise
         return cur
 
+    # ---- copies ----------------------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Copy what the write-ahead log holds into ``run.sqlite`` itself (as far as readers allow, never
+        waiting for them), so that a copy of that file alone holds the run up to now. The search does it at
+        the end of every generation; for a consistent copy at any moment use :meth:`export`."""
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def export(self, dest: str | os.PathLike) -> Path:
+        """A consistent single-file copy of the store at ``dest`` (through SQLite's backup API, so it can be
+        made while a search writes the run; no ``-wal`` file goes with it). An existing ``dest`` is refused."""
+        dest = Path(dest)
+        if dest.exists():
+            raise StoreError(f"{dest} exists; give a new file name for the copy of the store")
+        if not dest.parent.is_dir():
+            raise StoreError(f"{dest.parent}: no such folder for the copy of the store")
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            copy = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                self.conn.backup(copy)
+                copy.execute("PRAGMA journal_mode = DELETE")  # one file, whatever the source's journal
+            finally:
+                copy.close()
+            os.replace(tmp, dest)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot copy the store to {dest} ({exc})") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+
     # ---- the run -----------------------------------------------------------------------------------
     @property
     @_named_db_errors
@@ -621,15 +684,69 @@ class ExperimentStore:
             raise StoreError(f"{self.path}: cannot record candidate ({exc})") from None
         return attrs.evolve(rec, id=cur.lastrowid)
 
+    def replace(self, rec: CandidateRecord) -> CandidateRecord:
+        """Store ``rec`` as a new attempt of the candidate at its ``(generation, idx)`` (a retried evaluation),
+        in one transaction: the stored row moves to the history (:meth:`attempts`) and the row (same ``id``,
+        so its duplicates still point at it) takes ``rec``; the duplicates of the candidate carry the new
+        results too. Returns ``rec`` with its ``id`` and ``attempt``."""
+        now = time.time()
+        rec = attrs.evolve(rec, created=now if rec.created is None else rec.created,
+                           finished=now if rec.finished is None else rec.finished)
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_ATTEMPTS_TABLE)
+            old = self.get(rec.generation, rec.idx)
+            if old is None:
+                raise StoreError(f"{self.path}: no candidate (generation {rec.generation}, idx {rec.idx}) to "
+                                 "evaluate again")
+            cols = ", ".join(_CANDIDATE_COLUMNS[1:])
+            conn.execute(f"INSERT INTO candidate_attempts (candidate_id, attempt, {cols}, replaced) "
+                         f"SELECT id, ?, {cols}, ? FROM candidates WHERE id = ?", (old.attempt, now, old.id))
+            conn.execute(
+                "UPDATE candidates SET status = ?, params = ?, mult_adds = ?, costs = ?, metrics = ?, error = ?,"
+                " wall_seconds = ?, cpu_seconds = ?, worker = ?, seed = ?, created = ?, finished = ? WHERE id = ?",
+                (rec.status, _finite_or_none(rec.params), _finite_or_none(rec.mult_adds),
+                 _json_dumps(rec.costs or {}), _json_dumps(rec.metrics or {}), rec.error,
+                 float(rec.wall_seconds or 0.0), float(rec.cpu_seconds or 0.0), rec.worker,
+                 None if rec.seed is None else int(rec.seed), rec.created, rec.finished, old.id))
+            conn.execute("UPDATE candidates SET costs = ?, metrics = ?, error = ? WHERE duplicate_of = ?",
+                         (_json_dumps(rec.costs or {}), _json_dumps(rec.metrics or {}), rec.error, old.id))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._attempts = True
+        return attrs.evolve(rec, id=old.id, attempt=old.attempt + 1)
+
+    def attempts(self) -> list[CandidateRecord]:
+        """The earlier attempts of retried candidates (``id``: the candidate's row; ``attempt``: which), in
+        search order; the candidates' rows (:meth:`candidates`) hold their latest attempts."""
+        if not self._has_attempts():
+            return []
+        sql = (f"SELECT candidate_id, {', '.join(_CANDIDATE_COLUMNS[1:])}, attempt FROM candidate_attempts "
+               "ORDER BY generation, idx, attempt")
+        return [self._row(row) for row in self.conn.execute(sql)]
+
+    def _has_attempts(self) -> bool:
+        if not self._attempts:
+            self._attempts = self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'candidate_attempts'").fetchone() is not None
+        return self._attempts
+
     @staticmethod
     def _row(row: tuple) -> CandidateRecord:
-        d = dict(zip(_CANDIDATE_COLUMNS, row))
+        d = dict(zip(_CANDIDATE_COLUMNS + ("attempt",), row))
         for name in ("genome", "costs", "metrics"):
             d[name] = json.loads(d[name])
         return CandidateRecord(**d)
 
     def _select(self, where: str = "", params: tuple = (), tail: str = "") -> Iterator[CandidateRecord]:
-        sql = f"SELECT {', '.join(_CANDIDATE_COLUMNS)} FROM candidates {where} ORDER BY generation, idx {tail}"
+        attempt = ("1 + (SELECT COUNT(*) FROM candidate_attempts a WHERE a.candidate_id = candidates.id)"
+                   if self._has_attempts() else "1")
+        sql = (f"SELECT {', '.join(_CANDIDATE_COLUMNS)}, {attempt} FROM candidates {where} "
+               f"ORDER BY generation, idx {tail}")
         for row in self.conn.execute(sql, params):
             yield self._row(row)
 

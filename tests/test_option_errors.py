@@ -86,3 +86,73 @@ def test_an_ill_typed_budget_count_is_one_line(capsys, tmp_path):
     assert code == EXIT_USAGE and err.strip().splitlines() == [
         "nasengine search: error: budget.generations: must be none or a whole number >= 1, got 'x'"]
     assert not out.exists()
+
+
+# --- issue 11 item 2: every section, the executor section's own keys, with and without --plan, and resume ---
+from tests.engine.conftest import fake_plugins  # noqa: E402,F401  (the fixture, for the resume cases)
+
+SECTION_CASES = [
+    ("budgett.generations=1", "budgett: unknown config section; did you mean 'budget'?"),
+    ("bogus.key=1", "bogus: unknown config section; known:"),
+    ('budget.generations="three"', "budget.generations: must be none or a whole number >= 1, got 'three'"),
+    ("executor.device=3", 'executor.device: must be "cpu", "cuda", "cuda:N", "mps" or "auto", got 3'),
+    ("executor.device=gpu", "executor.device: must be"),
+    ("executor.workdirs=x", "executor.workdirs: must be true or false, got 'x'"),
+    ("executor.devise=cpu", "executor.devise: unknown option of executor 'process'; did you mean 'device'?"),
+    ("executor.workers=x", "executor.workers: must be none or a whole number >= 1, got 'x'"),
+    ("cost.lr_size=x", "cost.lr_size: must be a list of 2, each a whole number >= 1, got 'x'"),
+    ("method.x=1", "method: not a section to override (the command names it: nasengine search METHOD)"),
+    ("preset=full", "preset: not a section to override (choose it with --preset)"),
+]
+
+
+@pytest.mark.parametrize("plan", [False, True], ids=["run", "plan"])
+@pytest.mark.parametrize("setting, expected", SECTION_CASES)
+def test_a_bad_section_key_or_value_is_one_line_before_any_run_folder(capsys, tmp_path, setting, expected, plan):
+    out = tmp_path / "run"
+    code, err = _run(capsys, ["search", "simple", "--out", str(out), "-q", "--set", setting]
+                     + (["--plan"] if plan else []))
+    assert code == EXIT_USAGE, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert expected in lines[0], err
+    assert not out.exists()
+
+
+def test_the_executor_section_keys_are_listed_with_the_executor_options(capsys, tmp_path):
+    code, err = _run(capsys, ["search", "simple", "--out", str(tmp_path / "run"), "-q", "--plan",
+                              "--executor", "inline", "--set", "executor.bogus=1"])
+    assert code == EXIT_USAGE
+    assert err.strip().endswith("known: device, threads, workdirs, workers"), err
+
+
+@pytest.fixture
+def fake_run(tmp_path, capsys, fake_plugins):
+    run = tmp_path / "run"
+    code, err = _run(capsys, ["search", "fake", "--out", str(run), "-q", "--executor", "inline",
+                              "--set", "budget.generations=1"])
+    assert code == 0, err
+    return run
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("budgett.generations=1", "budgett: a resume may only change budget, executor; did you mean 'budget'?"),
+    ("bogus.key=1", "bogus: a resume may only change budget, executor"),
+    ("space.depth=3", "space: a resume may only change budget, executor"),
+    ('budget.generations="three"', "budget.generations: must be none or a whole number >= 1, got 'three'"),
+    ("budget.generationz=3", "budget.generationz: unknown option of budget 'budget'; did you mean 'generations'?"),
+    ("executor.device=3", 'executor.device: must be "cpu", "cuda", "cuda:N", "mps" or "auto", got 3'),
+    ("executor.workdirs=x", "executor.workdirs: must be true or false, got 'x'"),
+    ("executor.devise=cpu", "executor.devise: unknown option of executor 'inline'; did you mean 'device'?"),
+])
+def test_a_bad_resume_setting_is_one_line_and_changes_nothing(capsys, fake_run, setting, expected):
+    from nasengine.store import ExperimentStore
+
+    with ExperimentStore.open(fake_run) as store:
+        before = (store.run.status, store.run.config, len(store.candidates()))
+    code, err = _run(capsys, ["resume", str(fake_run), "-q", "--set", "budget.generations=2", "--set", setting])
+    assert code == EXIT_USAGE, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err and expected in lines[0], err
+    with ExperimentStore.open(fake_run) as store:
+        assert (store.run.status, store.run.config, len(store.candidates())) == before

@@ -157,14 +157,43 @@ class SearchContext:
                 error="violates " + "; ".join(c.describe() for c in reward.constraints
                                                if c.stage == "cost" and c.violation(costs) > 0))))
         in_eval.add(key)
+        return Prepared(task=self._task(g, i, genome_json, seed), info=TaskInfo(g, i, key, genome_json, costs, seed))
+
+    def _task(self, g: int, i: int, genome_json: Any, seed: int, attempt: int = 1) -> EvalTask:
         spec = self.spec
-        workdir = str(self.store.run_dir / "work" / f"g{g:04d}-i{i:03d}") if spec.workdirs else None
-        task = EvalTask(
+        name = f"g{g:04d}-i{i:03d}" + (f"-a{attempt}" if attempt > 1 else "")  # a retry starts afresh
+        workdir = str(self.store.run_dir / "work" / name) if spec.workdirs else None
+        return EvalTask(
             task_id=f"{g}:{i}", space=spec.space.name, space_options=spec.space.kwargs(),
             genome=canonical_json(genome_json), evaluator=spec.evaluator.name,
             evaluator_options=spec.evaluator.kwargs(), seed=seed, device=spec.device, workdir=workdir,
         )
-        return Prepared(task=task, info=TaskInfo(g, i, key, genome_json, costs, seed))
+
+    # ---- retries -------------------------------------------------------------------------------------
+    @staticmethod
+    def retryable(records: Iterable[CandidateRecord]) -> list[CandidateRecord]:
+        """The failed candidates another evaluation may fix: every ``failed`` one except those that failed
+        before any evaluation (an undecodable genome, a cost model error: the same again)."""
+        return [r for r in records if r.status == "failed" and not (r.error or "").startswith(("decode: ", "cost: "))]
+
+    def retry(self, records: Iterable[CandidateRecord]) -> list[CandidateRecord]:
+        """Evaluate ``records`` (failed candidates) again through the executor, with their own seeds; each
+        outcome replaces its candidate's row (the earlier attempt stays as history, see
+        :meth:`ExperimentStore.replace`) and is what a later repeat of the architecture carries. The controller
+        was told the failures and is not told again. Returns the new records."""
+        tasks, infos = [], {}
+        for rec in records:
+            seed = candidate_seed(self.spec.seed, rec.key)
+            task = self._task(rec.generation, rec.idx, rec.genome, seed, rec.attempt + 1)
+            tasks.append(task)
+            infos[task.task_id] = TaskInfo(rec.generation, rec.idx, rec.key, rec.genome, dict(rec.costs), seed)
+        source = (self.submit(t) for t in tasks)
+        return [rec for _, rec, _ in self.run_tasks(source, infos, {}, replace=True)]
+
+    def _replace(self, rec: CandidateRecord) -> CandidateRecord:
+        rec = self.store.replace(rec)
+        self.known[rec.key] = rec
+        return rec
 
     def flush_repeats(self, key: str, waiting: dict[str, list[Repeat]]) -> list[CandidateRecord]:
         """Record the repeats of ``key`` that waited for its evaluation, now that it is recorded."""
@@ -195,10 +224,11 @@ class SearchContext:
             self.first_task = time.perf_counter() - self.t_start
         return task
 
-    def run_tasks(self, source: Iterable, infos: dict[str, TaskInfo],
-                  waiting: dict[str, list[Repeat]]) -> Iterator[tuple[str, CandidateRecord, list]]:
+    def run_tasks(self, source: Iterable, infos: dict[str, TaskInfo], waiting: dict[str, list[Repeat]], *,
+                  replace: bool = False) -> Iterator[tuple[str, CandidateRecord, list]]:
         """Send ``source``'s tasks to the executor; record each outcome as it arrives (and the repeats of its
-        key that waited for it), timing the waits, and yield ``(task_id, record, repeats' records)``."""
+        key that waited for it), timing the waits, and yield ``(task_id, record, repeats' records)``.
+        ``replace``: each outcome is a new attempt of a stored candidate (:meth:`retry`)."""
         outcomes = self.executor.imap(source)
         while True:
             t0 = time.perf_counter()
@@ -212,7 +242,7 @@ class SearchContext:
             self.eval_seconds += outcome.wall_seconds
             info = infos.pop(outcome.task_id)
             self.spans[info.generation].append((max(self.t_start, received - outcome.wall_seconds), received))
-            rec = self.record(self._outcome_record(outcome, info))
+            rec = (self._replace if replace else self.record)(self._outcome_record(outcome, info))
             yield outcome.task_id, rec, self.flush_repeats(rec.key, waiting)
 
     # ---- reporting -----------------------------------------------------------------------------------

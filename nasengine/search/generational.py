@@ -66,6 +66,12 @@ class GenerationalLoop(Loop):
             g = latest[0] + 1
         stalled = _stalled(records, g)
         failing, last_error = _failing(records, g)
+        # A count that stopped the last session starts afresh, so that a resume after fixing the cause goes on
+        # (a shorter one, of a killed session, carries on as in an uninterrupted run).
+        if stalled >= budget.stall_generations:
+            stalled = 0
+        if failing >= budget.failed_generations:
+            failing = 0
         while True:
             reason = budget.reached(candidates=ctx.counted, generations=g, seconds=ctx.elapsed(),
                                     stalled=stalled, failing=failing) or ""
@@ -89,6 +95,7 @@ class GenerationalLoop(Loop):
             ctl.tell([ctx.result(genome, rec) for genome, rec in zip(genomes, slots)])
             ctx.store.save_controller_state(g, ctl.state_dict())
             ctx.store.set_elapsed(ctx.elapsed())
+            ctx.store.checkpoint()  # run.sqlite alone then holds every finished generation
             new = sum(1 for r in slots if r.status != "duplicate" and r.generation == g)
             stalled = 0 if new else stalled + 1
             counts = {st: sum(1 for r in slots if r.status == st) for st in CANDIDATE_STATUSES}

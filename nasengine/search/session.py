@@ -3,7 +3,7 @@
 The session reads the resolved spec (:class:`~nasengine.spec.RunSpec`), builds the roles, checks what would
 fail every evaluation, creates the run folder's store (which holds the folder's lock; an empty folder made
 here is removed again if that fails) or reopens it to resume, records the environment, runs the executor,
-shows progress, marks the run's final status (``done``, ``interrupted`` on Ctrl-C, ``failed`` on an error,
+shows progress, marks the run's final status (``done``, ``interrupted`` on Ctrl-C or SIGTERM, ``failed`` on an error,
 among them an executor whose backend went away: :class:`~nasengine.executors.ExecutorLost`, whose tasks stay
 unrecorded for ``resume``),
 and calls the method's loop, picked from :data:`LOOPS` by ``Method.loop``::
@@ -14,6 +14,7 @@ and calls the method's loop, picked from :data:`LOOPS` by ``Method.loop``::
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import os
 import platform
@@ -37,7 +38,7 @@ from nasengine.spec import RunSpec
 from nasengine.store import LOCK_FILE, ExperimentStore, StoreError
 
 __all__ = ["LOOPS", "RESUMABLE_SECTIONS", "RunSession", "Roles", "loop_class", "run_search", "resume_search",
-           "environment", "apply_executor_args"]
+           "environment", "apply_executor_args", "Terminated", "sigterm_as_interrupt"]
 
 log = logging.getLogger("nasengine.search")
 
@@ -81,6 +82,42 @@ def environment() -> dict[str, Any]:
         env.setdefault("torch", None)
         env["cuda_available"] = False
     return env
+
+
+class Terminated(KeyboardInterrupt):
+    """The search process got SIGTERM (``kill PID``, a batch system's stop): handled like Ctrl-C (the run is
+    marked ``interrupted``, everything recorded stays); ``signum`` is the signal (the CLI exits 128 + it)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"terminated by signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While inside: SIGTERM raises :class:`Terminated` in this (the main) thread, as Ctrl-C raises
+    ``KeyboardInterrupt``. A process forked from this one meanwhile (a worker) keeps SIGTERM's default
+    action. Does nothing outside the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def handler(signum, _frame):
+        if os.getpid() != owner:  # a forked worker: die as SIGTERM would have made it
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def loop_class(spec: RunSpec) -> type[Loop]:
@@ -165,7 +202,9 @@ class RunSession:
             return budget.generations * pop
         return budget.candidates
 
-    def run(self, resumed: bool) -> SearchOutcome:
+    def run(self, resumed: bool, *, retry_failed: bool = False) -> SearchOutcome:
+        """Run the loop (``resumed``: from the stored state; ``retry_failed``: first evaluate the run's failed
+        candidates again, see :meth:`SearchContext.retry`) and mark the run's final status."""
         ctx, store, spec = self.ctx, self.store, self.spec
         ctx.t_start = time.perf_counter()
         ctx.elapsed_before = store.run.elapsed_seconds
@@ -177,14 +216,17 @@ class RunSession:
         total = self._total()
         try:
             self.executor.start()  # before the progress bar's thread exists: workers may then be forked
-            ctx.progress = Progress(self.show_progress, total, len(records))
-            store.set_status("running")
-            verb = "resuming" if resumed else "starting"
-            ctx.progress.line(
-                f"{verb} {spec.method} ({store.run.preset}) seed {spec.seed} in {store.run_dir} at generation "
-                f"{start_gen}: budget {spec.budget.describe()}; executor {self.executor.describe()}"
-                + loop.describe())
-            end = loop.run(latest, records)
+            with sigterm_as_interrupt():  # after: the workers keep SIGTERM's default action
+                ctx.progress = Progress(self.show_progress, total, len(records))
+                store.set_status("running")
+                verb = "resuming" if resumed else "starting"
+                ctx.progress.line(
+                    f"{verb} {spec.method} ({store.run.preset}) seed {spec.seed} in {store.run_dir} at generation "
+                    f"{start_gen}: budget {spec.budget.describe()}; executor {self.executor.describe()}"
+                    + loop.describe())
+                if retry_failed:
+                    records = self._retry_failed(records)
+                end = loop.run(latest, records)
         except KeyboardInterrupt:
             self._finish("interrupted")
             raise
@@ -206,6 +248,17 @@ class RunSession:
             first_task_seconds=ctx.first_task or 0.0, busy_seconds=ctx.busy_seconds(),
             generation_idle_seconds=loop.generation_idle_seconds(),
         )
+
+    def _retry_failed(self, records: list) -> list:
+        failed = self.ctx.retryable(records)
+        if not failed:
+            self.ctx.progress.line("no failed candidate to evaluate again")
+            return records
+        self.ctx.progress.line(f"evaluating {len(failed)} failed candidate(s) again")
+        new = self.ctx.retry(failed)
+        ok = sum(1 for r in new if r.status == "ok")
+        self.ctx.progress.line(f"retried {len(new)} candidate(s): {ok} ok, {len(new) - ok} failed again")
+        return self.store.candidates()
 
     def _finish(self, status: str) -> None:
         try:
@@ -280,13 +333,17 @@ def resume_search(
     overrides: Mapping | None = None,
     plugins=None,
     trust_run: bool = False,
+    retry_failed: bool = False,
 ) -> SearchOutcome:
     """Continue the run in ``run_dir`` exactly where it stopped (or was killed).
 
     The stored config, seed and controller state are used; ``executor`` / ``workers`` and ``overrides`` of
     the ``budget`` and ``executor`` sections (to extend a finished run) may change. ``trust_run``: read a
     controller state that an older nasengine stored as a pickle (which can run any code; otherwise such a
-    run is refused with :class:`nasengine.store.UntrustedStateError`).
+    run is refused with :class:`nasengine.store.UntrustedStateError`). A run that stopped because every
+    evaluation failed in ``budget.failed_generations`` generations (or none was new in
+    ``budget.stall_generations``) starts that count afresh. ``retry_failed``: first evaluate the run's failed
+    candidates again (their earlier attempts stay in the store as history; the front uses the new results).
     """
     from nasengine.plugins import get_plugins
 
@@ -300,7 +357,9 @@ def resume_search(
         if overrides:
             bad = sorted(set(overrides) - set(RESUMABLE_SECTIONS))
             if bad:
-                raise ConfigError(f"a resume may only change {', '.join(RESUMABLE_SECTIONS)}; not {', '.join(bad)}")
+                near = difflib.get_close_matches(str(bad[0]), RESUMABLE_SECTIONS, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ConfigError(f"{bad[0]}: a resume may only change {', '.join(RESUMABLE_SECTIONS)}{hint}")
             cfg = apply_overrides(cfg, overrides)
         cfg = apply_executor_args(cfg, executor, workers, overrides)
         missing = sorted(set(run.plugins) - set(plugins.versions()))
@@ -308,10 +367,11 @@ def resume_search(
             log.warning("run %s was made with plugin(s) %s that are not loaded now", run_dir, ", ".join(missing))
         spec = RunSpec.from_config(plugins, cfg, seed=run.seed, method=m)
         roles = Roles.build(plugins, spec)
+        spec.check("executor", plugins)  # before the new config is stored
         if cfg != run.config:
             store.update_config(cfg)
         with spec.instantiate("executor", plugins) as ex:
             return RunSession(plugins, spec, store, roles, ex, progress=progress,
-                              setup_seconds=time.perf_counter() - t0).run(resumed=True)
+                              setup_seconds=time.perf_counter() - t0).run(resumed=True, retry_failed=retry_failed)
     finally:
         store.close()

@@ -56,6 +56,16 @@ class Runs:
             else:
                 self.failing = 0
 
+    def fresh(self, budget, size: int) -> "Runs":
+        """For a resume: a run that stopped the last session (the space looked exhausted, every evaluation
+        failed) starts afresh, so that a resume after fixing the cause goes on; a shorter one (a killed
+        session) carries on, as an uninterrupted run would."""
+        if self.stalled // size >= budget.stall_generations:
+            self.stalled = 0
+        if self.failing // size >= budget.failed_generations:
+            self.failing = 0
+        return self
+
     @classmethod
     def of(cls, records: list[CandidateRecord], told: int, size: int) -> "Runs":
         """For a resume: the runs among the first ``told`` candidates (in ask order)."""
@@ -115,7 +125,7 @@ class SteadyLoop(Loop):
         self.entry_of: dict[Any, Entry] = {}  # task id or (generation, idx) of a waiting repeat -> its entry
         self.waiting: dict[str, list[Repeat]] = defaultdict(list)
         self.in_eval: set[str] = set()  # keys whose evaluation is under way
-        self.runs = Runs.of(records, self.told, self.size)
+        self.runs = Runs.of(records, self.told, self.size).fresh(self.ctx.budget, self.size)
         self.outstanding = 0  # tasks sent, not returned
         self.why = ""  # why admitting stopped
         self.exhausted = False  # the controller has no more to ask
@@ -203,6 +213,7 @@ class SteadyLoop(Loop):
                 "pending": [ctx.space.to_json(e.genome) for e in self.queue]})
             if self.told % size == 0:
                 ctx.store.set_elapsed(ctx.elapsed())
+                ctx.store.checkpoint()
                 ctx.progress.line(f"gen {self.told // size - 1}: {self.told} candidates told | best "
                                   f"{ctx.best_text()}")
             ctx.show_best((self.told - 1) // size)

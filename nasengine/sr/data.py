@@ -647,8 +647,11 @@ def validation_set(
         paths = paths[: _as_int(count, "count", minimum=1)]
     lrs, hrs = [], []
     for path in paths:
-        hr = modcrop(load_rgb(path), scale)
+        hr = load_rgb(path)
         h, w = hr.shape[:2]
+        if min(h, w) >= scale:
+            hr = modcrop(hr, scale)
+            h, w = hr.shape[:2]
         if min(h, w) < 2 * scale + 11:
             raise DataError(f"{path}: {w}x{h} is too small to validate at scale {scale}")
         lr = imresize(hr, output_shape=(h // scale, w // scale))

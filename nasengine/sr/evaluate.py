@@ -247,7 +247,9 @@ def _load_hr(path: Path, pipeline: str) -> np.ndarray:
 
 
 def _modcropped_hr(path: Path, scale: int, pipeline: str) -> np.ndarray:
-    hr = modcrop(_load_hr(path, pipeline), scale)
+    hr = _load_hr(path, pipeline)
+    if min(hr.shape[:2]) >= scale:  # a smaller one is refused below, naming the file
+        hr = modcrop(hr, scale)
     h, w = hr.shape[:2]
     if h < 2 * scale + SSIM_WINDOW or w < 2 * scale + SSIM_WINDOW:
         raise DataError(

@@ -81,7 +81,8 @@ class TrainingDiverged(NasengineError):
         self.loss = loss
         super().__init__(
             f"training diverged at step {step}: {what} = {loss!r} "
-            "(lower the learning rate, or set grad_clip)"
+            "(lower the learning rate, or clip the gradient norm: --set evaluator.grad_clip=1.0 in a search, "
+            "--grad-clip 1.0 with nasengine train)"
         )
 
 

@@ -152,13 +152,15 @@ class FakeEvaluator(Evaluator):
     ``os._exit`` / raise KeyboardInterrupt (a Ctrl-C in the middle of an evaluation; only the first time
     when ``once_file`` names a marker file, created then);
     ``sleep`` seconds per evaluation (``sleep_if`` for chosen genomes only); ``report_threads`` adds torch's
-    thread count as a metric."""
+    thread count as a metric; every evaluation fails while the file ``fail_while`` exists (a broken setup that
+    the user then fixes)."""
 
     def __init__(self, sleep: float = 0.0, fail_if: Sequence[dict] = (), nan_if: Sequence[dict] = (),
                  die_if: Sequence[dict] = (), exit_if: Sequence[dict] = (), sleep_if: Sequence[dict] = (),
                  interrupt_if: Sequence[dict] = (), once_file: str | None = None, log: str | None = None,
-                 report_threads: bool = False):
+                 report_threads: bool = False, fail_while: str | None = None):
         self.sleep = sleep
+        self.fail_while = fail_while
         self.interrupt_if = interrupt_if
         self.once_file = once_file
         self.report_threads = report_threads
@@ -179,6 +181,8 @@ class FakeEvaluator(Evaluator):
         from nasengine.cost import analytic_cost
 
         genome = attrs.asdict(ctx.genome)
+        if ctx.workdir:  # as a training evaluator keeps its checkpoints there
+            os.makedirs(ctx.workdir, exist_ok=True)
         if self.log:  # one line per evaluation actually run (to count trainings)
             with open(self.log, "a") as f:
                 f.write(f"{genome} {ctx.seed} {os.getpid()}\n")
@@ -192,6 +196,8 @@ class FakeEvaluator(Evaluator):
             raise KeyboardInterrupt
         if _matches(genome, self.fail_if):
             raise RuntimeError(f"told to fail on {genome}")
+        if self.fail_while and os.path.exists(self.fail_while):
+            raise RuntimeError(f"{self.fail_while} exists")
         cost = analytic_cost(graph, (16, 16))
         psnr = 30.0 + 2.0 * math.log10(cost.params) + (ctx.seed % 1000) / 1e4
         if _matches(genome, self.nan_if):

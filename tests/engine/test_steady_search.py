@@ -86,8 +86,9 @@ def test_every_evaluation_failing_stops_a_steady_search(tmp_path):
     assert out.counts["ok"] == 0 and 12 <= len(out.records) < 15
     assert "every evaluation failed in the last 2 generations (last error: RuntimeError: told to fail" \
         in out.stop_reason
-    again = resume_search(tmp_path / "run", progress=False)  # counted from the records: stops at once
-    assert len(again.records) == len(out.records) and "every evaluation failed" in again.stop_reason
+    # a resume starts the count afresh (issue 11 item 4: the cause may be fixed); not fixed, it stops again
+    again = resume_search(tmp_path / "run", progress=False)
+    assert len(again.records) >= len(out.records) + 12 and "every evaluation failed" in again.stop_reason
 
 
 def test_candidates_and_seconds_budgets(tmp_path):
