@@ -73,7 +73,7 @@ def load_trained_module(path):
     return arch, module
 
 
-def load_trained_model(path, *, scale: int | None = None, device: str = "cpu"):
+def load_trained_model(path, *, scale: int | None = None, device: str = "auto"):
     """A :class:`nasengine.sr.models.TorchUpscaler` for a trained-model file; ``scale`` must match if given."""
     from nasengine.sr.models import TorchUpscaler, channels_of
 

@@ -56,7 +56,7 @@ def _scale(text: str) -> int:
 # model resolution
 
 
-def resolve_upscaler(spec: str, scale: int, *, weights: str | None = None, device: str = "cpu"):
+def resolve_upscaler(spec: str, scale: int, *, weights: str | None = None, device: str = "auto"):
     """Turn a ``--model`` value into an :class:`nasengine.sr.models.Upscaler`.
 
     A registered model name (``bicubic``, or one a plugin brings), a trained checkpoint
@@ -115,8 +115,10 @@ def _fmt_g(n: float) -> str:
 
 
 def cmd_evaluate(args) -> int:
+    from nasengine.device import device_name
     from nasengine.sr.evaluate import evaluate
 
+    args.device = device_name(args.device)  # "auto" -> cuda or cpu; a bad name is one line, exit 2
     reports = []
     for scale in args.scale:
         upscaler = resolve_upscaler(args.model, scale, weights=args.weights, device=args.device)
@@ -139,8 +141,10 @@ def cmd_evaluate(args) -> int:
 
 def cmd_upscale(args) -> int:
     from nasengine.sr.image import load_rgb, save_image
+    from nasengine.device import device_name
     from nasengine.sr.models import upscale_image
 
+    args.device = device_name(args.device)  # "auto" -> cuda or cpu; a bad name is one line, exit 2
     upscaler = resolve_upscaler(args.model, args.scale, weights=args.weights, device=args.device)
     image = load_rgb(args.image)
     out = upscale_image(upscaler, image)
@@ -436,7 +440,8 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
                         "Set5/Set14/B100 copies, on which FALSR's published figures were measured")
     p.add_argument("--self-ensemble", action="store_true", help="x8 geometric self-ensemble")
     p.add_argument("--per-image", action="store_true", help="also print one row per image")
-    p.add_argument("--device", default="cpu", help="torch device for network models (cpu, cuda, auto)")
+    p.add_argument("--device", default="auto", help="torch device for network models: auto (default: cuda if "
+                   "available, else cpu), cpu, cuda, cuda:N, mps")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
@@ -448,7 +453,8 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights file for the model")
     p.add_argument("--scale", type=_scale, default=2, help="upscaling factor (default 2)")
     p.add_argument("-o", "--output", help="output PNG (default: IMAGE_x{scale}_{model}.png beside the input)")
-    p.add_argument("--device", default="cpu", help="torch device for network models")
+    p.add_argument("--device", default="auto", help="torch device for network models: auto (default: cuda if "
+                   "available, else cpu), cpu, cuda, cuda:N, mps")
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("plugins", help="list plugins, their versions and what each registers")
@@ -528,7 +534,8 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (default: cuda if available, else cpu), cpu, cuda, "
+                   "cuda:N, mps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train)

@@ -233,14 +233,9 @@ def describe_exception(exc: BaseException) -> str:
 
 
 def _resolve_device(device: str | None) -> str:
-    if device in (None, "", "auto"):
-        try:
-            import torch
+    from nasengine.device import device_name
 
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:  # pragma: no cover - torch is a dependency
-            return "cpu"
-    return device
+    return device_name(device)
 
 
 def _set_threads(threads: int) -> None:

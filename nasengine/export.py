@@ -158,17 +158,18 @@ def is_torchscript(path) -> bool:
         return False
 
 
-def load_torchscript_model(path, *, scale: int | None = None, device: str = "cpu"):
+def load_torchscript_model(path, *, scale: int | None = None, device: str = "auto"):
     """A :class:`nasengine.sr.models.TorchUpscaler` for a TorchScript file written by :func:`export_module`
     (``nasengine export``); ``scale`` must match if given."""
     import torch
 
+    from nasengine.device import resolve_device
     from nasengine.sr.models import TorchUpscaler
 
     path = Path(path)
     extra = {METADATA_FILE: ""}
     try:
-        module = torch.jit.load(str(path), map_location=torch.device(device), _extra_files=extra)
+        module = torch.jit.load(str(path), map_location=resolve_device(device), _extra_files=extra)
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError or its own types
         raise InputError(f"{path}: not a readable TorchScript file ({type(exc).__name__}: {exc})") from None
     try:

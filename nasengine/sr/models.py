@@ -21,6 +21,7 @@ import numbers
 import numpy as np
 import torch
 
+from nasengine.device import resolve_device
 from nasengine.errors import InputError, ValidationError
 from nasengine.sr.color import rgb2ycbcr, ycbcr2rgb
 from nasengine.sr.resize import imresize
@@ -157,8 +158,9 @@ class TorchUpscaler(Upscaler):
     ``torch.no_grad``; the module's previous train/eval mode is restored afterwards) -> ``* 255``
     -> numpy ``HxWxC``, ``float32`` (``float64`` for a float64 module), not clipped or rounded.
 
-    ``device``: where to run; when given the module is moved there (``module.to(device)``), else
-    the device of the module's parameters (CPU for a parameter-free module) is used."""
+    ``device``: where to run (``"auto"``, ``"cpu"``, ``"cuda:N"``, ...: :func:`nasengine.device.resolve_device`);
+    when given the module is moved there (``module.to(device)``), else the device of the module's
+    parameters (CPU for a parameter-free module) is used."""
 
     def __init__(
         self,
@@ -175,11 +177,12 @@ class TorchUpscaler(Upscaler):
         self.channels = _check_channels(channels)
         self.name = name or type(module).__name__
         if device is not None:
-            module = module.to(torch.device(device))
+            device = resolve_device(device)
+            module = module.to(device)
         self.module = module
         self.device, self.dtype = _module_device_dtype(module)
         if device is not None:
-            self.device = torch.device(device)
+            self.device = device
 
     def upscale(self, lr: np.ndarray) -> np.ndarray:
         a = self.check_input(lr)
