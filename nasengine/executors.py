@@ -233,9 +233,13 @@ def describe_exception(exc: BaseException) -> str:
 
 
 def _resolve_device(device: str | None) -> str:
-    from nasengine.device import device_name
+    """``auto`` resolved (:func:`nasengine.device.resolve_device`); an explicit device is passed on as it is
+    (whatever uses it, e.g. the trainer, checks it)."""
+    if device in (None, "", "auto"):
+        from nasengine.device import device_name
 
-    return device_name(device)
+        return device_name("auto")
+    return device
 
 
 def _set_threads(threads: int) -> None:
