@@ -102,6 +102,39 @@ def _lr_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _tile(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, 0 (no tiling) or a tile side in LR pixels, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be auto or at least 0, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _add_tile_options(p) -> None:
+    from nasengine.receptive import AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE
+
+    p.add_argument("--tile", type=_tile, default="auto", metavar="N",
+                   help=f"upscale in N x N LR tiles (plus the overlap); 0: never; auto (default): {DEFAULT_TILE} for "
+                        f"LR images over {AUTO_TILE_PIXELS / 1e6:.1f} megapixels")
+    p.add_argument("--tile-overlap", type=_non_negative, metavar="N",
+                   help="LR pixels of overlap on each side of a tile (default: the network's receptive radius, "
+                        f"which makes tiles exact, when the model file has its architecture; else {DEFAULT_OVERLAP})")
+
+
 def _fmt_int(n: float) -> str:
     return f"{int(n):,}"
 
@@ -117,11 +150,13 @@ def _fmt_g(n: float) -> str:
 def cmd_evaluate(args) -> int:
     from nasengine.device import device_name
     from nasengine.sr.evaluate import evaluate
+    from nasengine.sr.models import with_tiling
 
     args.device = device_name(args.device)  # "auto" -> cuda or cpu; a bad name is one line, exit 2
     reports = []
     for scale in args.scale:
         upscaler = resolve_upscaler(args.model, scale, weights=args.weights, device=args.device)
+        upscaler = with_tiling(upscaler, args.tile, args.tile_overlap, progress=not args.quiet and not args.json)
         report = evaluate(
             upscaler,
             args.data,
@@ -142,10 +177,11 @@ def cmd_evaluate(args) -> int:
 def cmd_upscale(args) -> int:
     from nasengine.sr.image import load_rgb, save_image
     from nasengine.device import device_name
-    from nasengine.sr.models import upscale_image
+    from nasengine.sr.models import upscale_image, with_tiling
 
     args.device = device_name(args.device)  # "auto" -> cuda or cpu; a bad name is one line, exit 2
     upscaler = resolve_upscaler(args.model, args.scale, weights=args.weights, device=args.device)
+    upscaler = with_tiling(upscaler, args.tile, args.tile_overlap)
     image = load_rgb(args.image)
     out = upscale_image(upscaler, image)
     output = Path(args.output) if args.output else Path(args.image).with_name(
@@ -442,6 +478,7 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--per-image", action="store_true", help="also print one row per image")
     p.add_argument("--device", default="auto", help="torch device for network models: auto (default: cuda if "
                    "available, else cpu), cpu, cuda, cuda:N, mps")
+    _add_tile_options(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
@@ -455,6 +492,7 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output PNG (default: IMAGE_x{scale}_{model}.png beside the input)")
     p.add_argument("--device", default="auto", help="torch device for network models: auto (default: cuda if "
                    "available, else cpu), cpu, cuda, cuda:N, mps")
+    _add_tile_options(p)
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("plugins", help="list plugins, their versions and what each registers")

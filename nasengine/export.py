@@ -160,7 +160,8 @@ def is_torchscript(path) -> bool:
 
 def load_torchscript_model(path, *, scale: int | None = None, device: str = "auto"):
     """A :class:`nasengine.sr.models.TorchUpscaler` for a TorchScript file written by :func:`export_module`
-    (``nasengine export``); ``scale`` must match if given."""
+    (``nasengine export``); ``scale`` must match if given. Its ``receptive_radius`` (the overlap of tiled
+    inference) comes from the architecture stored in the file when this process can read it."""
     import torch
 
     from nasengine.device import resolve_device
@@ -182,4 +183,14 @@ def load_torchscript_model(path, *, scale: int | None = None, device: str = "aut
         raise InputError(f"{path}: the network does not take 1 (Y) or 3 (RGB) channels: not an upscaler")
     if scale is not None and int(scale) != model_scale:
         raise InputError(f"{path}: this model upscales x{model_scale}, not x{scale}")
-    return TorchUpscaler(module, scale=model_scale, channels=channels, name=name, device=device)
+    radius = None
+    if isinstance(meta.get("architecture"), dict):
+        try:
+            from nasengine.genomefile import architecture_from_data
+            from nasengine.receptive import overlap_for
+
+            radius = overlap_for(architecture_from_data(meta["architecture"], origin=str(path)).graph)
+        except NasengineError:  # a space or op this process lacks: tiles get the default overlap
+            radius = None
+    return TorchUpscaler(module, scale=model_scale, channels=channels, name=name, device=device,
+                         receptive_radius=radius)

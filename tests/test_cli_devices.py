@@ -143,3 +143,32 @@ def test_the_checkpoint_is_written_before_the_post_training_steps(trained, faili
     assert run_cli([*argv, "--resume"]) == EXIT_OK
     assert "3 steps" in capsys.readouterr().out and (out / "model.pt").is_file()
     assert torch.load(last, weights_only=False)["history"][-1]["step"] == 3  # the final validation is recorded
+
+
+def test_upscale_and_evaluate_in_tiles(trained, tmp_path, capsys):
+    """--tile N cuts the image into tiles that overlap by the model's receptive radius (from model.pt): the
+    result is the whole image's (to the conv kernels' float rounding, hence at most 1 level after rounding)."""
+    _, model = trained
+    img = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (37, 45, 3), dtype=np.uint8)).save(img)
+    outs = {}
+    for tile in ("0", "8", "auto"):
+        out = tmp_path / f"up-{tile}.png"
+        assert run_cli(["upscale", str(img), "--model", str(model), "-o", str(out), "--tile", tile]) == EXIT_OK
+        with Image.open(out) as im:
+            outs[tile] = np.asarray(im).astype(int)
+    assert outs["0"].shape == (74, 90, 3)
+    assert np.abs(outs["8"] - outs["0"]).max() <= 1 and np.array_equal(outs["auto"], outs["0"])
+    capsys.readouterr()
+    psnr = {}
+    for tile in ("0", "16"):
+        assert run_cli(["evaluate", "--model", str(model), "--json", "--tile", tile]) == EXIT_OK
+        psnr[tile] = json.loads(capsys.readouterr().out)[0]["sets"]["Set5"]["psnr"]
+    assert psnr["16"] == pytest.approx(psnr["0"], abs=1e-3)
+
+
+@pytest.mark.parametrize("bad", [["--tile", "-1"], ["--tile", "big"], ["--tile-overlap", "-2"]])
+def test_bad_tile_options_exit_2(trained, image, bad, tmp_path, capsys):
+    _, model = trained
+    assert run_cli(["upscale", str(image), "--model", str(model), "-o", str(tmp_path / "x.png"), *bad]) == EXIT_USAGE
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
