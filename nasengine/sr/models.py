@@ -418,7 +418,8 @@ def upscale_image(upscaler: Upscaler, rgb_uint8) -> np.ndarray:
     * "y" upscalers: the model gets the rounded BT.601 Y (``rgb2ycbcr``, ``HxWx1`` uint8) and
       returns Y; the chroma (Cb, Cr) comes from the MATLAB-bicubic upscale of the LR RGB image
       (FALSR's convention); Y (clipped, rounded), Cb and Cr are converted back with
-      ``ycbcr2rgb``."""
+      ``ycbcr2rgb``. Above :data:`AUTO_TILE_PIXELS` LR pixels the chroma and colour steps run in tiles
+      and strips (same result, a fraction of the memory)."""
     a = np.asarray(rgb_uint8)
     if a.dtype != np.uint8:
         raise InputError(f"upscale_image: expected a uint8 image, got dtype {a.dtype}")
@@ -431,15 +432,30 @@ def upscale_image(upscaler: Upscaler, rgb_uint8) -> np.ndarray:
     s = upscaler.scale
     want = (a.shape[0] * s, a.shape[1] * s)
     if upscaler.channels == "rgb":
-        out = to_uint8(upscaler.upscale(a))
+        out = np.asarray(upscaler.upscale(a))
+        if out.dtype != np.uint8 and out.ndim == 3 and out.shape[0] > 256:  # rounded in strips: no float64 copy
+            out = np.concatenate([to_uint8(out[r:r + 256]) for r in range(0, out.shape[0], 256)], axis=0)
+        out = to_uint8(out)
         if out.shape != want + (3,):
             raise InputError(f"{upscaler.name}: returned shape {out.shape}, expected {want + (3,)}")
         return out
     ycc = rgb2ycbcr(a)
-    y = to_uint8(upscaler.upscale(np.ascontiguousarray(ycc[:, :, :1])))
+    y = upscaler.upscale(np.ascontiguousarray(ycc[:, :, :1]))
+    del ycc
     if y.ndim == 2:
         y = y[:, :, None]
     if y.shape != want + (1,):
         raise InputError(f"{upscaler.name}: returned shape {y.shape}, expected {want + (1,)}")
-    chroma = rgb2ycbcr(imresize(a, s))[:, :, 1:]
-    return ycbcr2rgb(np.concatenate([y, chroma], axis=2))
+    if a.shape[0] * a.shape[1] <= AUTO_TILE_PIXELS:
+        chroma = rgb2ycbcr(imresize(a, s))[:, :, 1:]
+        return ycbcr2rgb(np.concatenate([to_uint8(y), chroma], axis=2))
+    # A large image: the same arithmetic in pieces, so that no full-size float64 copy is ever made. The
+    # bicubic chroma in overlapping tiles (MATLAB's x{s} bicubic reaches 2 LR pixels; 4 of overlap), the
+    # per-pixel steps (rounding, colour conversion) in strips of rows.
+    chroma = tiled_upscale(lambda t: rgb2ycbcr(imresize(t, s))[:, :, 1:], a, s, DEFAULT_TILE, 4, progress=False)
+    out = np.empty(want + (3,), dtype=np.uint8)
+    step = 256
+    for r in range(0, want[0], step):
+        rows = slice(r, min(r + step, want[0]))
+        out[rows] = ycbcr2rgb(np.concatenate([to_uint8(y[rows]), chroma[rows]], axis=2))
+    return out

@@ -169,3 +169,21 @@ def test_receptive_radius_of_graphs():
     x = g.input(channels=4)
     g.output(g.add("pixel_shuffle", g.add("channel_attention", x, reduction=2), factor=2))
     assert receptive_radius(g) is None and overlap_for(g) is None
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_upscale_image_of_a_large_image_is_the_same_in_pieces(scale, monkeypatch):
+    """upscale_image works in tiles/strips above AUTO_TILE_PIXELS (the bicubic chroma, the colour
+    conversion): the same uint8 result as in one piece."""
+    from nasengine.sr.models import upscale_image
+
+    class Y(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest") * 1.01
+
+    rgb = np.random.default_rng(scale).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    up = TorchUpscaler(Y(), scale=scale, tile=0)
+    whole = upscale_image(up, rgb)
+    monkeypatch.setattr("nasengine.sr.models.AUTO_TILE_PIXELS", 100)
+    monkeypatch.setattr("nasengine.sr.models.DEFAULT_TILE", 16)
+    assert np.array_equal(upscale_image(up, rgb), whole)
