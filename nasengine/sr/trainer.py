@@ -584,7 +584,9 @@ class Trainer:
 
     def fit(self, resume_from=None) -> TrainResult:
         """Train until the budget is spent (continuing a loaded or ``resume_from`` checkpoint), then
-        validate (if ``validate``) and checkpoint (if ``checkpoint_dir``) the final step."""
+        checkpoint the final step (if ``checkpoint_dir``) before validating it (if ``validate``; the
+        checkpoint is written again with the validation): a failing final validation loses no training,
+        and resuming the checkpoint runs only what is left."""
         cfg = self.config
         if resume_from is not None:
             self.load_checkpoint(resume_from)
