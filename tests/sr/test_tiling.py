@@ -187,3 +187,21 @@ def test_upscale_image_of_a_large_image_is_the_same_in_pieces(scale, monkeypatch
     monkeypatch.setattr("nasengine.sr.models.AUTO_TILE_PIXELS", 100)
     monkeypatch.setattr("nasengine.sr.models.DEFAULT_TILE", 16)
     assert np.array_equal(upscale_image(up, rgb), whole)
+
+
+def test_many_tiles_get_a_progress_bar(monkeypatch):
+    import tqdm.auto
+
+    bars = []
+    real = tqdm.auto.tqdm
+
+    def spy(*args, **kwargs):
+        bars.append(kwargs)
+        return real(*args, **{**kwargs, "disable": True})
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", spy)
+    lr = np.zeros((20, 20, 1))
+    tiled_upscale(lambda a: np.repeat(np.repeat(a, 2, 0), 2, 1), lr, 2, 5, 1)  # 16 tiles
+    tiled_upscale(lambda a: np.repeat(np.repeat(a, 2, 0), 2, 1), lr, 2, 10, 1)  # 4 tiles: no bar
+    tiled_upscale(lambda a: np.repeat(np.repeat(a, 2, 0), 2, 1), lr, 2, 5, 1, progress=False)
+    assert [(b["total"], b["disable"]) for b in bars] == [(16, None), (4, True), (16, True)]
