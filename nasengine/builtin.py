@@ -110,7 +110,7 @@ def nasengine_register_executors(registry):
 
 @hookimpl
 def nasengine_register_models(registry):
-    def bicubic(scale: int, weights=None, device: str = "cpu"):
+    def bicubic(scale: int, weights=None, device: str = "auto"):
         """MATLAB-exact bicubic interpolation (the baseline)."""
         from nasengine.sr.models import BicubicUpscaler  # torch: imported when used, not when registered
 

@@ -77,8 +77,10 @@ def load_trained_module(path):
     return arch, module
 
 
-def load_trained_model(path, *, scale: int | None = None, device: str = "cpu"):
-    """A :class:`nasengine.sr.models.TorchUpscaler` for a trained-model file; ``scale`` must match if given."""
+def load_trained_model(path, *, scale: int | None = None, device: str = "auto"):
+    """A :class:`nasengine.sr.models.TorchUpscaler` for a trained-model file; ``scale`` must match if given.
+    Its ``receptive_radius`` is :func:`nasengine.receptive.overlap_for` of the stored architecture, so that
+    tiled inference of large images is exact."""
     from nasengine.sr.models import TorchUpscaler, channels_of
 
     arch, module = load_trained_module(path)
@@ -86,4 +88,7 @@ def load_trained_model(path, *, scale: int | None = None, device: str = "cpu"):
     if scale is not None and int(scale) != model_scale:
         raise InputError(f"{path}: this model upscales x{model_scale}, not x{scale}")
     channels = channels_of(arch.graph.input_channels)
-    return TorchUpscaler(module, scale=model_scale, channels=channels, name=arch.name, device=device)
+    from nasengine.receptive import overlap_for
+
+    return TorchUpscaler(module, scale=model_scale, channels=channels, name=arch.name, device=device,
+                         receptive_radius=overlap_for(arch.graph))

@@ -64,7 +64,7 @@ def _scale(text: str) -> int:
 # model resolution
 
 
-def resolve_upscaler(spec: str, scale: int, *, weights: str | None = None, device: str = "cpu"):
+def resolve_upscaler(spec: str, scale: int, *, weights: str | None = None, device: str = "auto"):
     """Turn a ``--model`` value into an :class:`nasengine.sr.models.Upscaler`.
 
     A registered model name (``bicubic``, or one a plugin brings), a trained checkpoint
@@ -113,6 +113,39 @@ def _lr_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _tile(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, 0 (no tiling) or a tile side in LR pixels, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be auto or at least 0, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _add_tile_options(p) -> None:
+    from nasengine.receptive import AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE
+
+    p.add_argument("--tile", type=_tile, default="auto", metavar="N",
+                   help=f"upscale in N x N LR tiles (plus the overlap); 0: never; auto (default): {DEFAULT_TILE} for "
+                        f"LR images over {AUTO_TILE_PIXELS / 1e6:.1f} megapixels")
+    p.add_argument("--tile-overlap", type=_non_negative, metavar="N",
+                   help="LR pixels of overlap on each side of a tile (default: the network's receptive radius, "
+                        f"which makes tiles exact, when the model file has its architecture; else {DEFAULT_OVERLAP})")
+
+
 def _fmt_int(n: float) -> str:
     return f"{int(n):,}"
 
@@ -126,11 +159,15 @@ def _fmt_g(n: float) -> str:
 
 
 def cmd_evaluate(args) -> int:
+    from nasengine.device import device_name
     from nasengine.sr.evaluate import evaluate
+    from nasengine.sr.models import with_tiling
 
+    args.device = device_name(args.device)  # "auto" -> cuda or cpu; a bad name is one line, exit 2
     reports = []
     for scale in args.scale:
         upscaler = resolve_upscaler(args.model, scale, weights=args.weights, device=args.device)
+        upscaler = with_tiling(upscaler, args.tile, args.tile_overlap, progress=not args.quiet and not args.json)
         report = evaluate(
             upscaler,
             args.data,
@@ -161,9 +198,12 @@ def cmd_score(args) -> int:
 
 def cmd_upscale(args) -> int:
     from nasengine.sr.image import load_rgb, save_image
-    from nasengine.sr.models import upscale_image
+    from nasengine.device import device_name
+    from nasengine.sr.models import upscale_image, with_tiling
 
+    args.device = device_name(args.device)  # "auto" -> cuda or cpu; a bad name is one line, exit 2
     upscaler = resolve_upscaler(args.model, args.scale, weights=args.weights, device=args.device)
+    upscaler = with_tiling(upscaler, args.tile, args.tile_overlap)
     image = load_rgb(args.image)
     out = upscale_image(upscaler, image)
     import re
@@ -569,7 +609,9 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
                         "Set5/Set14/B100 copies, on which FALSR's published figures were measured")
     p.add_argument("--self-ensemble", action="store_true", help="x8 geometric self-ensemble")
     p.add_argument("--per-image", action="store_true", help="also print one row per image")
-    p.add_argument("--device", default="cpu", help="torch device for network models (cpu, cuda, auto)")
+    p.add_argument("--device", default="auto", help="torch device for network models: auto (default: cuda if "
+                   "available, else cpu), cpu, cuda, cuda:N, mps")
+    _add_tile_options(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
@@ -593,7 +635,9 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights file for the model")
     p.add_argument("--scale", type=_scale, default=2, help="upscaling factor (default 2)")
     p.add_argument("-o", "--output", help="output PNG (default: IMAGE_x{scale}_{model}.png beside the input)")
-    p.add_argument("--device", default="cpu", help="torch device for network models")
+    p.add_argument("--device", default="auto", help="torch device for network models: auto (default: cuda if "
+                   "available, else cpu), cpu, cuda, cuda:N, mps")
+    _add_tile_options(p)
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.set_defaults(func=cmd_upscale)
 
@@ -694,7 +738,8 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (default: cuda if available, else cpu), cpu, cuda, "
+                   "cuda:N, mps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--force", action="store_true",
                    help="start afresh even if OUT holds a model.pt or checkpoints (they are overwritten)")
@@ -773,24 +818,18 @@ def _is_out_of_memory(exc: RuntimeError) -> bool:
 
 
 def _check_device(args) -> None:
-    """A ``--device`` torch cannot use is bad input (one line), before any work: an unknown name, or CUDA
-    where this torch build or machine has none."""
+    """A ``--device`` torch cannot use is bad input (one line naming ``--device``), before any work: an unknown
+    name, or a device this machine lacks (:func:`nasengine.device.resolve_device`, which every command uses)."""
     device = getattr(args, "device", None)
     if not isinstance(device, str) or device in ("auto", "cpu"):
         return
-    import torch
+    from nasengine.device import resolve_device
+    from nasengine.errors import InputError
 
     try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise NasengineError(f"--device {device}: not a torch device ({str(exc).splitlines()[0]}); "
-                             f"use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is available"
-            raise NasengineError(f"--device {device}: {why}; use --device cpu (or auto)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise NasengineError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
+        resolve_device(device)
+    except InputError as exc:
+        raise InputError(f"--{exc}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

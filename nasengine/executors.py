@@ -248,13 +248,12 @@ def describe_exception(exc: BaseException) -> str:
 
 
 def _resolve_device(device: str | None) -> str:
+    """``auto`` resolved (:func:`nasengine.device.resolve_device`); an explicit device is passed on as it is
+    (whatever uses it, e.g. the trainer, checks it)."""
     if device in (None, "", "auto"):
-        try:
-            import torch
+        from nasengine.device import device_name
 
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:  # pragma: no cover - torch is a dependency
-            return "cpu"
+        return device_name("auto")
     return device
 
 

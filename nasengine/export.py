@@ -182,17 +182,19 @@ def is_torchscript(path) -> bool:
         return False
 
 
-def load_torchscript_model(path, *, scale: int | None = None, device: str = "cpu"):
+def load_torchscript_model(path, *, scale: int | None = None, device: str = "auto"):
     """A :class:`nasengine.sr.models.TorchUpscaler` for a TorchScript file written by :func:`export_module`
-    (``nasengine export``); ``scale`` must match if given."""
+    (``nasengine export``); ``scale`` must match if given. Its ``receptive_radius`` (the overlap of tiled
+    inference) comes from the architecture stored in the file when this process can read it."""
     import torch
 
+    from nasengine.device import resolve_device
     from nasengine.sr.models import TorchUpscaler
 
     path = Path(path)
     extra = {METADATA_FILE: ""}
     try:
-        module = torch.jit.load(str(path), map_location=torch.device(device), _extra_files=extra)
+        module = torch.jit.load(str(path), map_location=resolve_device(device), _extra_files=extra)
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError or its own types
         raise InputError(f"{path}: not a readable TorchScript file ({type(exc).__name__}: {exc})") from None
     try:
@@ -205,4 +207,14 @@ def load_torchscript_model(path, *, scale: int | None = None, device: str = "cpu
         raise InputError(f"{path}: the network does not take 1 (Y) or 3 (RGB) channels: not an upscaler")
     if scale is not None and int(scale) != model_scale:
         raise InputError(f"{path}: this model upscales x{model_scale}, not x{scale}")
-    return TorchUpscaler(module, scale=model_scale, channels=channels, name=name, device=device)
+    radius = None
+    if isinstance(meta.get("architecture"), dict):
+        try:
+            from nasengine.genomefile import architecture_from_data
+            from nasengine.receptive import overlap_for
+
+            radius = overlap_for(architecture_from_data(meta["architecture"], origin=str(path)).graph)
+        except NasengineError:  # a space or op this process lacks: tiles get the default overlap
+            radius = None
+    return TorchUpscaler(module, scale=model_scale, channels=channels, name=name, device=device,
+                         receptive_radius=radius)

@@ -113,8 +113,9 @@ def nasengine_register_executors(registry: Registry[type[Executor]]) -> None:
 @hookspec
 def nasengine_register_models(registry: Registry[Callable[..., Any]]) -> None:
     """Register ready-made models for ``--model NAME``: ``registry.add(name, factory)`` with
-    ``factory(scale=..., weights=None|path, device="cpu") -> nasengine.sr.models.Upscaler``
-    (for example published architectures with importable official weights)."""
+    ``factory(scale=..., weights=None|path, device="auto") -> nasengine.sr.models.Upscaler``
+    (for example published architectures with importable official weights). ``device`` is what the user
+    gave (``"auto"`` by default); resolve it with :func:`nasengine.device.resolve_device`."""
 
 
 @hookspec

@@ -199,12 +199,12 @@ def cuda_on_a_cpu_build(tmp_path, mp):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     return (["upscale", str(_image(tmp_path)), "--model", str(_model(tmp_path)), "--device", "cuda"], EXIT_USAGE,
-            "--device cuda: ")
+            "--device: CUDA is not available on this machine")
 
 
 def bogus_device(tmp_path, mp):
     return (["train", str(_genome(tmp_path)), "--out", str(tmp_path / "m"), "--device", "gpu7"], EXIT_USAGE,
-            "--device gpu7: not a torch device")
+            "--device: must be \"auto\", \"cpu\", \"cuda\", \"cuda:N\" or \"mps\", got 'gpu7'")
 
 
 def out_of_memory(tmp_path, mp):

@@ -322,17 +322,12 @@ class TrainResult:
 
 
 def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device: CUDA is not available on this machine, got {name!r}")
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"device: only {torch.cuda.device_count()} CUDA device(s), got {name!r}")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f"device: MPS is not available on this machine, got {name!r}")
-    return torch.device(name)
+    from nasengine.device import resolve_device
+
+    try:
+        return resolve_device(name)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _qualname(obj) -> str:
@@ -590,7 +585,9 @@ class Trainer:
 
     def fit(self, resume_from=None) -> TrainResult:
         """Train until the budget is spent (continuing a loaded or ``resume_from`` checkpoint), then
-        validate (if ``validate``) and checkpoint (if ``checkpoint_dir``) the final step."""
+        checkpoint the final step (if ``checkpoint_dir``) before validating it (if ``validate``; the
+        checkpoint is written again with the validation): a failing final validation loses no training,
+        and resuming the checkpoint runs only what is left."""
         cfg = self.config
         if resume_from is not None:
             self.load_checkpoint(resume_from)
@@ -669,11 +666,15 @@ class Trainer:
                     self._notify(value, logs)
                     if cfg.seconds is not None and elapsed() >= cfg.seconds:
                         break
-            if self.validate is not None and (not self.history or self.history[-1]["step"] != self.step):
-                self._run_validation()
             seconds = elapsed()
+            # The trained weights are saved before anything after the training that could fail (the final
+            # validation here, the caller's model file): a resume then has only that left to do.
             if self.checkpoint_dir is not None and self._checkpoint_step != self.step:
                 self.save_checkpoint(seconds=seconds)
+            if self.validate is not None and (not self.history or self.history[-1]["step"] != self.step):
+                self._run_validation()
+                if self.checkpoint_dir is not None:
+                    self.save_checkpoint(seconds=seconds)  # again, now with the final validation in it
         finally:
             bar.close()
             self.model.train(was_training)

@@ -807,12 +807,9 @@ def _first_shape_difference(tf, tf_order, g_convs, g_order) -> str:
 # the official pipeline
 # --------------------------------------------------------------------------------------------------
 def _resolve_device(device):
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"bad device {device!r}: {exc}") from None
+    from nasengine.device import resolve_device
+
+    return resolve_device(device)
 
 
 class FalsrUpscaler(Upscaler):
@@ -889,7 +886,7 @@ def falsr_model_factory(model: str):
     """``factory(scale=2, weights=PATH, device="cpu") -> FalsrUpscaler`` for the released ``model``
     (``"FALSR-A"``, ...): builds the genome ``falsr:<model>`` and loads the frozen graph ``weights``."""
 
-    def factory(scale: int = 2, weights=None, device: str = "cpu") -> FalsrUpscaler:
+    def factory(scale: int = 2, weights=None, device: str = "auto") -> FalsrUpscaler:
         from nasengine.builder import build
         from nasengine.genomefile import load_architecture
 
