@@ -40,14 +40,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _whole_at_least(minimum: int):
+    """An argparse type: a whole number >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole_at_least(1)
+_non_negative = _whole_at_least(0)
 
 
 def _scale(text: str) -> int:
@@ -114,25 +123,13 @@ def _lr_size(text: str) -> tuple[int, int]:
 
 
 def _tile(text: str):
+    """``auto``, 0 (no tiling) or a tile side in LR pixels."""
     if text == "auto":
         return text
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto, 0 (no tiling) or a tile side in LR pixels, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be auto or at least 0, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+        return _non_negative(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"expected auto, 0 (no tiling) or a tile side in LR pixels: {exc}") from None
 
 
 def _add_tile_options(p) -> None:

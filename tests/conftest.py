@@ -34,3 +34,14 @@ def benchmarks_dir() -> Path:
     if path is None:
         pytest.skip("benchmark sets not found: set NASENGINE_DATA or place ../shared/data beside the checkout")
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one CPU thread for the test (deterministic timings and no oversubscription), restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

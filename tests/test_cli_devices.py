@@ -19,12 +19,7 @@ from nasengine.graph import ArchGraph
 TRAIN = ["--steps", "3", "--patch-size", "16", "--batch-size", "2", "-q"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def run_cli(argv):

@@ -24,12 +24,7 @@ REWARD = Reward.from_config([["psnr", "max"], ["params", "min"]])
 SPACE = SimpleSpace(scale=2, channels="y", max_depth=4)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def small_policy(seed=0, **kw) -> LSTMPolicy:

@@ -20,12 +20,7 @@ from nasengine.sr.trainer import TrainConfig
 from nasengine.train import TrainRecipe, train_architecture, train_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def tiny_graph(channels: int = 1, scale: int = 2) -> ArchGraph:

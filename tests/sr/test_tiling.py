@@ -18,12 +18,7 @@ from nasengine.sr.models import (AUTO_TILE_PIXELS, BicubicUpscaler, TorchUpscale
                                  with_tiling)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @st.composite
