@@ -23,6 +23,7 @@ result; smaller images are never tiled by default.
 """
 from __future__ import annotations
 
+import logging
 import numbers
 
 import numpy as np
@@ -33,6 +34,8 @@ from nasengine.errors import InputError, ValidationError
 from nasengine.receptive import AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE
 from nasengine.sr.color import rgb2ycbcr, ycbcr2rgb
 from nasengine.sr.resize import imresize
+
+log = logging.getLogger("nasengine.sr")
 
 __all__ = [
     "CHANNELS",
@@ -301,6 +304,11 @@ class TorchUpscaler(Upscaler):
         try:
             with torch.no_grad():
                 if tile and (h > tile or w > tile):
+                    if self.tile_overlap is None and self.receptive_radius is None:
+                        log.warning("%s: tiling with a %d-pixel overlap, but the network's receptive radius is "
+                                    "unknown (unbounded ops, or no architecture given): the tiled output "
+                                    "approximates the whole-image one; --tile 0 gives the exact one",
+                                    self.name, DEFAULT_OVERLAP)
                     return tiled_upscale(self._run, a, self.scale, tile, self.overlap, progress=self.progress,
                                          desc=self.name)
                 return self._run(a)

@@ -99,6 +99,26 @@ def test_a_too_small_overlap_shows():
     assert np.array_equal(TorchUpscaler(module, scale=2, tile=8, tile_overlap=4).upscale(lr), whole)
 
 
+def test_tiling_without_a_known_receptive_radius_warns(caplog):
+    """Tiles that overlap by the default only, because nothing gave the network's radius, approximate the
+    whole image: the user is told (and how to get the exact output)."""
+    import logging
+
+    g = ArchGraph()
+    g.output(g.add("pixel_shuffle", g.add("conv", g.input(channels=1), out_channels=4, kernel=3), factor=2))
+    lr = sixteenths(30, 30, 0)
+    with caplog.at_level(logging.WARNING, logger="nasengine.sr"):
+        TorchUpscaler(exact_module(g, 0), scale=2, tile=8, progress=False).upscale(lr)
+    assert any("receptive radius is unknown" in r.getMessage() and "--tile 0" in r.getMessage()
+               for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nasengine.sr"):
+        TorchUpscaler(exact_module(g, 0), scale=2, tile=8, receptive_radius=overlap_for(g), progress=False).upscale(lr)
+        TorchUpscaler(exact_module(g, 0), scale=2, tile=8, tile_overlap=2, progress=False).upscale(lr)
+        TorchUpscaler(exact_module(g, 0), scale=2, tile=0).upscale(lr)
+    assert not [r for r in caplog.records if r.name == "nasengine.sr"]
+
+
 def test_tiles_partition_the_image():
     boxes = tile_boxes(10, 7, 4, 2)
     cover = np.zeros((10, 7), int)
