@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nasengine.cli import EXIT_OK, EXIT_USAGE, main
+from nasengine.cli import EXIT_OK, EXIT_USAGE
+from tests.cli_helpers import run_cli
 from nasengine.device import device_name, resolve_device
 from nasengine.errors import InputError
 from nasengine.genomefile import Architecture
@@ -21,12 +22,6 @@ TRAIN = ["--steps", "3", "--patch-size", "16", "--batch-size", "2", "-q"]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
-
-def run_cli(argv):
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
 
 
 def tiny_genome(path):

@@ -8,17 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from nasengine.cli import EXIT_OK, EXIT_USAGE, main
+from nasengine.cli import EXIT_OK, EXIT_USAGE
+from tests.cli_helpers import run_cli
 
 TINY = ["--set", "budget.generations=2", "--set", "controller.population_size=3", "--set", "evaluator.steps=8",
         "--set", "evaluator.patch_size=32", "--set", "evaluator.val_data=Set5", "--executor", "inline", "-q"]
 
-
-def run_cli(argv):
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from PIL import Image
 
 from nasengine.cli import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_USAGE, main
 from nasengine.store import CandidateRecord, ExperimentStore
+from tests.cli_helpers import tiny_genome_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,15 +38,7 @@ def _run_folder(tmp_path, name="run", records=3, method="simple", plugins=None):
 
 
 def _genome(tmp_path):
-    from nasengine.genomefile import Architecture
-    from nasengine.graph import ArchGraph
-
-    g = ArchGraph()
-    x = g.input(channels=1)
-    g.output(g.add("pixel_shuffle", g.add("conv", x, out_channels=4, kernel=3), factor=2))
-    path = tmp_path / "tiny.json"
-    path.write_text(json.dumps(Architecture(graph=g, name="tiny").document()))
-    return path
+    return tiny_genome_file(tmp_path)
 
 
 def _image(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from nasengine.cli import EXIT_OK, EXIT_USAGE, main
+from tests.cli_helpers import run_cli
 
 
 def test_evaluate_bicubic_set5_table(capsys):
@@ -26,13 +27,6 @@ def test_evaluate_json_y_pipeline(capsys):
     data = json.loads(capsys.readouterr().out)
     assert abs(data[0]["sets"]["Set5"]["psnr"] - 33.6614) < 1e-3
 
-
-def run_cli(argv):
-    """main() as the console script runs it: argparse errors raise SystemExit, ours return a code."""
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
 
 
 @pytest.mark.parametrize(

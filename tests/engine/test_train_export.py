@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nasengine.cli import EXIT_OK, EXIT_USAGE, main
+from nasengine.cli import EXIT_OK, EXIT_USAGE
+from tests.cli_helpers import run_cli
 from nasengine.errors import InputError, ValidationError
 from nasengine.evaluator import EvalContext
 from nasengine.evaluators import TrainingEvaluator
@@ -40,12 +41,6 @@ def same_weights(a, b) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
-
-def run_cli(argv):
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
 
 
 def test_channels_of_is_the_one_mapping():

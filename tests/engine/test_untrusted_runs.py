@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from nasengine.cli import EXIT_USAGE, main
 from nasengine.statecodec import StateCodecError, decode_state, encode_state
 from nasengine.store import LOCK_FILE, ExperimentStore, RunLock, StoreError, UntrustedStateError
+from tests.cli_helpers import tiny_genome_file
 
 
 class _Touch:
@@ -196,17 +197,7 @@ def test_upscale_writes_with_the_mode_the_umask_gives(tmp_path, mask):
 
 
 def _genome(tmp_path):
-    import json
-
-    from nasengine.genomefile import Architecture
-    from nasengine.graph import ArchGraph
-
-    g = ArchGraph()
-    x = g.input(channels=1)
-    g.output(g.add("pixel_shuffle", g.add("conv", x, out_channels=4, kernel=3), factor=2))
-    path = tmp_path / "tiny.json"
-    path.write_text(json.dumps(Architecture(graph=g, name="tiny").document()))
-    return path
+    return tiny_genome_file(tmp_path)
 
 
 def test_train_and_export_refuse_to_overwrite_without_force(tmp_path, capsys):

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nasengine.cli import EXIT_OK, EXIT_USAGE, main
+from tests.cli_helpers import run_cli
 from nasengine.errors import DataError
 from nasengine.plugins import get_plugins
 from nasengine.sr.data import resolve_benchmark
@@ -18,12 +19,6 @@ from nasengine.sr.image import save_image
 from nasengine.sr.models import to_uint8
 from nasengine.sr.score import pair_files, pair_key, score_folder
 
-
-def run_cli(argv):
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
 
 
 @pytest.fixture(scope="module")
