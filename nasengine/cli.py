@@ -527,12 +527,11 @@ def cmd_train(args) -> int:
     import attrs
 
     from nasengine.sr.trainer import TrainConfig
-    from nasengine.train import CHECKPOINT_FOLDER, TrainRecipe, resolve_architecture, train_architecture
+    from nasengine.train import CHECKPOINT_FOLDER, MODEL_FILE, TrainRecipe, resolve_architecture, train_architecture
 
     arch = resolve_architecture(args.genome)
     if not args.resume:
         from nasengine.fileio import refuse_overwrite
-        from nasengine.train import CHECKPOINT_FOLDER, MODEL_FILE
 
         for name in (MODEL_FILE, f"{CHECKPOINT_FOLDER}/last.pt"):
             refuse_overwrite(Path(args.out) / name, force=args.force)

@@ -51,7 +51,7 @@ import math
 import numbers
 import re
 from fractions import Fraction
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import attrs
 

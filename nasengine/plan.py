@@ -7,7 +7,6 @@ times a few real training steps of a typical one on this machine.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np

@@ -3,7 +3,6 @@ stderr naming what was wrong, exit 2 (1 for failed work: out of memory), and nev
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import sqlite3

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from nasengine.genomefile import genome_document
 from nasengine.plugins import get_plugins

@@ -15,7 +15,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 import attrs
 import numpy as np

@@ -1,8 +1,6 @@
 """Plugin-added ``search``/``resume`` options (``nasengine_register_search_options``) and executor overrides."""
 from __future__ import annotations
 
-import re
-
 import pytest
 
 import nasengine
