@@ -110,3 +110,11 @@ def deconas_method():
 @hookimpl
 def nasengine_register_methods(registry):
     registry.add("deconas", deconas_method())
+
+
+# ---- weight layout: tf_reshape (nasengine_deconas/layouts.py: the released search's row reshape, METHODS §1.3) --
+@hookimpl
+def nasengine_register_weight_layouts(registry):
+    from nasengine_deconas.layouts import TfReshapeLayout
+
+    registry.add("tf_reshape", TfReshapeLayout)
