@@ -510,7 +510,7 @@ class DifferentiableCost:
         """(attrs, output Shape) of resolved node ``r`` at input shapes ``ins`` and its own ``count``."""
         spec = r.spec
         if spec.recount is not None:
-            a = spec.recount(dict(r.attrs), [s[0] for s in ins], count)
+            a = spec.recount(dict(r.attrs), [s[0] for s in ins], count, [s.channels for s in r.in_shapes])
         else:
             a = r.attrs
             if count is not None:

@@ -309,7 +309,8 @@ class ArchGraph:
 
         ``counts`` maps node ids or node names to channel counts. Each node's attributes follow from its op's
         ``recount`` rule (:class:`~nasengine.ops.OpSpec`) applied to its new input counts and its count (conv:
-        ``out_channels``; per-channel PReLU: ``num_parameters``), through :meth:`set_attrs`. A count on a node
+        ``out_channels``, a depthwise conv's ``groups`` too; per-channel PReLU: ``num_parameters``), through
+        :meth:`set_attrs`. A count on a node
         whose op has no ``recount`` rule must equal the count its shape rule gives. Raises
         :class:`~nasengine.errors.ValidationError` naming the node for anything that does not fit.
         """
@@ -326,7 +327,7 @@ class ArchGraph:
             out = wanted.get(r.node)
             a = r.attrs
             if r.spec.recount is not None:
-                a = r.spec.recount(dict(a), [s.channels for s in in_shapes], out)
+                a = r.spec.recount(dict(a), [s.channels for s in in_shapes], out, [s.channels for s in r.in_shapes])
                 if a != r.attrs:
                     a = new.set_attrs(r.node, **a)
             try:

@@ -12,9 +12,10 @@ An :class:`OpSpec` describes one node type of an architecture graph (:class:`nas
   instead, so that the module stays TorchScript-able;
 * ``cost(attrs, in_shapes, out_shape) -> OpCost``: learned parameters and Mult-Adds (see below);
 * ``commutative``: whether the input order is irrelevant (used by the canonical key);
-* ``recount(attrs, in_channels, out_channels) -> attrs`` (optional): the op's attributes when its input
-  channel counts become ``in_channels`` and its output count ``out_channels`` (None: unchanged), for ops
-  that hold a channel count in an attribute (conv's ``out_channels``). :meth:`ArchGraph.with_counts
+* ``recount(attrs, in_channels, out_channels, old_in_channels) -> attrs`` (optional): the op's attributes
+  when its input channel counts change from ``old_in_channels`` to ``in_channels`` and its output count
+  becomes ``out_channels`` (None: not set), for ops that hold a channel count in an attribute (conv's
+  ``out_channels``; a depthwise conv's ``groups``). :meth:`ArchGraph.with_counts
   <nasengine.graph.ArchGraph.with_counts>` prunes a graph with it and the differentiable cost
   (:class:`nasengine.cost.DifferentiableCost`) feeds it soft counts.
 
@@ -254,9 +255,10 @@ class SoftCount:
     rules use like an ``int`` (the differentiable cost model, :class:`nasengine.cost.DifferentiableCost`).
 
     ``+``, ``-``, ``*`` with ints, Fractions and other SoftCounts, and ``/`` by a number, give SoftCounts
-    with gradients. ``x // n`` (``n`` a positive int) is a straight-through floor: forward ``floor(x/n)``,
-    backward ``1/n`` (``x // 1`` is ``x``). ``x % n``, comparisons, ``int()``, ``float()`` and ``bool()`` read
-    the forward value (``x % 1`` is 0 for any value) and give plain numbers. Whole forward values make every
+    with gradients. ``x // n`` (``n`` a positive int or a SoftCount) is a straight-through floor: forward
+    ``floor(x/n)``, backward that of ``x/n`` (``x // 1`` is ``x``, ``x // x`` is 1). ``x % n``, comparisons,
+    ``int()``, ``float()`` and ``bool()`` read the forward value and give plain numbers (``x % 1`` and
+    ``x % x`` are 0 for any value). Whole forward values make every
     formula exact; formulas that divide or take remainders by more than 1 need them (straight-through counts).
     Reading the forward value synchronises with the tensor's device.
     """
@@ -304,12 +306,17 @@ class SoftCount:
         return SoftCount(self.tensor / o)
 
     def __floordiv__(self, other):
-        if type(other) is not int or other < 1:
+        if other is self:
+            return 1
+        if type(other) is SoftCount:
+            q = self.tensor / other.tensor
+        elif type(other) is int and other >= 1:
+            if other == 1:
+                return self
+            q = self.tensor / other
+        else:
             return NotImplemented
-        if other == 1:
-            return self
-        q = self.tensor / other
-        return SoftCount(q + (q.floor() - q).detach())
+        return SoftCount(q.detach().floor() + (q - q.detach()))
 
     def __pow__(self, other):
         if type(other) is not int or other < 0:
@@ -324,10 +331,12 @@ class SoftCount:
 
     # forward-value reads (plain numbers)
     def __mod__(self, other):
-        if type(other) is not int or other < 1:
-            return NotImplemented
-        if other == 1:
+        if other is self or (type(other) is int and other == 1):
             return 0
+        if type(other) is SoftCount:
+            other = other.value
+        elif type(other) is not int or other < 1:
+            return NotImplemented
         v = self.value
         r = v % other
         return int(r) if v.is_integer() else r
@@ -469,9 +478,10 @@ class OpSpec:
     """One registered operation: its shape rule, torch builder and cost formula (see the module docstring).
 
     ``doc`` is a one-paragraph description shown to users (``nasengine ops``). ``recount`` (optional):
-    ``recount(attrs, in_channels, out_channels) -> attrs``, the attributes once the input channel counts are
-    ``in_channels`` and the output count ``out_channels`` (None: not set), for an op that stores a channel
-    count in an attribute; the counts may be :class:`SoftCount` values. It is not part of :meth:`fingerprint`.
+    ``recount(attrs, in_channels, out_channels, old_in_channels) -> attrs``, the attributes once the input
+    channel counts are ``in_channels`` (they were ``old_in_channels``, the ints the graph has) and the output
+    count ``out_channels`` (None: not set), for an op that stores a channel count in an attribute; the new
+    counts may be :class:`SoftCount` values. It is not part of :meth:`fingerprint`.
     """
 
     name: str = attrs.field(validator=_op_name)
@@ -482,7 +492,7 @@ class OpSpec:
     cost: Callable[[Mapping[str, Any], Sequence[Shape], Shape], OpCost]
     commutative: bool = False
     doc: str = ""
-    recount: Callable[[Mapping[str, Any], Sequence[Any], Any], Mapping[str, Any]] | None = None
+    recount: Callable[[Mapping[str, Any], Sequence[Any], Any, Sequence[int]], Mapping[str, Any]] | None = None
 
     @property
     def variadic(self) -> bool:
@@ -639,7 +649,7 @@ def _conv_checks(op: str, c_in: int, out: int, groups: int):
 def _recount_attr(attr: str):
     """A ``recount`` rule for an op whose output channel count is the attribute ``attr``."""
 
-    def recount(a, in_channels, out_channels):
+    def recount(a, in_channels, out_channels, old_in_channels):
         return a if out_channels is None else {**a, attr: out_channels}
 
     recount.__doc__ = f"The output channel count sets the attribute {attr!r}."
@@ -702,6 +712,15 @@ def _conv_cost(a, ins, out):
     return OpCost(params=weights + bias, bias_params=bias, mult_adds_per_pixel=weights)
 
 
+def _conv_recount(a, in_channels, out_channels, old_in_channels):
+    g = a["groups"]
+    if g > 1 and g == a["out_channels"] == old_in_channels[0]:
+        # Depthwise (one input and one output channel per group): its width follows its input's.
+        c = in_channels[0] if out_channels is None else out_channels
+        return {**a, "groups": c, "out_channels": c}
+    return a if out_channels is None else {**a, "out_channels": out_channels}
+
+
 CONV = OpSpec(
     "conv", 1,
     {
@@ -712,7 +731,7 @@ CONV = OpSpec(
         "dilation": Attr(int, 1, positive, "dilation rate; padding = dilation*(kernel-1)//2"),
         "bias": Attr(bool, True, None, "learned bias"),
     },
-    _conv_infer, _conv_build, _conv_cost, recount=_recount_attr("out_channels"),
+    _conv_infer, _conv_build, _conv_cost, recount=_conv_recount,
     doc="2-D convolution with 'same' padding. Mult-Adds per output pixel k*k*(C_in/groups)*C_out.",
 )
 
@@ -813,7 +832,7 @@ def _prelu_infer(a, ins):
     return ins[0]
 
 
-def _prelu_recount(a, in_channels, out_channels):
+def _prelu_recount(a, in_channels, out_channels, old_in_channels):
     # Per-channel slopes follow the channel count: the output's when it is set, else the input's.
     if a["num_parameters"] == 1:
         return a
