@@ -520,7 +520,8 @@ class DifferentiableCost:
                         "follow a channel count (register it with OpSpec(..., recount=...))", field=where)
                 return a, Shape(count, r.shape.scale)
         channels = [s[0] for s in ins]
-        mixed = len(ins) > 1 and any(c is not channels[0] for c in channels[1:])
+        mixed = (len(ins) > 1 and any(type(c) is SoftCount for c in channels)
+                 and any(c is not channels[0] for c in channels[1:]))
         hint = ("; its inputs carry different channel counts "
                 f"({', '.join(str(c) for c in channels)}): give this node a count (their union)")
         try:
