@@ -66,50 +66,54 @@ GROUPINGS = ("auto", "dnb", "per_position")
 
 @attrs.frozen
 class Step:
-    """One LSTM step of the policy: the vector ``positions`` it decides, the head of each (an index into the
-    policy's heads), whether those heads' logits are tanh-squashed, and the embedding ``table`` whose row
-    ``offset + (the choices as a mixed-radix number, first position most significant)`` is the next input
-    (``None``: nothing follows)."""
+    """One LSTM step of the policy: it decides the vector ``positions`` (consecutive), position ``p`` through
+    head ``p`` of the head bank ``bank`` (a bank's heads all have the same number of choices and serve every
+    step that names it), tanh-squashed or not, and the next input is row ``offset + (the choices as a
+    mixed-radix number, first position most significant)`` of the embedding ``table`` (``None``: nothing
+    follows)."""
 
     positions: tuple[int, ...]
-    heads: tuple[int, ...]
+    bank: int
     squash: bool
     table: int | None
     offset: int = 0
 
 
-def dnb_steps(N: int, M: int, K: int, fusion: bool) -> tuple[list[Step], list[int], list[int]]:
-    """DeCoNAS's decision layout (COMMON §9 vector order): ``(steps, head sizes, table sizes)``. Heads
-    ``0..K-1`` are ``W_op[k]``, then ``lff_w[0..M-1]``, then ``gff_w[0..N-1]``; table 0 is ``op_emb``
-    (``2^K`` rows), table 1 ``lff_emb`` (``2^M`` rows)."""
+#: a layout: the steps, the head banks as (heads, choices per head), the embedding tables' row counts
+Layout = tuple[list[Step], list[tuple[int, int]], list[int]]
+
+
+def dnb_steps(N: int, M: int, K: int, fusion: bool) -> Layout:
+    """DeCoNAS's decision layout (COMMON §9 vector order). Bank 0 is ``W_op`` (``K`` heads of 2, one per op,
+    shared by the ``M(M+1)/2`` (node, input) steps), then ``lff_w`` (``M``) and ``gff_w`` (``N``); table 0 is
+    ``op_emb`` (``2^K`` rows), table 1 ``lff_emb`` (``2^M`` rows)."""
     pairs = M * (M + 1) // 2
-    steps = [Step(tuple(range(t * K, (t + 1) * K)), tuple(range(K)), True, 0) for t in range(pairs)]
-    heads = [2] * K
-    tables = [2 ** K]
+    steps = [Step(tuple(range(t * K, (t + 1) * K)), 0, True, 0) for t in range(pairs)]
+    banks, tables = [(K, 2)], [2 ** K]
     if fusion:
         base = pairs * K
-        steps.append(Step(tuple(range(base, base + M)), tuple(range(K, K + M)), False, 1))
-        steps.append(Step(tuple(range(base + M, base + M + N)), tuple(range(K + M, K + M + N)), False, None))
-        heads += [2] * (M + N)
+        steps.append(Step(tuple(range(base, base + M)), 1, False, 1))  # no tanh on the fusion heads [C]
+        steps.append(Step(tuple(range(base + M, base + M + N)), 2, False, None))
+        banks += [(M, 2), (N, 2)]
         tables.append(2 ** M)
-    return steps, heads, tables
+    return steps, banks, tables
 
 
-def per_position_steps(choices: Sequence[int]) -> tuple[list[Step], list[int], list[int]]:
-    """The generic layout: one step and one head per vector position; one table, ``choices[i]`` rows per
-    position."""
+def per_position_steps(choices: Sequence[int]) -> Layout:
+    """The generic layout: one step and one head (a bank of its own) per vector position; one table,
+    ``choices[i]`` rows per position."""
     offsets = np.concatenate([[0], np.cumsum(choices)]).astype(int)
-    steps = [Step((i,), (i,), True, 0, int(offsets[i])) for i in range(len(choices))]
-    return steps, [int(c) for c in choices], [int(offsets[-1])]
+    steps = [Step((i,), i, True, 0, int(offsets[i])) for i in range(len(choices))]
+    return steps, [(1, int(c)) for c in choices], [int(offsets[-1])]
 
 
 class DeconasPolicy(nn.Module):
     """The policy network over ``steps`` (see the module docstring): ``hidden_size`` wide, ``num_layers``
-    bias-free LSTM layers, heads of ``head_sizes`` choices, embedding tables of ``table_sizes`` rows; squashed
-    heads give ``logit_scale · tanh(h W + b)`` (``None``: no squash). Parameters ``U(-init_range, init_range)``
-    drawn with ``generator``, head biases 0."""
+    bias-free LSTM layers, head banks ``head_w[b] : [heads, hidden, choices]`` + ``head_b[b]``, embedding
+    tables ``emb[t] : [rows, hidden]``; squashed heads give ``logit_scale · tanh(h W + b)`` (``None``: raw).
+    Parameters ``U(-init_range, init_range)`` drawn with ``generator``, the head biases 0."""
 
-    def __init__(self, steps: Sequence[Step], head_sizes: Sequence[int], table_sizes: Sequence[int], *,
+    def __init__(self, steps: Sequence[Step], banks: Sequence[tuple[int, int]], table_sizes: Sequence[int], *,
                  hidden_size: int = 64, num_layers: int = 2, logit_scale: float | None = 1.10 / 2.5,
                  init_range: float = 0.1, generator: torch.Generator | None = None):
         super().__init__()
@@ -117,16 +121,22 @@ class DeconasPolicy(nn.Module):
         self.length = sum(len(s.positions) for s in self.steps)
         self.choices = [0] * self.length
         for s in self.steps:
-            for p, h in zip(s.positions, s.heads):
-                self.choices[p] = int(head_sizes[h])
+            heads, n = banks[s.bank]
+            if len(s.positions) != heads or list(s.positions) != list(range(s.positions[0], s.positions[-1] + 1)):
+                raise ConfigError(f"policy step {s}: needs {heads} consecutive positions for bank {s.bank}")
+            for p in s.positions:
+                self.choices[p] = int(n)
         self.hidden_size = int(hidden_size)
         self.logit_scale = None if logit_scale is None else float(logit_scale)
         H = self.hidden_size
         self.g_emb = nn.Parameter(torch.empty(1, H))
         self.w_lstm = nn.ParameterList([nn.Parameter(torch.empty(2 * H, 4 * H)) for _ in range(num_layers)])
-        self.head_w = nn.ParameterList([nn.Parameter(torch.empty(H, n)) for n in head_sizes])
-        self.head_b = nn.ParameterList([nn.Parameter(torch.zeros(n)) for n in head_sizes])
+        self.head_w = nn.ParameterList([nn.Parameter(torch.empty(k, H, n)) for k, n in banks])
+        self.head_b = nn.ParameterList([nn.Parameter(torch.zeros(k, n)) for k, n in banks])
         self.emb = nn.ParameterList([nn.Parameter(torch.empty(rows, H)) for rows in table_sizes])
+        # the mixed-radix weights of each step's choices (first position most significant)
+        self._radix = [torch.tensor([banks[s.bank][1] ** (len(s.positions) - 1 - i) for i in range(len(s.positions))])
+                       for s in self.steps]
         with torch.no_grad():
             for name, p in self.named_parameters():
                 if not name.startswith("head_b"):  # softmax biases start at 0 [C]
@@ -159,34 +169,28 @@ class DeconasPolicy(nn.Module):
         zeros = torch.zeros(B, self.hidden_size)
         state = [(zeros, zeros) for _ in self.w_lstm]
         x = self.g_emb.expand(B, -1)
-        picks: dict[int, torch.Tensor] = {}
-        log_p: dict[int, torch.Tensor] = {}
-        p_one: dict[int, torch.Tensor] = {}
+        picks, log_p, p_one = [], [], []
         entropy = torch.zeros(B)
-        for step in self.steps:
+        for step, radix in zip(self.steps, self._radix):
             top, state = self._cell(x, state)
-            row = torch.zeros(B, dtype=torch.long)
-            for pos, head in zip(step.positions, step.heads):
-                logits = top.matmul(self.head_w[head]) + self.head_b[head]
-                if step.squash and self.logit_scale is not None:
-                    logits = self.logit_scale * torch.tanh(logits)
-                lp = F.log_softmax(logits, dim=-1)
-                if tokens is not None:
-                    pick = tokens[:, pos]
-                elif greedy:
-                    pick = lp.detach().argmax(dim=-1)
-                else:
-                    pick = torch.multinomial(lp.detach().exp(), 1, generator=generator).reshape(-1)
-                picks[pos] = pick
-                log_p[pos] = lp.gather(1, pick.reshape(-1, 1)).reshape(-1)
-                p_one[pos] = lp[:, 1].exp() if lp.shape[-1] > 1 else torch.zeros(B)
-                entropy = entropy - (lp.exp() * lp).sum(dim=-1)
-                row = row * lp.shape[-1] + pick
+            logits = torch.einsum("bh,khn->bkn", top, self.head_w[step.bank]) + self.head_b[step.bank]
+            if step.squash and self.logit_scale is not None:
+                logits = self.logit_scale * torch.tanh(logits)
+            lp = F.log_softmax(logits, dim=-1)  # [B, heads, choices]
+            if tokens is not None:
+                pick = tokens[:, step.positions[0]: step.positions[-1] + 1]
+            elif greedy:
+                pick = lp.detach().argmax(dim=-1)
+            else:
+                flat = lp.detach().exp().reshape(-1, lp.shape[-1])
+                pick = torch.multinomial(flat, 1, generator=generator).reshape(B, -1)
+            picks.append(pick)
+            log_p.append(lp.gather(2, pick.unsqueeze(2)).squeeze(2))
+            p_one.append(lp[..., 1].exp() if lp.shape[-1] > 1 else torch.zeros(pick.shape))
+            entropy = entropy - (lp.exp() * lp).sum(dim=(1, 2))
             if step.table is not None:
-                x = self.emb[step.table][row + step.offset]
-        order = range(self.length)
-        return (torch.stack([picks[i] for i in order], dim=1), torch.stack([log_p[i] for i in order], dim=1),
-                entropy, torch.stack([p_one[i] for i in order], dim=1))
+                x = self.emb[step.table][(pick * radix).sum(dim=1) + step.offset]
+        return torch.cat(picks, dim=1), torch.cat(log_p, dim=1), entropy, torch.cat(p_one, dim=1)
 
 
 class DeconasController(GenomeController):
@@ -233,14 +237,14 @@ class DeconasController(GenomeController):
         if self.grouping == "dnb" and isinstance(layout, str):
             raise ConfigError(f"controller.grouping: 'dnb' needs the DeCoNAS layout, but {layout}")
         if self.grouping == "per_position" or isinstance(layout, str):
-            steps, heads, tables = per_position_steps((upper - lower + 1).tolist())
+            steps, banks, tables = per_position_steps((upper - lower + 1).tolist())
             self.grouped = "per_position"
         else:
-            steps, heads, tables = dnb_steps(*layout)
+            steps, banks, tables = dnb_steps(*layout)
             self.grouped = "dnb"
         scale = None if self.tanh_constant is None else self.tanh_constant / self.op_tanh_reduce
         generator = seeded_generator(int(self.rng.integers(2**63 - 1)))
-        self.policy = DeconasPolicy(steps, heads, tables, hidden_size=self.hidden_size, num_layers=self.num_layers,
+        self.policy = DeconasPolicy(steps, banks, tables, hidden_size=self.hidden_size, num_layers=self.num_layers,
                                     logit_scale=scale, init_range=self.init_range, generator=generator)
         # §1.5: the baseline takes the current value in before the advantage; the entropy joins the reward.
         self.learner = PolicyGradient(self.policy, lr=self.lr, baseline=True, baseline_decay=self.baseline_decay,
@@ -325,7 +329,7 @@ class DeconasController(GenomeController):
 
     def _tracked(self, result: Result, reward: float) -> float:
         """What the baseline takes in for ``result``: its ``baseline_metric`` (without one: the reward; a
-        result lacking the metric leaves the baseline where it is)."""
+        failed result leaves the baseline where it is; an ``ok`` one without the metric is an error)."""
         if self.baseline_metric is None:
             return reward
         value = result.metrics.get(self.baseline_metric) if result.ok else None
@@ -361,7 +365,8 @@ class DeconasController(GenomeController):
             return
         _, log_p, entropy = self.policy.run(torch.tensor([t for t, _, _ in batch], dtype=torch.long))
         rewards = [v for _, v, _ in batch]
-        loss = self.learner.step(log_p, rewards, entropies=entropy, baseline_values=[b for _, _, b in batch])
+        tracked = None if self.baseline_metric is None else [b for _, _, b in batch]  # None: the rewards as used
+        loss = self.learner.step(log_p, rewards, entropies=entropy, baseline_values=tracked)
         self.last = {"loss": loss, "entropy": float(entropy.detach().mean()), "reward": float(np.mean(rewards)),
                      "baseline": float(self.learner.baseline)}
 
