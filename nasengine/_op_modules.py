@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Sum", "Mean", "Concat", "Multiply", "Scale", "GlobalAvgPool", "ChannelAttention", "SepConv",
+__all__ = ["Sum", "Mean", "Concat", "Multiply", "Scale", "Shift", "GlobalAvgPool", "ChannelAttention", "SepConv",
            "Interpolate"]
 
 
@@ -54,6 +54,19 @@ class Multiply(nn.Module):
         for i in range(1, len(xs)):
             out = out * xs[i]
         return out
+
+
+class Shift(nn.Module):
+    """Addition of a fixed per-channel constant (a non-persistent buffer: not a parameter, not in the
+    state dict)."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.register_buffer("values", torch.tensor(list(values), dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.values.to(x.dtype)
 
 
 class Scale(nn.Module):

@@ -3,7 +3,8 @@
 :func:`build` turns a validated :class:`~nasengine.graph.ArchGraph` into a :class:`torch.fx.GraphModule`:
 one submodule per op node (made by the op's own ``build`` function), called in topological order by
 generated Python code — nothing walks the networkx graph at run time, so the forward pass costs what a
-hand-written module's does. The result trains like any module and works with ``torch.jit.script``,
+hand-written module's does. Nodes of a built-but-unused branch (ending in an ``unused`` node) get their modules, registered after the
+others, but are not computed. The result trains like any module and works with ``torch.jit.script``,
 ``torch.jit.trace`` and ``torch.onnx.export`` (as far as its ops do)::
 
     from nasengine.builder import build
@@ -41,6 +42,8 @@ def build(graph: ArchGraph, registry: OpRegistry | None = None, *,
     import torch.fx
 
     resolved = graph.resolve(registry)
+    live = graph.live_nodes()
+    dead: dict[str, torch.nn.Module] = {}  # built-but-unused branches: their modules exist, never run
     root = torch.nn.Module()
     fx_graph = torch.fx.Graph()
     env: dict[int, torch.fx.Node] = {}
@@ -63,8 +66,14 @@ def build(graph: ArchGraph, registry: OpRegistry | None = None, *,
         if weight_init is not None:
             module.apply(weight_init)
         name = module_name(r.node, r.spec.name)
+        if r.node not in live:
+            dead[name] = module
+            continue
         root.add_module(name, module)
         args = [env[u] for u in r.inputs]
         env[r.node] = fx_graph.call_module(name, (args,) if r.spec.variadic else tuple(args))
     fx_graph.output(result)
-    return torch.fx.GraphModule(root, fx_graph, class_name="ArchModule")
+    model = torch.fx.GraphModule(root, fx_graph, class_name="ArchModule")
+    for name, module in dead.items():  # GraphModule keeps only the modules its code calls
+        model.add_module(name, module)
+    return model

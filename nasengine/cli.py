@@ -354,6 +354,8 @@ def cmd_cost(args) -> int:
             "mult_adds": int(cost.mult_adds), "params": int(cost.params),
             "params_without_bias": int(cost.params_without_bias), "kernel_params": int(cost.kernel_params),
             "key": arch.graph.key(), "convention": cost.convention}
+    if cost.live_params is not None:  # the graph keeps built-but-unused nodes (op `unused`)
+        data["live_params"], data["live_mult_adds"] = int(cost.live_params), int(cost.live_mult_adds)
     nodes = []
     if args.per_node:
         from nasengine.cost import cost_breakdown
@@ -367,6 +369,9 @@ def cmd_cost(args) -> int:
         return EXIT_OK
     print(f"{arch.name}: {_fmt_g(cost.mult_adds)} Mult-Adds, {_fmt_int(cost.params)} params "
           f"({_fmt_int(cost.params_without_bias)} without biases) at LR {w}x{h} (x{data['scale']})")
+    if cost.live_params is not None:
+        print(f"  live (without unused nodes): {_fmt_g(cost.live_mult_adds)} Mult-Adds, "
+              f"{_fmt_int(cost.live_params)} params")
     if nodes:
         print(_node_table(nodes, cost.mult_adds))
     return EXIT_OK

@@ -71,6 +71,10 @@ class Cost:
     lr_size: tuple[int, int]
     scale: int
     convention: str = CONVENTION
+    #: Without the built-but-unused branches (nodes ending in an ``unused`` node, see
+    #: :meth:`ArchGraph.live_nodes`): set only for graphs that have such branches, else None (= ``params``).
+    live_params: int | None = None
+    live_mult_adds: int | None = None
 
     @property
     def hr_size(self) -> tuple[int, int]:
@@ -93,8 +97,12 @@ class Cost:
 
     def __str__(self) -> str:
         h, w = self.lr_size
-        return (f"{self.mult_adds / 1e9:.4f}G Mult-Adds, {self.params:,} params ({self.params_without_bias:,} "
+        text = (f"{self.mult_adds / 1e9:.4f}G Mult-Adds, {self.params:,} params ({self.params_without_bias:,} "
                 f"without biases, {self.kernel_params:,} kernel weights) at LR {h}x{w}, x{self.scale}")
+        if self.live_params is not None:
+            text += (f"; live (without unused nodes): {self.live_mult_adds / 1e9:.4f}G Mult-Adds, "
+                     f"{self.live_params:,} params")
+        return text
 
 
 @attrs.frozen
@@ -108,11 +116,14 @@ class NodeCost:
     activation_params: int
     mult_adds: int
     out_size: tuple[int, int]
+    #: False for a node of a built-but-unused branch (counted, never computed).
+    live: bool = True
 
 
 def _node_costs(graph, lr_size, registry: OpRegistry | None) -> tuple[list[NodeCost], int]:
     h, w = _lr_size(lr_size)
     resolved = graph.resolve(registry)
+    live = graph.live_nodes()
     out: list[NodeCost] = []
     scale = 1
     for r in resolved:
@@ -143,7 +154,8 @@ def _node_costs(graph, lr_size, registry: OpRegistry | None) -> tuple[list[NodeC
                 raise ValidationError(f"cost formula of {r.spec.name!r} gives {mult} Mult-Adds at {oh}x{ow}, "
                                       "not an integer", field=where)
             mult = int(mult)
-        out.append(NodeCost(r.node, r.spec.name, c.params, c.bias_params, c.activation_params, mult, (oh, ow)))
+        out.append(NodeCost(r.node, r.spec.name, c.params, c.bias_params, c.activation_params, mult, (oh, ow),
+                            r.node in live))
         if r.spec.name == "output":
             scale = int(r.shape.scale)
     return out, scale
@@ -157,7 +169,9 @@ def cost_breakdown(graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE,
 
 def analytic_cost(graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, registry: OpRegistry | None = None) -> Cost:
     """The :class:`Cost` of ``graph`` (an :class:`~nasengine.graph.ArchGraph`) for an LR input of
-    ``lr_size = (height, width)``, from the ops' cost formulas. Needs no torch.
+    ``lr_size = (height, width)``, from the ops' cost formulas. Needs no torch. Nodes of built-but-unused
+    branches (ending in an ``unused`` node) are counted, as a released network's parameter count includes
+    them; ``live_params`` / ``live_mult_adds`` then give the figures without them.
 
     Raises :class:`~nasengine.errors.ValidationError` for an invalid graph and
     :class:`~nasengine.errors.InputError` for an ``lr_size`` that some node cannot divide.
@@ -166,8 +180,12 @@ def analytic_cost(graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, registry: OpR
     params = sum(n.params for n in nodes)
     bias = sum(n.bias_params for n in nodes)
     act = sum(n.activation_params for n in nodes)
+    live = {}
+    if not all(n.live for n in nodes):
+        live = {"live_params": sum(n.params for n in nodes if n.live),
+                "live_mult_adds": sum(n.mult_adds for n in nodes if n.live)}
     return Cost(params=params, params_without_bias=params - bias, kernel_params=params - bias - act,
-                mult_adds=sum(n.mult_adds for n in nodes), lr_size=_lr_size(lr_size), scale=scale)
+                mult_adds=sum(n.mult_adds for n in nodes), lr_size=_lr_size(lr_size), scale=scale, **live)
 
 
 def count_with_hooks(module, graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, *, registry: OpRegistry | None = None,
@@ -179,7 +197,9 @@ def count_with_hooks(module, graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, *,
     from the module's parameters: ``bias`` parameters are biases, ``PReLU`` weights activation parameters,
     every other parameter a kernel. ``graph`` gives the input channels and the expected scale. With
     ``meta=True`` the pass runs on the ``meta`` device (shapes only: no compute, no memory, weights untouched).
-    The pass runs in eval mode (the module's train/eval flags are restored afterwards).
+    The pass runs in eval mode (the module's train/eval flags are restored afterwards). A built-but-unused
+    branch's modules hold parameters but never run: params count them, Mult-Adds are the live figure
+    (:func:`analytic_cost`'s ``live_mult_adds``).
     """
     import torch
     import torch.nn as nn

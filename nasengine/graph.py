@@ -298,6 +298,15 @@ class ArchGraph:
         self._g.remove_nodes_from(dead)
         return dead
 
+    def live_nodes(self) -> set[int]:
+        """The nodes whose output reaches the graph output (the output included): every node but those of
+        built-but-unused branches (which end in an ``unused`` node). Their complement is built and costed but
+        never computed."""
+        out = self.output_node
+        if out is None:
+            raise ValidationError("the graph has no output node", field="graph")
+        return _closure(out, self._g._pred)
+
     def copy(self) -> "ArchGraph":
         """An independent copy (same ids)."""
         new = ArchGraph(self._registry)
@@ -377,10 +386,17 @@ class ArchGraph:
                 field="graph",
             )
         useful = _closure(dst, pred)
+        for n in g:  # a built-but-unused branch ends in an `unused` node (nasengine.ops.UNUSED)
+            if specs[n].name == "unused":
+                if succ[n]:
+                    feeds = ", ".join(str(v) for v in sorted(succ[n]))
+                    raise ValidationError(f"an unused node is terminal but feeds node(s) {feeds}", field=self._where(n))
+                useful |= _closure(n, pred)
         dangling = sorted(n for n in g if n not in useful)
         if dangling:
             raise ValidationError(
-                "dangling (never reach the output node {}): {}".format(dst, ", ".join(self._where(n) for n in dangling)),
+                "dangling (never reach the output node {} or an unused node): {}".format(
+                    dst, ", ".join(self._where(n) for n in dangling)),
                 field="graph",
             )
         return specs, attrs, ins, order
@@ -406,7 +422,8 @@ class ArchGraph:
 
         Checks: known ops; attributes against each op's schema; exactly one input and one output node;
         contiguous input ports and each op's arity; no cycle; every node reachable from the input and
-        reaching the output (dangling nodes are errors: see :meth:`prune`); channel and spatial-scale
+        reaching the output or an ``unused`` node (a built-but-unused branch, see :meth:`live_nodes`; other
+        dangling nodes are errors: see :meth:`prune`); an ``unused`` node feeds nothing; channel and spatial-scale
         compatibility (e.g. ``node 7 (add): inputs have 32 and 64 channels``); an output scale that is an
         integer >= 1. Every failure is a :class:`~nasengine.errors.ValidationError` naming the node.
         """

@@ -74,6 +74,7 @@ __all__ = [
     "one_of",
     "conv_padding",
     "conv_transpose_padding",
+    "shift_values",
 ]
 
 
@@ -650,6 +651,61 @@ SCALE = OpSpec(
 )
 
 
+def shift_values(text: str) -> tuple[float, ...]:
+    """The constants of a ``shift`` node's ``values`` attribute (comma-separated finite numbers), or a
+    :class:`ValueError` describing what is wrong."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"must be comma-separated numbers, e.g. '0.45,0.44,0.40', got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"must be finite numbers, got {text!r}")
+    return values
+
+
+def _check_shift_values(text: str) -> str | None:
+    try:
+        shift_values(text)
+    except ValueError as exc:
+        return str(exc).split(", got")[0]
+    return None
+
+
+def _shift_infer(a, ins):
+    n = len(shift_values(a["values"]))
+    if n != 1 and n != ins[0].channels:
+        _fail(f"shift has {n} values for {ins[0].channels} channels (give one value or one per channel)")
+    return ins[0]
+
+
+def _shift_build(a, ins):
+    return _lazy("Shift")(shift_values(a["values"]))
+
+
+SHIFT = OpSpec(
+    "shift", 1,
+    {"values": Attr(str, REQUIRED, _check_shift_values,
+                    "constants added per channel, comma-separated (one value for all channels, or one per channel)")},
+    _shift_infer, _shift_build, lambda a, ins, out: FREE,
+    doc="Adds a fixed constant per channel (no parameters, free), e.g. subtracting a data set's mean colour "
+        "from the input (values '-0.45,-0.44,-0.40') and adding it back to the output.",
+)
+
+
+def _unused_build(a, ins):
+    return _identity_module()
+
+
+UNUSED = OpSpec(
+    "unused", 1, {}, _same_infer, _unused_build, lambda a, ins, out: FREE,
+    doc="Marks its input as built but unused: a terminal node (it feeds nothing) that lets a graph keep a "
+        "branch that never reaches the output, as a released network may (a layer whose parameters exist but "
+        "whose result is discarded). Validation accepts nodes that reach the output or an `unused` node; the "
+        "builder builds such a branch's modules but does not compute them; the cost model counts them and "
+        "also reports the live figures (Cost.live_params, Cost.live_mult_adds). Free.",
+)
+
+
 # n-ary element-wise ----------------------------------------------------------------------------------------
 def _add_infer(a, ins):
     return _same_shapes("add", ins)
@@ -777,8 +833,8 @@ INTERPOLATE = OpSpec(
 
 #: The engine's operations, in registration order (the built-in plugin registers exactly these).
 BUILTIN_OPS: list[OpSpec] = [
-    INPUT, OUTPUT, CONV, SEP_CONV, CONV_TRANSPOSE, RELU, RELU6, PRELU, TANH, SIGMOID, IDENTITY, SCALE,
-    ADD, CONCAT, MEAN, MULTIPLY, GLOBAL_AVG_POOL, CHANNEL_ATTENTION, PIXEL_SHUFFLE, INTERPOLATE,
+    INPUT, OUTPUT, CONV, SEP_CONV, CONV_TRANSPOSE, RELU, RELU6, PRELU, TANH, SIGMOID, IDENTITY, SCALE, SHIFT,
+    UNUSED, ADD, CONCAT, MEAN, MULTIPLY, GLOBAL_AVG_POOL, CHANNEL_ATTENTION, PIXEL_SHUFFLE, INTERPOLATE,
 ]
 
 

@@ -506,8 +506,8 @@ def test_registry_duplicate_and_unknown_names():
         reg.get("rcab")
     assert set(reg.names()) == {s.name for s in BUILTIN_OPS}
     assert {"input", "output", "conv", "sep_conv", "conv_transpose", "relu", "relu6", "prelu", "tanh", "sigmoid",
-            "identity", "scale", "add", "concat", "mean", "multiply", "global_avg_pool", "channel_attention",
-            "pixel_shuffle", "interpolate"} == set(reg.names())
+            "identity", "scale", "shift", "unused", "add", "concat", "mean", "multiply", "global_avg_pool",
+            "channel_attention", "pixel_shuffle", "interpolate"} == set(reg.names())
 
 
 DOUBLE_PLUGIN = """
