@@ -102,8 +102,8 @@ class DeconasSpace(SearchSpace):
         if self.channels // self.reduction < 1:
             from nasengine.options import OptionError
 
-            raise OptionError(f"space.reduction: {self.reduction} leaves no channel-attention channels of "
-                              f"channels={self.channels}")
+            raise OptionError("reduction", f"{self.reduction} leaves no channel-attention channels of "
+                                           f"channels={self.channels}", "space")
         self.n_masks = G.n_masks(self.M)
         self.n_bits = self.K * self.n_masks + (self.M + self.N if self.fusion else 0)
         self._densest_params: int | None = None
