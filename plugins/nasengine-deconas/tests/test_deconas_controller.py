@@ -183,3 +183,17 @@ class TestDeconasControllerContract(ControllerContract):
 
     def make_controller(self, space, reward, seed):
         return DeconasController(space, reward, seed=seed, population_size=3)
+
+
+@pytest.mark.parametrize("preset", ["paper", "smoke"])
+def test_the_deconas_method_configures_the_papers_controller(preset):
+    """The method's controller section builds this controller with §1.4-1.5's settings, grouped per DNB step."""
+    from nasengine.plugins import get_plugins
+
+    cfg = get_plugins().methods.get("deconas").config(preset)
+    options = {k: v for k, v in cfg["controller"].items() if k != "name"}
+    ctl = DeconasController(DeconasSpace(**cfg["space"]), REWARD, seed=0, **options)
+    assert ctl.grouped == "dnb" and ctl.policy.logit_scale == pytest.approx(0.44)
+    assert (ctl.population_size, ctl.hidden_size, ctl.num_layers, ctl.lr, ctl.baseline_decay, ctl.entropy_weight,
+            ctl.baseline_metric) == (1, 64, 2, 3e-4, 0.99, 1e-4, PSNR)
+    assert ctl.learner.update_baseline_first and ctl.learner.entropy_in == "reward"
