@@ -18,6 +18,9 @@ Registered as ``deconas-lstm``. The policy network (:class:`DeconasPolicy`) is t
 * every weight drawn from ``U(-init_range, init_range)`` (0.1), the heads' biases 0 (the code; the paper says
   variance scaling 0.02, §1.8 #9).
 
+Parameter names: ``g_emb``; ``w_lstm.l`` (``W_l``); ``head_w.0`` / ``head_b.0`` (``W_op`` ``[K, 64, 2]`` /
+``b_op``), ``head_w.1`` and ``.2`` (``lff_w``, ``gff_w``); ``emb.0`` (``op_emb``), ``emb.1`` (``lff_emb``).
+
 Learning (§1.5): the reward of a told result is ``Result.reward`` (the method's reward, DeCoNAS's ``deconas-cb``:
 PSNR − α·cb) plus ``entropy_weight`` (1e-4) times the sample's summed decision entropy, without gradient; the
 baseline is an EMA (``baseline_decay`` 0.99) of ``baseline_metric`` only (DeCoNAS: ``psnr_y_float_nocrop``, the
