@@ -37,7 +37,7 @@ DEFAULT_TILE = 512
 #: The overlap (LR pixels) used when the network's receptive radius is not known.
 DEFAULT_OVERLAP = 32
 
-_ZERO = ("relu", "relu6", "prelu", "tanh", "sigmoid", "identity", "scale", "add", "concat", "mean",
+_ZERO = ("relu", "relu6", "prelu", "tanh", "sigmoid", "identity", "scale", "shift", "unused", "add", "concat", "mean",
          "pixel_shuffle", "input", "output")
 
 

@@ -82,3 +82,14 @@ def test_shift_adds_fixed_constants():
     with pytest.raises(ValidationError, match="attrs.values: must be comma-separated numbers"):
         bad = ArchGraph()
         bad.add("shift", bad.input(channels=2), values="1;2")
+
+
+def test_both_ops_are_pointwise_for_the_receptive_radius():
+    from nasengine.receptive import receptive_radius
+
+    g, _ = _graph()
+    assert receptive_radius(g) == 1  # the 3x3 conv's; the unused branch and shifts add nothing
+    s = ArchGraph()
+    x = s.add("shift", s.input(channels=1), values="0.5")
+    s.output(s.add("pixel_shuffle", s.add("conv", x, out_channels=4, kernel=3), factor=2))
+    assert receptive_radius(s) == 1
