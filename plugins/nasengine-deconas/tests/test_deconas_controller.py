@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nasengine.controller import Result
 from nasengine.reward import Reward
@@ -40,6 +42,18 @@ def test_teacher_forced_log_prob_equals_the_sampling_log_prob(fusion):
         space.validate(genome)
         assert ctl.log_prob(genome) == pytest.approx(log_p, abs=1e-5)
         assert -log_p > 0 and entropy > 0.6 * ctl.policy.length  # every bit's entropy >= 0.605 nats (§1.4)
+
+
+@settings(max_examples=10, deadline=None)
+@given(N=st.integers(1, 3), M=st.integers(1, 4), fusion=st.booleans(), seed=st.integers(0, 2**16))
+def test_teacher_forcing_property(N, M, fusion, seed):
+    """Any space size: the bit count, the genome round trip and log p by teacher forcing == log p of the draw."""
+    space = DeconasSpace(N=N, M=M, channels=4, fusion=fusion)
+    ctl = make(space, seed=seed)
+    assert ctl.policy.length == 3 * M * (M + 1) // 2 + (M + N if fusion else 0)
+    genome, log_p, _ = ctl.sample_with_log_prob(1)[0]
+    assert space.from_json(space.to_json(genome)) == genome
+    assert ctl.log_prob(genome) == pytest.approx(log_p, abs=1e-5)
 
 
 def test_all_weights_zero_give_every_bit_one_half():
