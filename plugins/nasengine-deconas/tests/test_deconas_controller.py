@@ -44,7 +44,7 @@ def test_teacher_forced_log_prob_equals_the_sampling_log_prob(fusion):
         assert -log_p > 0 and entropy > 0.6 * ctl.policy.length  # every bit's entropy >= 0.605 nats (§1.4)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(N=st.integers(1, 3), M=st.integers(1, 4), fusion=st.booleans(), seed=st.integers(0, 2**16))
 def test_teacher_forcing_property(N, M, fusion, seed):
     """Any space size: the bit count, the genome round trip and log p by teacher forcing == log p of the draw."""
