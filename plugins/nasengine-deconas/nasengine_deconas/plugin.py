@@ -1,5 +1,6 @@
 """The nasengine hooks of the DeCoNAS plugin: the ``deconas`` space, the ``deconas-cb`` reward, the ``deconas``
-method (presets ``paper`` and ``smoke``) and the published architecture ``deconas:DeCoNASNet``. (The
+method (presets ``paper`` and ``smoke``), the ``deconas-generational`` method (the space under the generational
+loop, for controllers without a supernet) and the published architecture ``deconas:DeCoNASNet``. (The
 ``deconas-lstm`` controller and the ``tf_reshape`` weight layout are registered here too, from their modules.)"""
 from __future__ import annotations
 
@@ -110,6 +111,53 @@ def deconas_method():
 @hookimpl
 def nasengine_register_methods(registry):
     registry.add("deconas", deconas_method())
+    registry.add("deconas-generational", deconas_generational_method())
+
+
+# ---- controller: deconas-lstm (nasengine_deconas/controller.py: the LSTM policy and REINFORCE, §1.4-1.5) ------
+@hookimpl
+def nasengine_register_controllers(registry):
+    from nasengine_deconas.controller import DeconasController
+
+    registry.add("deconas-lstm", DeconasController)
+
+
+def deconas_generational_method():
+    """The DeCoNAS space under the generational loop, each candidate trained from scratch briefly (the
+    incomplete-training evaluator ``sr-train``): for controllers that need no supernet (``nsga2``, ``random``,
+    ``evolution``, ``reinforce``, ``deconas-lstm``), to compare search strategies on the same space (issue 12,
+    item 8). Not a method of the paper: a method's loop is fixed, so this is the space's second method."""
+    from nasengine.method import Method
+
+    return Method(
+        name="deconas-generational",
+        description="the DeCoNAS dense space searched by a generational controller (NSGA-II by default), each "
+                    "candidate trained briefly; objectives PSNR, Mult-Adds (not the paper's search)",
+        paper="Ahn & Cho, Neural architecture search for image super-resolution using densely constructed "
+              "search space: DeCoNAS (ICPR 2020)",
+        space="deconas",
+        controller="nsga2",
+        evaluator="sr-train",
+        base={
+            # the paper's space (§1.1-1.2) with the released final net's ops
+            "space": {"N": 4, "M": 4, "channels": 64, "scale": 2, "fusion": False},
+            "reward": {"objectives": [["psnr", "max"], ["mult_adds", "min"]], "constraints": []},
+            "cost": {"lr_size": [480, 480]},
+        },
+        presets={
+            # A CPU proxy: the smoke preset's space (N = 2, M = 3, C = 8; §1.9), 3 generations of 6, 100 steps
+            # per candidate on the embedded data.
+            "smoke": {
+                "space": {"N": 2, "M": 3, "channels": 8},
+                "controller": {"population_size": 6},
+                "evaluator": {"train_data": "default", "val_data": "Set5", "patch_size": 32, "batch_size": 4,
+                              "steps": 100, "lr": 1e-3},
+                "budget": {"generations": 3},
+                "executor": {"name": "process", "workers": 2},
+            },
+        },
+        default_preset="smoke",
+    )
 
 
 # ---- weight layout: tf_reshape (nasengine_deconas/layouts.py: the released search's row reshape, METHODS §1.3) --
