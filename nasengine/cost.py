@@ -15,6 +15,12 @@ The counting convention (``reference/README.md``, the papers' tables):
   biases out; ``kernel_params`` keeps the conv/linear kernels only — the "weights only" figures of the old
   baselines (SRCNN 57,184, VDSR 664,704, FSRCNN 12,464).
 
+**The differentiable face.** :class:`DifferentiableCost` evaluates the same formulas on soft channel counts
+(torch tensors, e.g. sums of straight-through gates: :func:`st_gate`, :func:`st_union`) and returns params
+and Mult-Adds as torch scalars with gradients (:class:`SoftCost`): the cost term of a differentiable search
+or a cost penalty of any method. At whole counts it equals :func:`analytic_cost` of the graph pruned to
+those counts (:meth:`ArchGraph.with_counts <nasengine.graph.ArchGraph.with_counts>`) exactly.
+
 A cost always travels with its LR input size and this convention (:class:`Cost`). The Mult-Adds of x2 tables
 (FALSR, HNAS) are quoted at LR 480x480 (HR 960x960), the default here.
 """
@@ -22,16 +28,17 @@ from __future__ import annotations
 
 import abc
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import attrs
 
 from nasengine.errors import InputError, ValidationError
-from nasengine.ops import OpCost, OpRegistry
+from nasengine.ops import OpCost, OpRegistry, Shape, SoftCount
 from nasengine.options import option, read_options, sequence, whole
 
 __all__ = ["Cost", "NodeCost", "CostModel", "AnalyticCostModel", "analytic_cost", "cost_breakdown",
-           "count_with_hooks", "CONVENTION", "DEFAULT_LR_SIZE"]
+           "count_with_hooks", "CONVENTION", "DEFAULT_LR_SIZE", "SoftCost", "DifferentiableCost", "soft_cost",
+           "straight_through", "st_gate", "st_union", "SOFT_METRICS"]
 
 #: LR input size of the x2 tables (FALSR, HNAS): 480x480 LR -> 960x960 HR (230,400 LR pixels).
 DEFAULT_LR_SIZE = (480, 480)
@@ -110,6 +117,22 @@ class NodeCost:
     out_size: tuple[int, int]
 
 
+def _out_size(r, h: int, w: int, where: str) -> tuple[int, int]:
+    """The output size of resolved node ``r`` for an LR input ``h x w`` (1x1 for a pooled tensor)."""
+    scale_ = r.shape.scale
+    if scale_ is None:
+        return 1, 1
+    if scale_.denominator == 1:
+        return h * scale_.numerator, w * scale_.numerator
+    fh, fw = h * scale_, w * scale_
+    if fh.denominator != 1 or fw.denominator != 1:
+        raise InputError(
+            f"{where}: LR size {h}x{w} gives a non-integer size {fh}x{fw} at scale x{scale_}; "
+            "use an LR size divisible by the graph's downsampling"
+        )
+    return int(fh), int(fw)
+
+
 def _node_costs(graph, lr_size, registry: OpRegistry | None) -> tuple[list[NodeCost], int]:
     h, w = _lr_size(lr_size)
     resolved = graph.resolve(registry)
@@ -117,19 +140,7 @@ def _node_costs(graph, lr_size, registry: OpRegistry | None) -> tuple[list[NodeC
     scale = 1
     for r in resolved:
         where = f"node {r.node} ({r.spec.name})"
-        scale_ = r.shape.scale
-        if scale_ is None:
-            oh = ow = 1
-        elif scale_.denominator == 1:
-            oh, ow = h * scale_.numerator, w * scale_.numerator
-        else:
-            fh, fw = h * scale_, w * scale_
-            if fh.denominator != 1 or fw.denominator != 1:
-                raise InputError(
-                    f"{where}: LR size {h}x{w} gives a non-integer size {fh}x{fw} at scale x{scale_}; "
-                    "use an LR size divisible by the graph's downsampling"
-                )
-            oh, ow = int(fh), int(fw)
+        oh, ow = _out_size(r, h, w, where)
         try:
             c = r.spec.cost(r.attrs, r.in_shapes, r.shape)
         except ValidationError as exc:
@@ -286,3 +297,267 @@ class AnalyticCostModel(CostModel):
 
     def cost(self, graph) -> Cost:
         return analytic_cost(graph, self.lr_size, self.registry)
+
+
+# ---- the differentiable face ----------------------------------------------------------------------------------
+#: The quantities a :class:`SoftCost` holds (the keys of :meth:`Cost.as_metrics`).
+SOFT_METRICS = ("params", "params_without_bias", "kernel_params", "mult_adds")
+
+
+@attrs.frozen
+class SoftCost:
+    """Params and Mult-Adds of an architecture at soft channel counts (:class:`DifferentiableCost`): 0-dim
+    float64 torch tensors carrying the counts' gradients, at ``lr_size``, with the :data:`CONVENTION` of
+    :class:`Cost`."""
+
+    params: Any
+    params_without_bias: Any
+    kernel_params: Any
+    mult_adds: Any
+    lr_size: tuple[int, int]
+    scale: int
+    convention: str = CONVENTION
+
+    def as_metrics(self) -> dict[str, float]:
+        """The forward values as flat float metrics (the keys of :meth:`Cost.as_metrics`)."""
+        return {name: float(getattr(self, name).detach()) for name in SOFT_METRICS}
+
+    def penalty(self, metric: str = "mult_adds", weight: float = 1.0, budget: float | None = None):
+        """A differentiable penalty for a loss or reward: ``weight * metric``, or with a ``budget``
+        ``weight * max(0, metric - budget)`` (zero, with zero gradient, within the budget)."""
+        if metric not in SOFT_METRICS:
+            raise InputError(f"penalty metric must be one of {', '.join(SOFT_METRICS)}, got {metric!r}")
+        value = getattr(self, metric)
+        if budget is not None:
+            value = (value - float(budget)).clamp(min=0)
+        return float(weight) * value
+
+    def __str__(self) -> str:
+        m = self.as_metrics()
+        h, w = self.lr_size
+        return (f"{m['mult_adds'] / 1e9:.4f}G Mult-Adds, {m['params']:,.6g} params (soft counts) at LR {h}x{w}, "
+                f"x{self.scale}")
+
+
+def straight_through(hard, soft):
+    """``hard`` in the forward pass, ``soft``'s gradient in the backward pass (forward exactly ``hard``)."""
+    return hard.detach() + (soft - soft.detach())
+
+
+def st_gate(psi, threshold: float = 0.5):
+    """Straight-through gates of logits ``psi``: forward ``1[psi > threshold]``, backward ``sigmoid'(psi)``.
+    ``st_gate(psi).sum()`` is then a channel count for :class:`DifferentiableCost`."""
+    import torch
+
+    soft = torch.sigmoid(psi)
+    return straight_through((psi > threshold).to(soft.dtype), soft)
+
+
+def st_union(*gates):
+    """Straight-through union of 0/1 gate tensors (same shape): forward ``1[sum >= 1]`` (a channel alive in
+    any of them), backward the sum (each gate gets the union's gradient)."""
+    if not gates:
+        raise InputError("st_union needs at least one gate tensor")
+    total = gates[0]
+    for g in gates[1:]:
+        total = total + g
+    return straight_through((total >= 1).to(total.dtype), total)
+
+
+class DifferentiableCost:
+    """The analytic cost model's differentiable face: the params and Mult-Adds of ``graph`` at ``lr_size``
+    when some nodes output soft channel counts.
+
+    ``DifferentiableCost(graph, lr_size, registry)`` validates the graph once (later edits of the graph are
+    not seen); calling it with ``counts`` returns a :class:`SoftCost`. ``counts`` maps node ids or node names
+    to a torch tensor of one element (any float dtype and device; e.g. ``st_gate(psi).sum()``), an int or a
+    float: "this node outputs this many channels".
+
+    * A node whose op has a ``recount`` rule (:class:`~nasengine.ops.OpSpec`: conv, sep_conv,
+      conv_transpose, the input) takes the count into its own cost formula (its ``out_channels``).
+    * For other ops (relu, add, mean, scale, channel_attention...) the count masks the node's output: only
+      its consumers see it. An op that stores its width in an attribute without a ``recount`` rule cannot
+      take a count (:class:`~nasengine.errors.ValidationError`).
+    * A node without a count gets its count from its inputs through its op's own shape rule (concat sums;
+      unary ops pass it through; per-channel PReLU slopes follow it). A multi-input op whose inputs carry
+      different counts (an add of a gated and an ungated tensor) needs a count from the caller — their
+      union, e.g. ``st_union(g1, g2).sum()`` — else a ValidationError naming the node says so.
+
+    Every op's own cost formula runs on :class:`~nasengine.ops.SoftCount` counts (float64), so the totals
+    follow the analytic model's convention; at whole counts they equal ``analytic_cost(graph.with_counts(
+    counts), lr_size)`` exactly, and d(mult_adds)/d(count) is the formulas' derivative (a straight-through
+    ``1/n`` through ``// n``).
+    """
+
+    def __init__(self, graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, registry: OpRegistry | None = None):
+        self.graph = graph
+        self.lr_size = _lr_size(tuple(lr_size) if isinstance(lr_size, list) else lr_size)
+        self.registry = registry
+        h, w = self.lr_size
+        self._resolved = graph.resolve(registry)
+        nodes, self.scale = _node_costs(graph, self.lr_size, registry)
+        self._exact = {n.node: n for n in nodes}
+        self._sizes = {r.node: _out_size(r, h, w, "") for r in self._resolved}
+        self._where = {r.node: f"node {r.node} ({r.spec.name}{', ' + repr(r.name) if r.name else ''})"
+                       for r in self._resolved}
+        self._keys: dict[Any, int] = {}
+        self._maskable: dict[int, bool] = {}
+        self._fraction: dict[int, bool] = {}
+
+    def __call__(self, counts: Mapping[Any, Any] | None = None) -> SoftCost:
+        """The :class:`SoftCost` at ``counts`` (see the class docstring; None or ``{}``: the graph as is)."""
+        import torch
+
+        given: dict[int, Any] = {}
+        device = None
+        for key, value in (counts or {}).items():
+            node = self._node(key)
+            if node in given:
+                raise ValidationError(f"node {node} is given twice", field=f"counts[{key!r}]")
+            given[node] = count = self._count(key, value)
+            if device is None and type(count) is SoftCount:
+                device = count.tensor.device
+        params = bias = act = mult = 0
+        shapes: dict[int, Shape] = {}
+        changed: set[int] = set()  # nodes whose output count differs from the graph's (or may: soft)
+        for r in self._resolved:
+            ins = tuple(shapes[u] for u in r.inputs)
+            count = given.get(r.node)
+            if count is None and not any(u in changed for u in r.inputs):
+                shapes[r.node] = r.shape
+                e = self._exact[r.node]
+                params += e.params
+                bias += e.bias_params
+                act += e.activation_params
+                mult += e.mult_adds
+                continue
+            where = self._where[r.node]
+            a, shape = self._soft_shape(r, ins, count, where)
+            shapes[r.node] = shape
+            if type(shape[0]) is SoftCount or shape[0] != r.shape.channels:
+                changed.add(r.node)
+            try:
+                c = r.spec.cost(a, ins, shape)
+            except (ValidationError, TypeError, ValueError, ArithmeticError) as exc:
+                raise ValidationError(f"the cost formula of {r.spec.name!r} cannot run on these channel counts "
+                                      f"({type(exc).__name__}: {exc})", field=where) from None
+            if not isinstance(c, OpCost):
+                raise ValidationError(f"cost formula of {r.spec.name!r} returned {type(c).__name__}, not an "
+                                      "OpCost", field=where)
+            oh, ow = self._sizes[r.node]
+            m = c.mult_adds_per_pixel * oh * ow + c.mult_adds_per_image
+            if type(m) is SoftCount and self._fractional(r):
+                # A fractional rate times the pixels is whole at whole counts: round off float64's last bit.
+                m = SoftCount(straight_through(m.tensor.round(), m.tensor))
+            params += c.params
+            bias += c.bias_params
+            act += c.activation_params
+            mult += m
+
+        def tensor(x):
+            if type(x) is SoftCount:
+                return x.tensor
+            if isinstance(x, Fraction) and x.denominator == 1:
+                x = x.numerator
+            if isinstance(x, Fraction):
+                raise ValidationError(f"the graph's Mult-Adds at {self.lr_size} are not whole ({x})", field="graph")
+            return torch.tensor(float(x), dtype=torch.float64, device=device)
+
+        return SoftCost(params=tensor(params), params_without_bias=tensor(params - bias),
+                        kernel_params=tensor(params - bias - act), mult_adds=tensor(mult), lr_size=self.lr_size,
+                        scale=self.scale)
+
+    # ---- helpers ----------------------------------------------------------------------------------------------
+    def _node(self, key: Any) -> int:
+        node = self._keys.get(key) if isinstance(key, (int, str)) and not isinstance(key, bool) else None
+        if node is None:
+            node = next(iter(self.graph.nodes_of({key: None})))
+            if node not in self._exact:
+                raise ValidationError(f"node {node} was added after this cost model was made", field=f"counts[{key!r}]")
+            self._keys[key] = node
+        return node
+
+    def _count(self, key: Any, value: Any):
+        """``value`` as a count: an int stays exact; a tensor or float becomes a float64 SoftCount."""
+        import torch
+
+        if isinstance(value, SoftCount):
+            value = value.tensor
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValidationError(f"a channel count must be a tensor of one element, got shape "
+                                      f"{tuple(value.shape)}", field=f"counts[{key!r}]")
+            if value.is_complex():
+                raise ValidationError(f"a channel count must be real, got dtype {value.dtype}", field=f"counts[{key!r}]")
+            return SoftCount(value.reshape(()).to(torch.float64))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError(f"a channel count must be a torch tensor, an int or a float, got "
+                                  f"{type(value).__name__} {value!r}", field=f"counts[{key!r}]")
+        if not value >= 0 or value == float("inf"):
+            raise ValidationError(f"a channel count must be a finite number >= 0, got {value!r}",
+                                  field=f"counts[{key!r}]")
+        return value if isinstance(value, int) else SoftCount(torch.tensor(value, dtype=torch.float64))
+
+    def _fractional(self, r) -> bool:
+        """Whether node ``r``'s Mult-Adds rate (at the graph's own counts) is a Fraction."""
+        known = self._fraction.get(r.node)
+        if known is None:
+            c = r.spec.cost(r.attrs, r.in_shapes, r.shape)
+            known = self._fraction[r.node] = type(c.mult_adds_per_pixel) is Fraction
+        return known
+
+    def _soft_shape(self, r, ins, count, where):
+        """(attrs, output Shape) of resolved node ``r`` at input shapes ``ins`` and its own ``count``."""
+        spec = r.spec
+        if spec.recount is not None:
+            a = spec.recount(dict(r.attrs), [s[0] for s in ins], count)
+        else:
+            a = r.attrs
+            if count is not None:
+                if not self._masks(r):
+                    raise ValidationError(
+                        f"op {spec.name!r} sets its own output width but has no recount rule, so its cost cannot "
+                        "follow a channel count (register it with OpSpec(..., recount=...))", field=where)
+                return a, Shape(count, r.shape.scale)
+        channels = [s[0] for s in ins]
+        mixed = len(ins) > 1 and any(c is not channels[0] for c in channels[1:])
+        hint = ("; its inputs carry different channel counts "
+                f"({', '.join(str(c) for c in channels)}): give this node a count (their union)")
+        try:
+            shape = spec.infer(a, ins)
+        except (ValidationError, TypeError, ValueError, ArithmeticError) as exc:
+            raise ValidationError(f"the shape rule of {spec.name!r} fails at these channel counts: {exc}"
+                                  + (hint if mixed else ""), field=where) from None
+        out = shape[0]
+        if count is None and mixed and spec.recount is None and (type(out) is not SoftCount
+                                                                 or any(out is c for c in channels)):
+            raise ValidationError(f"{spec.name} cannot tell its output count" + hint, field=where)
+        if count is not None and out is not count and out != count:
+            raise ValidationError(f"the recount rule of {spec.name!r} does not set its output count", field=where)
+        return a, Shape(out, r.shape.scale)
+
+    def _masks(self, r) -> bool:
+        """Whether a count on node ``r`` (op without recount) can mask its output: a free op, or one whose
+        output count follows its inputs."""
+        known = self._maskable.get(r.node)
+        if known is None:
+            import torch
+
+            e = self._exact[r.node]
+            known = e.params == 0 and e.mult_adds == 0
+            if not known and r.in_shapes:
+                probe = tuple(Shape(SoftCount(torch.tensor(float(s.channels), dtype=torch.float64)), s.scale)
+                              for s in r.in_shapes)
+                try:
+                    known = type(r.spec.infer(r.attrs, probe)[0]) is SoftCount
+                except Exception:
+                    known = False
+            self._maskable[r.node] = known
+        return known
+
+
+def soft_cost(graph, counts: Mapping[Any, Any] | None = None, lr_size: Sequence[int] = DEFAULT_LR_SIZE,
+              registry: OpRegistry | None = None) -> SoftCost:
+    """:class:`DifferentiableCost` ``(graph, lr_size, registry)(counts)`` in one call (make the model once
+    and call it every step when the graph stays the same)."""
+    return DifferentiableCost(graph, lr_size, registry)(counts)

@@ -288,6 +288,86 @@ class ArchGraph:
             return reg.get(op)
         raise ValidationError(f"unknown operation {op!r}; registered: {', '.join(reg.names())}", field=where)
 
+    def set_attrs(self, node: int, **attrs: Any) -> dict[str, Any]:
+        """Change some attributes of ``node`` (the others keep their values); returns its complete attrs.
+
+        The merged attributes are checked against the op's schema at once, as :meth:`add` does, and nothing
+        changes when they fail (:class:`~nasengine.errors.ValidationError` naming the node and the attribute);
+        shapes are checked by :meth:`validate`.
+        """
+        if node not in self:
+            raise ValidationError(f"{node!r} is not a node of this graph", field="graph")
+        data = self._g.nodes[node]
+        where = self._where(node)
+        spec = self._spec(data.get("op"), where)
+        merged = spec.normalize_attrs({**data.get("attrs", {}), **attrs}, where=f"{where} ")
+        data["attrs"] = merged
+        return dict(merged)
+
+    def with_counts(self, counts: Mapping[int | str, int], registry: OpRegistry | None = None) -> "ArchGraph":
+        """A validated copy in which the given nodes output the given whole numbers of channels.
+
+        ``counts`` maps node ids or node names to channel counts. Each node's attributes follow from its op's
+        ``recount`` rule (:class:`~nasengine.ops.OpSpec`) applied to its new input counts and its count (conv:
+        ``out_channels``; per-channel PReLU: ``num_parameters``), through :meth:`set_attrs`. A count on a node
+        whose op has no ``recount`` rule must equal the count its shape rule gives. Raises
+        :class:`~nasengine.errors.ValidationError` naming the node for anything that does not fit.
+        """
+        reg = registry if registry is not None else self.registry
+        wanted = self.nodes_of(counts)
+        for node, count in wanted.items():
+            if not _is_int(count) or count < 1:
+                raise ValidationError(f"a channel count must be a positive integer, got {count!r}",
+                                      field=f"counts[{self._where(node)}]")
+        new = self.copy()
+        shapes: dict[int, Shape] = {}
+        for r in self.resolve(reg):
+            in_shapes = tuple(shapes[u] for u in r.inputs)
+            out = wanted.get(r.node)
+            a = r.attrs
+            if r.spec.recount is not None:
+                a = r.spec.recount(dict(a), [s.channels for s in in_shapes], out)
+                if a != r.attrs:
+                    a = new.set_attrs(r.node, **a)
+            try:
+                shape = r.spec.infer(a, in_shapes)
+            except ValidationError as exc:
+                raise ValidationError(f"at the new channel counts: {exc}", field=self._where(r.node)) from None
+            if out is not None and shape[0] != out:
+                how = ("its op has no recount rule" if r.spec.recount is None
+                       else "its op's recount rule does not set it")
+                raise ValidationError(f"cannot output {out} channels: its shape rule gives {shape[0]} "
+                                      f"({how})", field=self._where(r.node))
+            shapes[r.node] = Shape(*shape)
+        new.validate(reg)
+        return new
+
+    def nodes_of(self, keyed: Mapping[int | str, Any]) -> dict[int, Any]:
+        """``keyed`` with node names replaced by node ids (ids pass through): ``{"d0.conv": v} -> {7: v}``.
+
+        Raises :class:`~nasengine.errors.ValidationError` for a key that is neither a node id nor the name of
+        exactly one node, or for a node given twice (by id and by name)."""
+        by_name: dict[str, list[int]] = {}
+        for n, d in self._g.nodes(data=True):
+            if d.get("name") is not None:
+                by_name.setdefault(d["name"], []).append(n)
+        out: dict[int, Any] = {}
+        for key, value in keyed.items():
+            if isinstance(key, str):
+                found = by_name.get(key, [])
+                if len(found) != 1:
+                    what = "no node" if not found else f"{len(found)} nodes ({', '.join(map(str, found))})"
+                    raise ValidationError(f"{what} of this graph is named {key!r}", field=f"counts[{key!r}]")
+                node = found[0]
+            elif _is_int(key) and key in self._g:
+                node = key
+            else:
+                raise ValidationError(f"{key!r} is not a node id or name of this graph", field=f"counts[{key!r}]")
+            if node in out:
+                raise ValidationError(f"node {node} is given twice", field=f"counts[{key!r}]")
+            out[node] = value
+        return out
+
     def prune(self) -> list[int]:
         """Remove the nodes whose output never reaches the graph output; returns their ids (sorted)."""
         out = self.output_node

@@ -11,7 +11,12 @@ An :class:`OpSpec` describes one node type of an architecture graph (:class:`nas
   (``forward(x)``, ``forward(a, b)``); **variadic ops** (a tuple ``arity``) take one ``List[Tensor]``
   instead, so that the module stays TorchScript-able;
 * ``cost(attrs, in_shapes, out_shape) -> OpCost``: learned parameters and Mult-Adds (see below);
-* ``commutative``: whether the input order is irrelevant (used by the canonical key).
+* ``commutative``: whether the input order is irrelevant (used by the canonical key);
+* ``recount(attrs, in_channels, out_channels) -> attrs`` (optional): the op's attributes when its input
+  channel counts become ``in_channels`` and its output count ``out_channels`` (None: unchanged), for ops
+  that hold a channel count in an attribute (conv's ``out_channels``). :meth:`ArchGraph.with_counts
+  <nasengine.graph.ArchGraph.with_counts>` prunes a graph with it and the differentiable cost
+  (:class:`nasengine.cost.DifferentiableCost`) feeds it soft counts.
 
 A :class:`Shape` is ``(channels, scale)``: ``scale`` is the spatial size relative to the graph input as a
 :class:`fractions.Fraction` (``2`` after a x2 upsampler, ``1/2`` after a stride-2 conv), or ``None`` for a
@@ -42,6 +47,10 @@ A plugin adds an op with one call, usually in its ``nasengine_register_ops`` hoo
     registry.add(OpSpec("my_pointwise", 1, {"out_channels": Attr(int, REQUIRED, positive)},
                         _infer, _build, _cost))
 
+The differentiable face of the cost model runs the same formulas and shape rules on :class:`SoftCount`
+channel counts (torch tensors that behave like numbers), so a formula written with ``+ - * //`` and an
+op's ``recount`` rule are all it takes for an op to be costed softly.
+
 This module imports no torch at import time (the analytic cost model must run without it); builders import
 it when they are called.
 """
@@ -64,6 +73,7 @@ __all__ = [
     "REQUIRED",
     "OpCost",
     "OpSpec",
+    "SoftCount",
     "OpRegistry",
     "BUILTIN_OPS",
     "default_registry",
@@ -215,6 +225,167 @@ def one_of(*choices) -> Callable[[Any], str | None]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Soft channel counts
+# ---------------------------------------------------------------------------------------------------------
+def _soft_operand(value: Any) -> Any:
+    """The tensor or plain number ``value`` contributes to a SoftCount operation (None: not a number)."""
+    if isinstance(value, SoftCount):
+        return value.tensor
+    if isinstance(value, Fraction):
+        return value if value.denominator != 1 else value.numerator
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _plain(value):
+    return value.numerator / value.denominator if isinstance(value, Fraction) else value
+
+
+def _times(t, value):
+    # ``t * Fraction`` as (t * numerator) / denominator: exact at whole values wherever the result is whole.
+    if isinstance(value, Fraction):
+        return t * value.numerator / value.denominator
+    return t * value
+
+
+class SoftCount:
+    """A channel count that may be soft: a torch tensor (float64, one element) that cost formulas and shape
+    rules use like an ``int`` (the differentiable cost model, :class:`nasengine.cost.DifferentiableCost`).
+
+    ``+``, ``-``, ``*`` with ints, Fractions and other SoftCounts, and ``/`` by a number, give SoftCounts
+    with gradients. ``x // n`` (``n`` a positive int) is a straight-through floor: forward ``floor(x/n)``,
+    backward ``1/n`` (``x // 1`` is ``x``). ``x % n``, comparisons, ``int()``, ``float()`` and ``bool()`` read
+    the forward value (``x % 1`` is 0 for any value) and give plain numbers. Whole forward values make every
+    formula exact; formulas that divide or take remainders by more than 1 need them (straight-through counts).
+    Reading the forward value synchronises with the tensor's device.
+    """
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: Any):
+        self.tensor = tensor
+
+    @property
+    def value(self) -> float:
+        """The forward value as a Python float."""
+        return float(self.tensor.detach())
+
+    def _num(self, other: Any) -> Any:
+        return other.value if isinstance(other, SoftCount) else other
+
+    # arithmetic with gradients
+    def __add__(self, other):
+        o = _soft_operand(other)
+        return NotImplemented if o is None else SoftCount(self.tensor + _plain(o))
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        o = _soft_operand(other)
+        return NotImplemented if o is None else SoftCount(self.tensor - _plain(o))
+
+    def __rsub__(self, other):
+        o = _soft_operand(other)
+        return NotImplemented if o is None else SoftCount(_plain(o) - self.tensor)
+
+    def __mul__(self, other):
+        o = _soft_operand(other)
+        return NotImplemented if o is None else SoftCount(_times(self.tensor, o))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        o = _soft_operand(other)
+        if o is None or isinstance(other, SoftCount):
+            return NotImplemented
+        if isinstance(o, Fraction):
+            return SoftCount(self.tensor * o.denominator / o.numerator)
+        return SoftCount(self.tensor / o)
+
+    def __floordiv__(self, other):
+        if type(other) is not int or other < 1:
+            return NotImplemented
+        if other == 1:
+            return self
+        q = self.tensor / other
+        return SoftCount(q + (q.floor() - q).detach())
+
+    def __pow__(self, other):
+        if type(other) is not int or other < 0:
+            return NotImplemented
+        return SoftCount(self.tensor ** other)
+
+    def __neg__(self):
+        return SoftCount(-self.tensor)
+
+    def __pos__(self):
+        return self
+
+    # forward-value reads (plain numbers)
+    def __mod__(self, other):
+        if type(other) is not int or other < 1:
+            return NotImplemented
+        if other == 1:
+            return 0
+        v = self.value
+        r = v % other
+        return int(r) if v.is_integer() else r
+
+    def __float__(self) -> float:
+        return self.value
+
+    def __int__(self) -> int:
+        return int(self.value)
+
+    def __index__(self) -> int:
+        v = self.value
+        if not v.is_integer():
+            raise TypeError(f"soft channel count {v} is not a whole number")
+        return int(v)
+
+    def __round__(self, ndigits=None):
+        return round(self.value, ndigits)
+
+    def __bool__(self) -> bool:
+        return self.value != 0
+
+    def __eq__(self, other):
+        if other is self:
+            return True
+        o = self._num(other)
+        return self.value == o if isinstance(o, (int, float, Fraction)) and not isinstance(o, bool) else NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __lt__(self, other):
+        return self.value < self._num(other)
+
+    def __le__(self, other):
+        return other is self or self.value <= self._num(other)
+
+    def __gt__(self, other):
+        return self.value > self._num(other)
+
+    def __ge__(self, other):
+        return other is self or self.value >= self._num(other)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        try:
+            return f"SoftCount({self.value:g})"
+        except Exception:  # a tensor with more than one element: reported by the cost model
+            return f"SoftCount({self.tensor!r})"
+
+    def __str__(self) -> str:
+        return f"{self.value:g}"
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Costs
 # ---------------------------------------------------------------------------------------------------------
 @attrs.frozen
@@ -236,13 +407,20 @@ class OpCost:
     activation_params: int = 0
 
     def __attrs_post_init__(self):
+        soft = False
         for name in ("params", "bias_params", "mult_adds_per_image", "activation_params"):
             value = getattr(self, name)
             if type(value) is not int or value < 0:
-                raise ValueError(f"OpCost.{name} must be a non-negative int, got {value!r}")
+                if type(value) is not SoftCount:
+                    raise ValueError(f"OpCost.{name} must be a non-negative int, got {value!r}")
+                soft = True
         rate = self.mult_adds_per_pixel
         if (type(rate) is not int and type(rate) is not Fraction) or rate < 0:
-            raise ValueError(f"OpCost.mult_adds_per_pixel must be a non-negative int or Fraction, got {rate!r}")
+            if type(rate) is not SoftCount:
+                raise ValueError(f"OpCost.mult_adds_per_pixel must be a non-negative int or Fraction, got {rate!r}")
+            soft = True
+        if soft:
+            return  # soft counts are checked by the cost model that made them (no device synchronisation here)
         if self.bias_params + self.activation_params > self.params:
             raise ValueError(
                 f"OpCost: bias_params ({self.bias_params}) + activation_params ({self.activation_params}) "
@@ -290,7 +468,10 @@ def _op_name(_inst, _attribute, value):
 class OpSpec:
     """One registered operation: its shape rule, torch builder and cost formula (see the module docstring).
 
-    ``doc`` is a one-paragraph description shown to users (``nasengine ops``).
+    ``doc`` is a one-paragraph description shown to users (``nasengine ops``). ``recount`` (optional):
+    ``recount(attrs, in_channels, out_channels) -> attrs``, the attributes once the input channel counts are
+    ``in_channels`` and the output count ``out_channels`` (None: not set), for an op that stores a channel
+    count in an attribute; the counts may be :class:`SoftCount` values. It is not part of :meth:`fingerprint`.
     """
 
     name: str = attrs.field(validator=_op_name)
@@ -301,6 +482,7 @@ class OpSpec:
     cost: Callable[[Mapping[str, Any], Sequence[Shape], Shape], OpCost]
     commutative: bool = False
     doc: str = ""
+    recount: Callable[[Mapping[str, Any], Sequence[Any], Any], Mapping[str, Any]] | None = None
 
     @property
     def variadic(self) -> bool:
@@ -454,6 +636,16 @@ def _conv_checks(op: str, c_in: int, out: int, groups: int):
         _fail(f"{op}: out_channels {out} is not divisible by groups={groups}")
 
 
+def _recount_attr(attr: str):
+    """A ``recount`` rule for an op whose output channel count is the attribute ``attr``."""
+
+    def recount(a, in_channels, out_channels):
+        return a if out_channels is None else {**a, attr: out_channels}
+
+    recount.__doc__ = f"The output channel count sets the attribute {attr!r}."
+    return recount
+
+
 def _lazy(name: str):
     from nasengine import _op_modules
 
@@ -480,7 +672,7 @@ def _output_infer(a, ins):
 
 INPUT = OpSpec(
     "input", 0, {"channels": Attr(int, REQUIRED, positive, "image channels (1 for Y, 3 for RGB)")},
-    _input_infer, lambda a, ins: _identity_module(), lambda a, ins, out: FREE,
+    _input_infer, lambda a, ins: _identity_module(), lambda a, ins, out: FREE, recount=_recount_attr("channels"),
     doc="The graph input (an LR image). Exactly one per graph; the builder makes it the forward argument.",
 )
 OUTPUT = OpSpec(
@@ -520,7 +712,7 @@ CONV = OpSpec(
         "dilation": Attr(int, 1, positive, "dilation rate; padding = dilation*(kernel-1)//2"),
         "bias": Attr(bool, True, None, "learned bias"),
     },
-    _conv_infer, _conv_build, _conv_cost,
+    _conv_infer, _conv_build, _conv_cost, recount=_recount_attr("out_channels"),
     doc="2-D convolution with 'same' padding. Mult-Adds per output pixel k*k*(C_in/groups)*C_out.",
 )
 
@@ -550,7 +742,7 @@ SEP_CONV = OpSpec(
         "dilation": Attr(int, 1, positive, "dilation of the depthwise conv"),
         "bias": Attr(bool, True, None, "bias of the pointwise conv (the depthwise conv has none)"),
     },
-    _sep_infer, _sep_build, _sep_cost,
+    _sep_infer, _sep_build, _sep_cost, recount=_recount_attr("out_channels"),
     doc="Depthwise-separable conv: depthwise kxk (no bias) then pointwise 1x1 C_in->out_channels (+ bias).",
 )
 
@@ -587,7 +779,7 @@ CONV_TRANSPOSE = OpSpec(
         "stride": Attr(int, REQUIRED, positive, "upsampling factor (output = stride x input)"),
         "bias": Attr(bool, True, None, "learned bias"),
     },
-    _deconv_infer, _deconv_build, _deconv_cost,
+    _deconv_infer, _deconv_build, _deconv_cost, recount=_recount_attr("out_channels"),
     doc="Transposed conv (deconvolution) upsampling by `stride`; padding/output_padding chosen so that "
         "out = in*stride. Mult-Adds counted at the output resolution: k*k*C_in*C_out per HR pixel.",
 )
@@ -621,6 +813,13 @@ def _prelu_infer(a, ins):
     return ins[0]
 
 
+def _prelu_recount(a, in_channels, out_channels):
+    # Per-channel slopes follow the channel count: the output's when it is set, else the input's.
+    if a["num_parameters"] == 1:
+        return a
+    return {**a, "num_parameters": in_channels[0] if out_channels is None else out_channels}
+
+
 def _prelu_build(a, ins):
     import torch.nn as nn
 
@@ -635,6 +834,7 @@ PRELU = OpSpec(
     },
     _prelu_infer, _prelu_build,
     lambda a, ins, out: OpCost(params=a["num_parameters"], activation_params=a["num_parameters"]),
+    recount=_prelu_recount,
     doc="PReLU activation with learned slopes (counted in params as activation_params; no Mult-Adds).",
 )
 
