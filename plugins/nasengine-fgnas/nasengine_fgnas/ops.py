@@ -96,6 +96,8 @@ BIAS_MAP = OpSpec(
     {"channels": Attr(int, REQUIRED, positive, "output channels (one learned constant each)")},
     lambda a, ins: Shape(a["channels"], ins[0].scale), _bias_build,
     lambda a, ins, out: OpCost(params=a["channels"], bias_params=a["channels"]),
+    # A soft output count (nasengine.cost.DifferentiableCost) sets the width, as a conv's out_channels.
+    recount=lambda a, in_channels, out: a if out is None else {**a, "channels": out},
     doc="A learned constant per channel at its input's spatial size (the input is only a size): a conv whose "
         "input channels are all pruned, conv(0) + bias. Params: `channels` biases; no Mult-Adds.",
 )

@@ -8,7 +8,6 @@ One line per mask, so that the files stay readable and diffable.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from nasengine.genomefile import genome_document
 from nasengine_fgnas.plugin import GENOMES_DIR, SUPERNETS
