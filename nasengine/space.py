@@ -65,6 +65,10 @@ class SearchSpace(abc.ABC):
     #: Schema tag written with every stored genome (bump when the JSON layout changes).
     genome_schema: ClassVar[str] = "1"
     scale: int = 2
+    #: How a weight-sharing supernet (:mod:`nasengine.supernet`) slices a slot whose input is a concat of a
+    #: varying subset of inputs: the name of a registered weight layout. ``"per_slot"`` (the engine's): one
+    #: kernel per input slot, so a conv over several selected inputs is the sum of per-input convs + one bias.
+    weight_layout: ClassVar[str] = "per_slot"
 
     # ---- sampling and variation ---------------------------------------------------------------
     @abc.abstractmethod
@@ -113,6 +117,20 @@ class SearchSpace(abc.ABC):
     @abc.abstractmethod
     def size(self) -> int:
         """The number of distinct genomes of this space."""
+
+    # ---- optional: weight sharing and extra metrics ---------------------------------------------------
+    def densest(self) -> Genome:
+        """A genome whose graph holds every parameterised node (slot) of the space, each at its widest input
+        width, with every node that holds parameters named (``ArchGraph.add(..., name=...)``) the same way in
+        every genome: a one-shot supernet allocates its shared weights from ``decode(densest())``.
+        Spaces that do not support weight sharing leave this unimplemented."""
+        raise NotImplementedError(f"search space {self.name} has no densest() genome, so it cannot be used as a "
+                                  "weight-sharing supernet")
+
+    def genome_metrics(self, genome: Genome) -> dict[str, float]:
+        """Extra per-genome numbers a reward may need that are not costs (e.g. a complexity penalty). Search
+        loops merge them into a candidate's costs. Default: none."""
+        return {}
 
     # ---- provided --------------------------------------------------------------------------------
     def genome_key(self, genome: Genome) -> str:
