@@ -52,7 +52,7 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
     feasible = float(np.mean([_cost_feasible(reward, m) for m in metrics]))
     per_candidate = None if evaluation.seconds is None else evaluation.seconds * feasible
     runs = loop.plan(spec, controller, per_candidate, parallelism, space=space, evaluator=evaluator,
-                     controller=controller, plugins=plugins, measure=measure, device=device, threads=threads,
+                     plugins=plugins, measure=measure, device=device, threads=threads,
                      graph=graph, cost=cost)
     plan: dict[str, Any] = {
         "method": method.name, "preset": cfg.get("preset"), "loop": method.loop,

@@ -190,7 +190,7 @@ class OneShotLoop(Loop):
         else:
             details.append("no retraining (loop.retrain_top: 0)")
         seconds = None
-        timing = cls._measure(spec, context) if context.get("measure") else None
+        timing = cls._measure(spec, controller, context) if context.get("measure") else None
         if timing is not None:
             t_step, t_score = timing
             seconds = (opts.epochs * opts.child_steps * t_step + updates * pop * t_score
@@ -206,14 +206,14 @@ class OneShotLoop(Loop):
         return LoopPlan(evaluations, rounds, seconds, tuple(details))
 
     @classmethod
-    def _measure(cls, spec, context: dict) -> tuple[float, float] | None:
+    def _measure(cls, spec, controller: Any, context: dict) -> tuple[float, float] | None:
         """``(seconds per supernet step, seconds per child scoring)`` measured on a few children, or ``None``
         when the evaluator's data is missing here."""
         import torch
 
         from nasengine.supernet import Supernet
 
-        space, evaluator, controller = context.get("space"), context.get("evaluator"), context.get("controller")
+        space, evaluator = context.get("space"), context.get("evaluator")
         if space is None or evaluator is None:
             return None
         try:
