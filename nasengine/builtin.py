@@ -1,8 +1,9 @@
 """The built-in plugin: the engine's own implementations, registered through the ordinary hooks.
 
 It brings the graph operations, the generic controllers (random search, regularised evolution, NSGA-II,
-REINFORCE), the ``simple`` search space and method, the generic training evaluator, the analytic cost model,
-the default multi-objective reward, the in-process and local-process executors, and the bicubic model.
+REINFORCE), the ``simple`` search space and method, the generic training evaluator, the shared-weights
+evaluator of one-shot methods, the analytic cost model, the default multi-objective reward, the in-process and
+local-process executors, and the bicubic model.
 Imports are local to each hook so that loading the plugin manager stays cheap.
 """
 from __future__ import annotations
@@ -36,9 +37,10 @@ def nasengine_register_controllers(registry):
 
 @hookimpl
 def nasengine_register_evaluators(registry):
-    from nasengine.evaluators import TrainingEvaluator
+    from nasengine.evaluators import SupernetEvaluator, TrainingEvaluator
 
     registry.add("sr-train", TrainingEvaluator)
+    registry.add("sr-supernet", SupernetEvaluator)
 
 
 @hookimpl
