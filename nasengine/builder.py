@@ -18,17 +18,18 @@ Submodules are named ``n{node}_{op}`` and registered in the graph's deterministi
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from nasengine.errors import ValidationError
-from nasengine.graph import ArchGraph, module_name
+from nasengine.graph import ArchGraph, ResolvedNode, module_name
 from nasengine.ops import OpRegistry
 
 __all__ = ["build"]
 
 
 def build(graph: ArchGraph, registry: OpRegistry | None = None, *,
-          weight_init: Callable[..., None] | None = None):
+          weight_init: Callable[..., None] | None = None,
+          module_for: Callable[[ResolvedNode], Any] | None = None):
     """A :class:`torch.fx.GraphModule` computing ``graph`` (validated first; see :meth:`ArchGraph.validate`).
 
     ``registry``: where the ops come from (default: the graph's registry). ``weight_init``: optional
@@ -36,6 +37,11 @@ def build(graph: ArchGraph, registry: OpRegistry | None = None, *,
     e.g. ``lambda m: nn.init.kaiming_normal_(m.weight) if isinstance(m, nn.Conv2d) else None``).
     The forward takes one tensor ``x`` (N x C_in x H x W) and returns the output tensor; variadic ops'
     modules receive their inputs as one list.
+
+    ``module_for``: optional per-node factory called with each op node's
+    :class:`~nasengine.graph.ResolvedNode`; a module it returns is used for that node as is (``weight_init``
+    is not applied to it: a weight-sharing supernet hands in its shared modules this way), ``None`` builds
+    the node as usual.
     """
     import torch
     import torch.fx
@@ -53,15 +59,19 @@ def build(graph: ArchGraph, registry: OpRegistry | None = None, *,
             result = env[r.inputs[0]]
             continue
         where = f"node {r.node} ({r.spec.name})"
-        try:
-            module = r.spec.build(r.attrs, r.in_shapes)
-        except ValidationError as exc:
-            raise ValidationError(str(exc), field=where) from None
+        module = module_for(r) if module_for is not None else None
+        if module is None:
+            try:
+                module = r.spec.build(r.attrs, r.in_shapes)
+            except ValidationError as exc:
+                raise ValidationError(str(exc), field=where) from None
+            if weight_init is not None and isinstance(module, torch.nn.Module):
+                module.apply(weight_init)
+            source = f"the builder of {r.spec.name!r}"
+        else:
+            source = "module_for"
         if not isinstance(module, torch.nn.Module):
-            raise ValidationError(f"the builder of {r.spec.name!r} returned {type(module).__name__}, not an "
-                                  "nn.Module", field=where)
-        if weight_init is not None:
-            module.apply(weight_init)
+            raise ValidationError(f"{source} returned {type(module).__name__}, not an nn.Module", field=where)
         name = module_name(r.node, r.spec.name)
         root.add_module(name, module)
         args = [env[u] for u in r.inputs]

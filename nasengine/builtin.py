@@ -3,7 +3,7 @@
 It brings the graph operations, the generic controllers (random search, regularised evolution, NSGA-II,
 REINFORCE), the ``simple`` search space and method, the generic training evaluator, the shared-weights
 evaluator of one-shot methods, the analytic cost model, the default multi-objective reward, the in-process and
-local-process executors, and the bicubic model.
+local-process executors, the bicubic model and the supernet's ``per_slot`` weight layout.
 Imports are local to each hook so that loading the plugin manager stays cheap.
 """
 from __future__ import annotations
@@ -48,6 +48,13 @@ def nasengine_register_cost_models(registry):
     from nasengine.cost import AnalyticCostModel
 
     registry.add("analytic", AnalyticCostModel)
+
+
+@hookimpl
+def nasengine_register_weight_layouts(registry):
+    from nasengine.layouts import PerSlotLayout
+
+    registry.add("per_slot", PerSlotLayout)
 
 
 @hookimpl

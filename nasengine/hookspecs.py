@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from nasengine.cost import CostModel
     from nasengine.evaluator import Evaluator
     from nasengine.executors import Executor
+    from nasengine.layouts import WeightLayout
     from nasengine.method import Method
     from nasengine.ops import OpRegistry
     from nasengine.options import SearchOption
@@ -53,6 +54,7 @@ __all__ = [
     "nasengine_register_models",
     "nasengine_register_architectures",
     "nasengine_register_search_options",
+    "nasengine_register_weight_layouts",
 ]
 
 # Each hook's parameter is named ``registry``; pluggy passes it by keyword. The registry checks the kind of
@@ -131,3 +133,10 @@ def nasengine_register_search_options(registry: Registry[SearchOption]) -> None:
     nasengine.options.SearchOption(key="executor.address", executor="ray", help=...))`` adds ``--NAME VALUE``,
     whose value becomes the config override at ``key``; an option with ``executor`` also selects that executor
     unless ``--executor`` is given (``--ray-address ADDR``)."""
+
+
+@hookspec
+def nasengine_register_weight_layouts(registry: Registry[type[WeightLayout]]) -> None:
+    """Register weight layouts of the weight-sharing supernet: ``registry.add(name, cls)`` with ``cls`` a
+    :class:`nasengine.layouts.WeightLayout` subclass (made without arguments) that says which shared weights a
+    slot uses when a child feeds it part of its widest input; a space selects one by its ``weight_layout``."""

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from nasengine.cost import CostModel
     from nasengine.evaluator import Evaluator
     from nasengine.executors import Executor
+    from nasengine.layouts import WeightLayout
     from nasengine.method import Method
     from nasengine.ops import OpRegistry
     from nasengine.options import SearchOption
@@ -60,6 +61,7 @@ ROLES = {
     "nasengine_register_models": ("models", "model"),
     "nasengine_register_architectures": ("architectures", "architecture"),
     "nasengine_register_search_options": ("search_options", "search option"),
+    "nasengine_register_weight_layouts": ("weight_layouts", "weight layout"),
 }
 
 #: registry attribute -> what its role takes (checked when a plugin registers, so a wrong kind fails at load)
@@ -75,6 +77,7 @@ ACCEPTS = {
     "models": Accepts.factory(),
     "architectures": Accepts.path(),
     "search_options": Accepts.instance("nasengine.options:SearchOption"),
+    "weight_layouts": Accepts.subclass("nasengine.layouts:WeightLayout"),
 }
 
 #: registry attribute -> a further check every registered object must pass (``validate(name, obj)``)
@@ -114,6 +117,7 @@ class Plugins:
     models: Registry[Callable[..., Any]]
     architectures: Registry[str | os.PathLike]
     search_options: Registry[SearchOption]
+    weight_layouts: Registry[type[WeightLayout]]
 
     def __init__(self, *, autoload: bool | None = None, extra: tuple = ()):
         self.pm = pluggy.PluginManager("nasengine")

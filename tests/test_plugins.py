@@ -369,6 +369,7 @@ WRONG_KINDS = {
     "nasengine_register_models": "bicubic",
     "nasengine_register_architectures": 7,
     "nasengine_register_search_options": {"key": "executor.x"},
+    "nasengine_register_weight_layouts": "per_slot",
 }
 
 
