@@ -324,7 +324,8 @@ class OneShotLoop(Loop):
                 raise NasengineError(f"supernet training diverged: loss {loss} at epoch {epoch} step {step + 1} on "
                                      f"child {canonical_json(ctx.space.to_json(genome))}; lower evaluator.lr")
             losses.append(loss)
-            self._show(f"epoch {epoch}/{opts.epochs} supernet {step + 1}/{opts.child_steps} loss {loss:.4g}")
+            self._show(f"epoch {epoch}/{opts.epochs} supernet {step + 1}/{opts.child_steps} loss {loss:.4g}",
+                       force=step == 0)
         return float(np.mean(losses)) if losses else float("nan")
 
     def _train_controller(self, epoch: int) -> list[float]:
@@ -340,7 +341,8 @@ class OneShotLoop(Loop):
             ctx.controller.tell(results)
             rewards += [r.reward for r in results if r.reward is not None and math.isfinite(r.reward)]
             self._show(f"epoch {epoch}/{opts.epochs} controller {step + 1}/{opts.controller_steps} "
-                       f"mean reward {np.mean(rewards) if rewards else float('nan'):.4g}{self._stats_text()}")
+                       f"mean reward {np.mean(rewards) if rewards else float('nan'):.4g}{self._stats_text()}",
+                       force=step == 0)
         return rewards
 
     def _costs_of(self, key: str, graph, genome) -> dict[str, float]:
@@ -390,7 +392,7 @@ class OneShotLoop(Loop):
             if start is not None:
                 ctx.evaluator.load_state_dict(start)
             recs.append(self._score(g, i, genome, opts.derive_batches))
-            self._show(f"derive {i + 1}/{len(genomes)}")
+            self._show(f"derive {i + 1}/{len(genomes)}", force=i == 0)
         ok = [(r, ctx.result(None, r).reward) for r in recs if r.status == "ok"]
         if not ok:
             raise NasengineError(f"derivation: none of the {len(recs)} derived children scored a finite reward")
