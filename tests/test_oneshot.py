@@ -155,6 +155,14 @@ def test_torn_checkpoint_is_a_clear_error(run_dir, tmp_path, oneshot_plugins):
     assert str(path) in text and actual in text and ck.sha256 in text
 
 
+def test_retry_failed_is_refused(run_dir, oneshot_plugins):
+    from nasengine.errors import ConfigError
+    from nasengine.search import resume_search
+
+    with pytest.raises(ConfigError, match="--retry-failed: the one-shot loop"):
+        resume_search(run_dir, progress=False, retry_failed=True)
+
+
 def _policy(store) -> dict:
     _, state = store.load_controller_state()
     return state["policy_gradient"]["parameters"]

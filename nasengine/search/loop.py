@@ -54,6 +54,8 @@ class Loop:
     Options: type = NoOptions
     #: whether the loop uses a ``retrain`` section
     retrains = False
+    #: whether ``resume --retry-failed`` can evaluate the loop's failed candidates again (through the executor)
+    retries = True
 
     def __init__(self, ctx: SearchContext):
         self.ctx = ctx

@@ -106,6 +106,7 @@ class OneShotLoop(Loop):
 
     Options = OneShotOptions
     retrains = True
+    retries = False  # a scoring with the shared weights of its epoch cannot be repeated
 
     def __init__(self, ctx):
         super().__init__(ctx)

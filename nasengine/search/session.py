@@ -370,6 +370,9 @@ def resume_search(
             log.warning("run %s was made with plugin(s) %s that are not loaded now", run_dir, ", ".join(missing))
         spec = RunSpec.from_config(plugins, cfg, seed=run.seed, method=m)
         roles = Roles.build(plugins, spec)
+        if retry_failed and not roles.loop.retries:
+            raise ConfigError(f"--retry-failed: the {spec.loop} loop's candidates are not evaluated on their own; "
+                              "it has nothing to evaluate again (resume without --retry-failed)")
         spec.check("executor", plugins)  # before the new config is stored
         if cfg != run.config:
             store.update_config(cfg)
