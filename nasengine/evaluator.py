@@ -5,7 +5,8 @@ process runs the evaluation, so its options must be plain data. ``evaluate`` rec
 an :class:`EvalContext`; it returns a flat dict of float metrics or raises (any exception marks the
 candidate failed; :class:`nasengine.sr.trainer.TrainingDiverged` is the usual one for a NaN loss).
 Evaluations must be deterministic given ``ctx.seed`` so that a resumed search is exact. The engine's own
-evaluators (``sr-train``: incomplete training) are in :mod:`nasengine.evaluators`.
+evaluators (``sr-train``: incomplete training; ``sr-supernet``: shared-weights training and reward scoring of a
+one-shot method's supernet children, which refuses ``evaluate``) are in :mod:`nasengine.evaluators`.
 """
 from __future__ import annotations
 

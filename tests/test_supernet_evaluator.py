@@ -243,3 +243,28 @@ def test_plan_counts_and_times_one_step():
     assert ev.plan(graph, measure=False).seconds is None
     plan = ev.plan(graph, measure=True)
     assert plan.seconds > 0 and set(plan.parts) == {"step", "score"} and "batch 2" in plan.work
+
+
+def test_prefetching_changes_no_result():
+    runs = []
+    for prefetch in (0, 3):
+        ev, model = ready(seed=5, prefetch=prefetch)
+        losses = [ev.train_step(model) for _ in range(4)]
+        runs.append((losses, [p.detach().clone() for p in model.parameters()]))
+        ev.close()
+        with pytest.raises(ConfigError, match="before setup"):
+            ev.score(model)
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+def test_matlab_float_rounds_once():
+    """DeCoNAS's imresize works in float and rounds at the end; MATLAB's uint8 path rounds after each pass."""
+    from nasengine.evaluators.supernet import _lr_of
+    from nasengine.sr.resize import imresize
+
+    hr = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    once = _lr_of(hr, 2, "matlab_float")
+    assert np.array_equal(once, np.round(imresize(hr.astype(float), output_shape=(16, 16))).astype(np.uint8))
+    per_pass = _lr_of(hr, 2, "matlab")
+    assert np.abs(once.astype(int) - per_pass).max() == 1 and (once != per_pass).any()

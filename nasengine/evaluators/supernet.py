@@ -148,6 +148,20 @@ def _resolve_images(option_name: str, data: str, images: str | None) -> tuple[st
     return name, _select(option_name, name, list_images(folder), images)
 
 
+def _lr_of(hr: np.ndarray, scale: int, kernel: str) -> np.ndarray:
+    """The uint8 LR of the uint8 HR patch ``hr``: ``matlab`` (MATLAB imresize on uint8, rounded after each
+    pass), ``matlab_float`` (the same kernel on floats, rounded once at the end: DeCoNAS's own imresize,
+    METHODS.md §1.6) or ``pillow``."""
+    from nasengine.sr import data
+    from nasengine.sr.resize import imresize
+
+    if kernel != "matlab_float" or scale == 1:
+        return data._lr_of(hr, scale, kernel)
+    h, w = hr.shape[:2]
+    lr = imresize(hr.astype(np.float64), output_shape=(h // scale, w // scale))
+    return np.clip(np.round(lr), 0, 255).astype(np.uint8)
+
+
 class _Patches:
     """Random HR patches of some images, their LR made from the patch itself, optionally grad-filtered and
     augmented (rot90 k in 0..3, then a left-right flip with probability 1/2). Patch ``k`` is a pure function
@@ -172,7 +186,6 @@ class _Patches:
         """Patch ``k`` as uint8 ``(lr, hr)``, ``HxWxC``. ``image``: draw from that image (a redraw the grad
         filter asks for moves on to the next image) instead of a random one."""
         from nasengine.sr.color import rgb_to_y
-        from nasengine.sr.data import _lr_of
 
         p = self.patch_size
         for attempt in range(MAX_REDRAWS):
@@ -222,11 +235,12 @@ class SupernetEvaluator(Evaluator):
     Options (a one-shot preset's ``evaluator`` section): ``train_data`` / ``train_images`` (training set and
     an optional 'FIRST-LAST' range of its sorted images), ``patch_size`` (HR side), ``batch_size``, ``lr``,
     ``betas`` (Adam, constant rate), ``loss`` (``l1``/``mse``), ``lr_kernel`` (``matlab``: MATLAB imresize of
-    the HR patch, DeCoNAS's; ``pillow``), ``augment``, ``grad_filter`` (reject and redraw a patch whose mean
+    the uint8 HR patch; ``matlab_float``: the same kernel in float, rounded once, as DeCoNAS's code; ``pillow``), ``augment``, ``grad_filter`` (reject and redraw a patch whose mean
     squared gradient on the 0-255 scale is <= the value; ``None``: off), ``val_data`` / ``val_images``,
     ``val_patches`` (how many fixed validation patches, cut in turn from each validation image),
     ``val_patch_size`` (HR), ``val_batch`` (patches per scored batch), ``reward_psnr`` (a key of
-    :data:`REWARD_PSNRS`), ``channels`` (``auto``: from the supernet's space; ``y``/``rgb``).
+    :data:`REWARD_PSNRS`), ``channels`` (``auto``: from the supernet's space; ``y``/``rgb``), ``prefetch``
+    (training batches made ahead by a background thread).
 
     ``setup`` must come before ``train_step``/``score``/``state_dict``. ``evaluate`` (the generational loops'
     interface) is refused: this evaluator scores children of a supernet.
@@ -242,7 +256,8 @@ class SupernetEvaluator(Evaluator):
         lr: float = option(1e-4, positive, help="Adam learning rate of the shared weights (constant)")
         betas: tuple = option((0.9, 0.999), sequence(real(0.0, 1.0, hi_open=True), length=2), help="Adam betas")
         loss: str = option("l1", choice("l1", "mse"), help="training loss")
-        lr_kernel: str = option("matlab", choice("matlab", "pillow"), help="how LR patches are made from HR ones")
+        lr_kernel: str = option("matlab", choice("matlab", "matlab_float", "pillow"),
+                                help="how LR patches are made from HR ones (matlab_float: rounded once, DeCoNAS's)")
         augment: bool = option(True, flag, help="random rot90 (k = 0..3) and left-right flip of training patches")
         grad_filter: float | None = option(None, optional(real(0.0)),
                                            help="redraw patches whose mean squared gradient (0-255) is <= this")
@@ -253,6 +268,7 @@ class SupernetEvaluator(Evaluator):
         val_patch_size: int = option(96, whole(2), help="HR side of the validation patches")
         val_batch: int = option(10, whole(1), help="validation patches per scored batch")
         reward_psnr: str = option("y_float_nocrop", choice(*REWARD_PSNRS), help="the reward PSNR's definition")
+        prefetch: int = option(1, whole(0), help="training batches a background thread makes ahead (0: none)")
         channels: str = option("auto", choice("auto", "y", "rgb"),
                                help="image channels of the children (auto: from the supernet's space)")
 
@@ -268,6 +284,8 @@ class SupernetEvaluator(Evaluator):
         self.val_position = 0  # validation batches scored (next batch index)
         self._train = self._val = None
         self._setup: dict | None = None
+        self._ahead: dict = {}  # batch index -> Future of train_batch(index), made by the prefetch thread
+        self._pool = None
 
     def __getstate__(self) -> dict:
         return {"options": self.options, "reward_metric": self.reward_metric}
@@ -333,7 +351,7 @@ class SupernetEvaluator(Evaluator):
         params = [p for p in supernet.parameters() if p.requires_grad]
         if not params:
             raise InputError("sr-supernet: the supernet has no trainable parameters")
-        self._reset()
+        self.close()
         common = dict(scale=scale, channels=channels, lr_kernel=o.lr_kernel, grad_filter=o.grad_filter)
         name, paths = _resolve_images("train_images", o.train_data, o.train_images)
         self._train = _Patches(name, paths, patch_size=o.patch_size, augment=o.augment, seed=seed,
@@ -358,6 +376,29 @@ class SupernetEvaluator(Evaluator):
         b = self.options.batch_size
         return self._train.tensors(range(t * b, (t + 1) * b))
 
+    def _prefetched(self, t: int):
+        """``train_batch(t)``, made ahead by a background thread (``prefetch`` batches ahead); the batches are
+        pure functions of their index, so prefetching changes no result."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        ahead = self.options.prefetch
+        future = self._ahead.pop(t, None)
+        for u in [u for u in self._ahead if not t < u <= t + ahead]:
+            self._ahead.pop(u).cancel()
+        if ahead and self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="sr-supernet-data")
+        for u in range(t + 1, t + 1 + ahead):
+            if u not in self._ahead:
+                self._ahead[u] = self._pool.submit(self.train_batch, u)
+        return future.result() if future is not None else self.train_batch(t)
+
+    def close(self) -> None:
+        """Stop the prefetch thread and forget the data and the optimizer (``setup`` again to continue)."""
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._reset()
+
     def val_batch(self, b: int):
         """Validation batch ``b``: the fixed patches ``b * val_batch + j`` (modulo ``val_patches``), stacked."""
         import torch
@@ -378,7 +419,7 @@ class SupernetEvaluator(Evaluator):
 
         setup = self._need_setup("train_step")
         t = self.train_position
-        lr, hr = self.train_batch(t)
+        lr, hr = self._prefetched(t)
         lr, hr = lr.to(setup["device"]), hr.to(setup["device"])
         self.train_position = t + 1
         model.train()
@@ -442,6 +483,9 @@ class SupernetEvaluator(Evaluator):
                 raise InputError(f"sr-supernet: the state was saved with {key} {state[key]}, this run has "
                                  f"{setup[key]}")
         self.optimizer.load_state_dict(state["optimizer"])
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
         self.train_position = int(state["train_position"])
         self.val_position = int(state["val_position"])
 
