@@ -244,6 +244,9 @@ class OneShotLoop(Loop):
                 evaluator.score(model, batches=1)
             t_score = (time.perf_counter() - t0) / len(children)
         finally:
+            close = getattr(evaluator, "close", None)
+            if callable(close):
+                close()
             torch.set_num_threads(before)
             torch.set_rng_state(rng_state)
         return t_step, t_score
@@ -255,6 +258,14 @@ class OneShotLoop(Loop):
 
     # ---- the run ---------------------------------------------------------------------------------------
     def run(self, latest: tuple[int, dict] | None, records: list) -> LoopEnd:
+        try:
+            return self._run()
+        finally:
+            close = getattr(self.ctx.evaluator, "close", None)
+            if callable(close):  # e.g. the sr-supernet evaluator's prefetch thread
+                close()
+
+    def _run(self) -> LoopEnd:
         import torch
 
         from nasengine.supernet import Supernet
