@@ -117,7 +117,8 @@ def test_plan_says_what_the_loop_runs(oneshot_plugins, capsys):
     assert "200 epochs x 1,000 supernet steps; 100 controller steps of 2 per epoch from epoch 6 (19,500 updates)" in out
     assert "derivation: 100 samples x 5 validation batch(es)" in out
     assert "retrain the top 1 from scratch with sr-train" in out
-    assert "ms per supernet step" in out and "the search about" in out
+    assert "ms per supernet step" in out and "ms per controller update (ask 2, score, tell)" in out
+    assert "the search about" in out
 
 
 @pytest.mark.parametrize("override, message", [

@@ -193,13 +193,15 @@ class OneShotLoop(Loop):
         seconds = None
         timing = cls._measure(spec, controller, context) if context.get("measure") else None
         if timing is not None:
-            t_step, t_score = timing
-            seconds = (opts.epochs * opts.child_steps * t_step + updates * pop * t_score
-                       + n_derive * opts.derive_batches * t_score)
+            t_step, t_score, t_update = timing
+            epoch_supernet = opts.child_steps * t_step
+            epoch_controller = opts.controller_steps * t_update
+            seconds = (opts.epochs * epoch_supernet + updates * t_update + n_derive * opts.derive_batches * t_score)
+            share = epoch_controller / max(1e-9, epoch_supernet + epoch_controller)
             details.append(f"measured here ({context.get('device', 'cpu')}): {t_step * 1000:.0f} ms per supernet "
-                           f"step, {t_score * 1000:.0f} ms per child scoring (one validation batch); "
-                           f"controller share of the epochs "
-                           f"{updates * pop * t_score / max(1e-9, seconds):.0%}")
+                           f"step, {t_update * 1000:.0f} ms per controller update (ask {pop}, score, tell), "
+                           f"{t_score * 1000:.0f} ms per child scoring; the controller's share of an epoch with "
+                           f"controller updates: {share:.0%}")
             if opts.retrain_top and retrain_seconds is not None:
                 seconds += math.ceil(opts.retrain_top / max(1, parallelism)) * retrain_seconds
         if spec.budget.seconds is not None:
@@ -207,15 +209,17 @@ class OneShotLoop(Loop):
         return LoopPlan(evaluations, rounds, seconds, tuple(details))
 
     @classmethod
-    def _measure(cls, spec, controller: Any, context: dict) -> tuple[float, float] | None:
-        """``(seconds per supernet step, seconds per child scoring)`` measured on a few children, or ``None``
-        when the evaluator's data is missing here."""
+    def _measure(cls, spec, controller: Any, context: dict) -> tuple[float, float, float] | None:
+        """``(seconds per supernet step, per child scoring, per controller update)`` measured on a few
+        children of ``controller`` (a throwaway: the plan's), or ``None`` when the evaluator's data is
+        missing here. An update is what the loop does: ask, score each child on one batch, tell."""
         import torch
 
+        from nasengine.controller import Result
         from nasengine.supernet import Supernet
 
-        space, evaluator = context.get("space"), context.get("evaluator")
-        if space is None or evaluator is None:
+        space, evaluator, plugins = context.get("space"), context.get("evaluator"), context.get("plugins")
+        if space is None or evaluator is None or plugins is None:
             return None
         try:
             evaluator.check()
@@ -229,10 +233,8 @@ class OneShotLoop(Loop):
                 torch.set_num_threads(int(threads))
             device = context.get("device", "cpu")
             sn = Supernet(space).to(device)
-            graph = space.decode(space.densest()) if controller is None else None
             evaluator.setup(sn, scale=int(space.decode(space.densest()).scale), seed=0, device=device)
-            children = ([sn.child(g) for g in controller.sample(3)] if controller is not None
-                        else [sn.child_of_graph(graph)] * 3)
+            children = [sn.child(g) for g in controller.sample(3)]
             evaluator.train_step(children[0])  # warm-up
             t0 = time.perf_counter()
             for model in children:
@@ -243,13 +245,27 @@ class OneShotLoop(Loop):
             for model in children:
                 evaluator.score(model, batches=1)
             t_score = (time.perf_counter() - t0) / len(children)
+            cost_model = spec.instantiate("cost", plugins)
+            t0, n = time.perf_counter(), 2
+            for _ in range(n):
+                genomes = list(controller.ask())
+                results = []
+                for genome in genomes:
+                    graph = space.decode(genome)
+                    metrics = {k: float(v) for k, v in cost_model.metrics(graph).items()}
+                    metrics.update({k: float(v) for k, v in space.genome_metrics(genome).items()})
+                    metrics.update(evaluator.score(sn.child_of_graph(graph), batches=1))
+                    results.append(Result(genome=genome, key=graph.key(), status="ok", metrics=metrics,
+                                          reward=float(controller.reward.scalar(metrics))))
+                controller.tell(results)
+            t_update = (time.perf_counter() - t0) / n
         finally:
             close = getattr(evaluator, "close", None)
             if callable(close):
                 close()
             torch.set_num_threads(before)
             torch.set_rng_state(rng_state)
-        return t_step, t_score
+        return t_step, t_score, t_update
 
     def describe(self) -> str:
         o = self.opts
