@@ -134,7 +134,7 @@ def format_plan(plan: dict) -> str:
         lines += [f"  {line}" for line in plan["loop_details"]]
         total = plan.get("seconds_here")
         lines.append(f"  on this machine ({plan['device']}): the search "
-                     + ("? (not measured: --plan measures it)" if total is None else f"about {_duration(total)}"))
+                     + ("? (not measured)" if total is None else f"about {_duration(total)}"))
         if plan.get("data_problem"):
             lines.append(f"  note: not runnable on this machine as configured: {plan['data_problem']}")
         return "\n".join(lines)
