@@ -6,8 +6,15 @@ training images with 16-px HR patches, the ``objectives`` reward on the shared-w
 epochs x 3 supernet steps with 2 controller updates of 2 children from epoch 2, a derivation of 4 samples and
 a retraining of the best one for 2 ``sr-train`` steps. Load it with
 ``NASENGINE_PLUGINS_EXTRA=tests.supernet_space,tests.oneshot_method`` (from the repository root).
+
+With ``NASENGINE_TEST_ONESHOT_STALL=G:I`` in the environment, a process that imports this module stalls (sleeps
+10 minutes) before it scores the child at generation G, index I: the resume test kills it there, a moment that
+does not depend on the machine's speed.
 """
 from __future__ import annotations
+
+import os
+import time
 
 import nasengine
 from nasengine.method import Method
@@ -40,6 +47,26 @@ def tiny_oneshot_method() -> Method:
         },
         presets={"smoke": {"loop": dict(LOOP)}},
     )
+
+
+def _stall_for_tests() -> None:
+    at = os.environ.get("NASENGINE_TEST_ONESHOT_STALL")
+    if not at:
+        return
+    from nasengine.search.oneshot import OneShotLoop
+
+    where = tuple(int(v) for v in at.split(":"))
+    score = OneShotLoop._score
+
+    def stalled(self, g, i, genome, batches):
+        if (g, i) == where:
+            time.sleep(600)
+        return score(self, g, i, genome, batches)
+
+    OneShotLoop._score = stalled
+
+
+_stall_for_tests()
 
 
 @nasengine.hookimpl

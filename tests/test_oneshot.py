@@ -170,7 +170,8 @@ def _policy(store) -> dict:
 
 
 def test_resume_after_sigkill_ends_as_an_uninterrupted_run(oneshot_plugins, tmp_path):
-    """Kill a search subprocess with SIGKILL in epoch 3 (after epoch 2's checkpoint), resume it: the controller's
+    """Kill a search subprocess with SIGKILL in epoch 3 (after epoch 2's checkpoint, with one row of epoch 3
+    recorded: the subprocess stalls before the second, see tests/oneshot_method.py), resume it: the controller's
     parameters, every row and the derived genome equal those of an uninterrupted run with the same seed."""
     import torch
 
@@ -183,26 +184,27 @@ def test_resume_after_sigkill_ends_as_an_uninterrupted_run(oneshot_plugins, tmp_
         assert ref.status == "done"
         killed = tmp_path / "killed"
         env = {**os.environ, "OMP_NUM_THREADS": "1", "NASENGINE_PLUGINS_EXTRA": EXTRA,
+               "NASENGINE_TEST_ONESHOT_STALL": "3:1",
                "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         proc = subprocess.Popen([sys.executable, "-m", "nasengine", "search", "tiny-oneshot", "--out", str(killed),
                                  "--seed", "3", "-q"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
         try:
-            while True:  # kill as soon as epoch 3 has recorded a row (epoch 2 is checkpointed by then)
+            while True:  # kill once epoch 3 has recorded its first row (it stalls before the second)
                 assert proc.poll() is None, f"the search ended before it was killed: {proc.stderr.read().decode()}"
                 assert time.monotonic() < deadline, "the search never reached epoch 3"
                 if (killed / "run.sqlite").exists():
                     with _store(killed) as store:
                         if store.get(3, 0) is not None:
                             break
-                time.sleep(0.005)
+                time.sleep(0.05)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         with _store(killed) as store:
             assert store.run.status == "running"  # killed, not finished
-            assert store.load_checkpoint("oneshot").epoch == 2
+            assert store.load_checkpoint("oneshot").epoch == 2 and store.get(3, 1) is None
         out = resume_search(killed, progress=False)
         assert out.status == "done"
     finally:
