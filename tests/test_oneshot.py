@@ -126,6 +126,8 @@ def test_plan_says_what_the_loop_runs(oneshot_plugins, capsys):
     ("budget.candidates=5", "budget.candidates: the one-shot loop is bounded by loop.epochs"),
     ("loop.epoch=2", "loop.epoch: unknown option of loop 'one-shot'; did you mean 'epochs'?"),
     ("loop.derive=best", "loop.derive:"),
+    ("loop.derive=argmax", "loop.derive: controller 'reinforce' has no argmax(); use derive: sample"),
+    ("retrain.stepz=3", "retrain.stepz: unknown option"),
 ])
 def test_config_errors_are_one_line(oneshot_plugins, capsys, tmp_path, override, message):
     assert run_cli(["search", "tiny-oneshot", "--out", str(tmp_path / "r"), "--set", override]) != 0
@@ -134,9 +136,11 @@ def test_config_errors_are_one_line(oneshot_plugins, capsys, tmp_path, override,
     assert not (tmp_path / "r").exists()
 
 
-def test_the_generational_loop_declares_no_loop_options(oneshot_plugins, capsys, tmp_path):
+def test_the_generational_loop_declares_no_loop_options_and_retrains_nothing(oneshot_plugins, capsys):
     assert run_cli(["search", "simple", "--plan", "--set", "loop.epochs=3"]) != 0
     assert "loop.epochs: unknown option of loop 'generational'" in capsys.readouterr().err
+    assert run_cli(["search", "simple", "--plan", "--set", "retrain.steps=3"]) != 0
+    assert "retrain: the generational loop retrains nothing" in capsys.readouterr().err
 
 
 def test_torn_checkpoint_is_a_clear_error(run_dir, tmp_path, oneshot_plugins):
