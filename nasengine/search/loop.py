@@ -83,6 +83,14 @@ class Loop:
             raise ConfigError(f"retrain: the {spec.loop} loop retrains nothing (only the one-shot loop has a "
                               "retrain section)")
 
+    @classmethod
+    def total(cls, spec, controller: Any) -> int | None:
+        """The candidates the run will record (the progress bar's total; ``None``: unknown)."""
+        budget, pop = spec.budget, getattr(controller, "population_size", None)
+        if budget.generations is not None and pop:
+            return budget.generations * pop
+        return budget.candidates
+
     @staticmethod
     def start_generation(latest: tuple[int, dict] | None) -> int:
         """The generation a session starts in, given the controller state saved last (``None``: a new run)."""

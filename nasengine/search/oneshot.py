@@ -160,6 +160,13 @@ class OneShotLoop(Loop):
         return max(0, opts.epochs - opts.controller_start + 1) * opts.controller_steps
 
     @classmethod
+    def total(cls, spec, controller: Any) -> int | None:
+        """The rows the run records: every controller update's children, the derivation and the retraining."""
+        opts = cls.options(spec)
+        pop = max(1, int(getattr(controller, "population_size", 1) or 1))
+        return cls.updates(opts) * pop + (1 if opts.derive == "argmax" else opts.derive_samples) + opts.retrain_top
+
+    @classmethod
     def plan(cls, spec, controller: Any, eval_seconds: float | None, parallelism: int, **context: Any) -> LoopPlan:
         """What the epochs, the derivation and the retraining run; with ``context["measure"]``, their time here
         from a few timed supernet steps and scorings (and the retrain evaluator's own plan)."""
@@ -167,7 +174,7 @@ class OneShotLoop(Loop):
         pop = max(1, int(getattr(controller, "population_size", 1) or 1))
         updates = cls.updates(opts)
         n_derive = 1 if opts.derive == "argmax" else opts.derive_samples
-        evaluations = updates * pop + n_derive + opts.retrain_top
+        evaluations = cls.total(spec, controller)
         rounds = (f"{opts.epochs:,} epochs x {opts.child_steps:,} supernet steps; {opts.controller_steps:,} "
                   f"controller steps of {pop} per epoch from epoch {opts.controller_start} ({updates:,} updates)")
         derive = ("derivation: the argmax child" if opts.derive == "argmax" else

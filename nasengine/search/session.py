@@ -200,10 +200,7 @@ class RunSession:
                                  evaluator=roles.evaluator)
 
     def _total(self) -> int | None:
-        budget, pop = self.spec.budget, getattr(self.roles.controller, "population_size", None)
-        if budget.generations is not None and pop:
-            return budget.generations * pop
-        return budget.candidates
+        return self.roles.loop.total(self.spec, self.roles.controller)
 
     def run(self, resumed: bool, *, retry_failed: bool = False) -> SearchOutcome:
         """Run the loop (``resumed``: from the stored state; ``retry_failed``: first evaluate the run's failed
