@@ -1,0 +1,52 @@
+"""The top-level README's DeCoNAS commands, run as a user types them (in a shell, from a scratch folder)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def readme_command(prefix: str) -> str:
+    """The README line (in a code block) starting with ``prefix``, its comment removed."""
+    found = [line.strip() for line in README.splitlines() if line.strip().startswith(prefix)]
+    assert len(found) == 1, f"README: expected one line starting with {prefix!r}, found {found}"
+    return re.sub(r"\s+#.*$", "", found[0]).strip()
+
+
+def shell(line: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("NASENGINE_PLUGINS", "NASENGINE_DISABLE_PLUGIN_AUTOLOAD")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.time_limit(900)
+def test_readme_deconas_smoke_search(tmp_path):
+    """The smoke search end to end with its defaults: search, derivation, retraining, the run's report."""
+    line = readme_command("nasengine search deconas --preset smoke")
+    done = shell(line, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    assert "8 epochs done" in out and "derived (sample, 10 scored)" in out and "retrained 1/1: ok" in out
+    shown = shell("nasengine show runs/deconas --json", tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert "derived" in json.dumps(data)
+
+
+def test_readme_deconas_plan_and_cost(tmp_path):
+    done = shell(readme_command("nasengine search deconas --preset paper --plan"), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "200 epochs x 1,000 supernet steps" in done.stdout and "19,500 updates" in done.stdout
+    assert "derivation: 100 samples" in done.stdout
+    done = shell(readme_command("nasengine cost deconas:DeCoNASNet"), tmp_path)
+    assert done.returncode == 0, done.stderr
+    # METHODS.md §1.11 / published_architectures.json "DeCoNASNet"
+    assert "1,713,795" in done.stdout and "387.3817G" in done.stdout
