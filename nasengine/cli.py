@@ -379,17 +379,18 @@ def cmd_cost(args) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return EXIT_OK
-    print(f"{arch.name}: {_fmt_g(cost.mult_adds)} Mult-Adds ({cost.convention}), {_fmt_int(cost.params)} params "
-          f"({_fmt_int(cost.params_without_bias)} without biases) at LR {w}x{h} (x{data['scale']})")
+    print(f"{arch.name}: {_fmt_g(cost.mult_adds)} Mult-Adds, {_fmt_int(cost.params)} params "
+          f"({_fmt_int(cost.params_without_bias)} without biases) at LR {w}x{h} (x{data['scale']}); "
+          f"Mult-Adds convention: {cost.convention}")
     if cost.live_params is not None:
         print(f"  live (without unused nodes): {_fmt_g(cost.live_mult_adds)} Mult-Adds ({cost.convention}), "
               f"{_fmt_int(cost.live_params)} params")
-    width = max(len(name) for name in cost.figures)
-    print("  Mult-Adds by convention:")
-    for name, v in cost.figures.items():
-        print(f"    {name:<{width}}  {_fmt_g(v):>12}  {cost_convention(name).description}")
     if nodes:  # per node: before the convention's multiplier, with its rules, LR size and run counts
         print(_node_table(nodes, sum(n["mult_adds"] for n in nodes)))
+    width = max(len(name) for name in cost.figures)
+    print("Mult-Adds by convention:")
+    for name, v in cost.figures.items():
+        print(f"  {name:<{width}}  {_fmt_g(v):>12}  {cost_convention(name).description}")
     return EXIT_OK
 
 
