@@ -383,7 +383,7 @@ def cmd_cost(args) -> int:
           f"({_fmt_int(cost.params_without_bias)} without biases) at LR {w}x{h} (x{data['scale']}); "
           f"Mult-Adds convention: {cost.convention}")
     if cost.live_params is not None:
-        print(f"  live (without unused nodes): {_fmt_g(cost.live_mult_adds)} Mult-Adds ({cost.convention}), "
+        print(f"  live (without unused nodes): {_fmt_g(cost.live_mult_adds)} Mult-Adds, "
               f"{_fmt_int(cost.live_params)} params")
     if nodes:  # per node: before the convention's multiplier, with its rules, LR size and run counts
         print(_node_table(nodes, sum(n["mult_adds"] for n in nodes)))
