@@ -118,7 +118,7 @@ class SearchSpaceContract(_Contract):
             max_examples=n,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                   HealthCheck.data_too_large],
+                                   HealthCheck.data_too_large, HealthCheck.large_base_example],
         )
 
     def _genomes(self, space):

@@ -76,8 +76,15 @@ def vectors(space: SearchSpace):
     lo, hi = space.vector_bounds()
     lo = np.asarray(lo).reshape(-1)
     hi = np.asarray(hi).reshape(-1)
+    if lo.size > _LONG_VECTOR:
+        # Too long for hypothesis's buffer (an entry per gate of a pruning space: thousands): a seeded draw.
+        return seeds().map(lambda s: np.random.default_rng(s).integers(lo, hi + 1).astype(np.int64))
     parts = [st.integers(int(a), int(b)) for a, b in zip(lo, hi)]
     return st.tuples(*parts).map(lambda t: np.array(t, dtype=np.int64))
+
+
+#: Vectors longer than this are drawn from a seeded numpy generator instead of entry by entry.
+_LONG_VECTOR = 512
 
 
 def json_values(max_leaves: int = 12):
