@@ -155,8 +155,11 @@ class HnasSpace(SearchSpace):
         s1 = s0
         for i in range(self.L):
             if i == genome.up_pos:
-                # The code runs the upsampling cell twice on the same inputs (identical results, §2.11 #2): once here.
+                # The code runs the upsampling cell twice on the same inputs (identical results, §2.11 #2): computed
+                # once here, each of its nodes marked as run twice (the "executed" cost convention counts it so).
+                before = set(g)
                 s0 = s1 = self._cell(g, i, "up", s0, s1, genome.upsampling)
+                g.set_runs(set(g) - before, 2)
             else:
                 s0, s1 = s1, self._cell(g, i, "normal", s0, s1, genome.normal)
         self._tail(g, s1)
@@ -254,7 +257,7 @@ class HnasSpace(SearchSpace):
             y = g.add("channel_attention", y, reduction=RCAB_REDUCTION, name=f"{name}.ca")
             return g.add("add", y, x)
         if op == "up_and_down":
-            raise ValidationError("the up-and-down projection op (paper_ops) is not built yet", field=name)
+            return self._udpb(g, name, x)
         k = int(op[-1])
         if op.startswith("sep_conv"):
             y = x
@@ -265,6 +268,26 @@ class HnasSpace(SearchSpace):
         # dil_conv_kxk: relu, depthwise kxk dilation 2 + pointwise 1x1 (no bias)
         y = g.add("sep_conv", g.add("relu", x), out_channels=C, kernel=k, dilation=2, bias=False, name=name)
         return self._bn(g, y, name)
+
+    def _udpb(self, g, name: str, x: int) -> int:
+        """The paper's up-and-down projection block (Table I; commented out in the released code, so [E] our
+        reading of DBPN's blocks, METHODS §2.1): an up-projection then a down-projection, each conv / transposed
+        conv 6x6 stride 2 (padding 2) + bias + PReLU; no BatchNorm."""
+        C = self.channels
+
+        def block(op, h, part):
+            y = g.add(op, h, out_channels=C, kernel=6, stride=2, name=f"{name}.{part}")
+            return g.add("prelu", y, name=f"{name}.{part}.act")
+
+        def minus(a, b):
+            return g.add("add", a, g.add("scale", b, value=-1.0))
+
+        h0 = block("conv_transpose", x, "up.deconv1")  # up-projection: LR -> HR
+        l0 = block("conv", h0, "up.conv")
+        up = g.add("add", block("conv_transpose", minus(l0, x), "up.deconv2"), h0)
+        l0 = block("conv", up, "down.conv1")  # down-projection: HR -> LR
+        h0 = block("conv_transpose", l0, "down.deconv")
+        return g.add("add", block("conv", minus(h0, up), "down.conv2"), l0)
 
     # ---- serialisation ---------------------------------------------------------------------------------------
     def to_json(self, genome: HnasGenome) -> dict:
