@@ -92,3 +92,25 @@ def test_every_genome_and_position_doubles_the_input(genome, p, h, w):
     model = build(space.decode(_with(genome, up_pos=p)))
     with torch.no_grad():
         assert model(torch.rand(1, 3, h, w)).shape == (1, 3, 2 * h, 2 * w)
+
+
+def test_search_bn_supernet_shares_batch_norms_and_derived_net_has_none():
+    space = HnasSpace(L=2, channels=4, nodes=2, search_bn=True)
+    sn = Supernet(space)
+    assert {"stem.bn", "c0.normal.pre0.bn", "c1.up.pre1.bn"} <= set(sn.slot_names())
+    g = space.sample(np.random.default_rng(4))
+    child = sn.child(g)
+    bns = [m for m in child.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(any(m is b for b in sn.modules()) for m in bns)  # the bank's: running stats shared
+    assert bns[0].affine and not any(m.affine for m in bns[1:])  # stem BN affine, the others not (§2.3)
+    plain = HnasSpace(L=2, channels=4, nodes=2)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in build(plain.decode(g)).modules())
+
+
+def test_upsampling_cell_nodes_run_twice():
+    g = SPACE.sample(np.random.default_rng(5))
+    graph = SPACE.decode(g)
+    twice = {graph.name(n) for n in graph if graph.runs(n) == 2 and graph.name(n)}
+    once = {graph.name(n) for n in graph if graph.runs(n) == 1 and graph.name(n)}
+    assert twice and all(n.startswith(f"c{g.up_pos}.up.") for n in twice)
+    assert not any(n.startswith(f"c{g.up_pos}.up.") for n in once)
