@@ -236,8 +236,10 @@ def cmd_plugins(args) -> int:
     return EXIT_OK if not any(p.error for p in rows) else EXIT_FAILED
 
 
-_COST_CONVENTION = ("Mult-Adds = sum over learned convs of H_out*W_out*k_h*k_w*(C_in/groups)*C_out; bias adds, "
-                    "activations, element-wise ops, pixel shuffle and interpolation are free (nasengine.ops)")
+_COST_CONVENTION = ("Mult-Adds = sum over learned convs of H_out*W_out*k_h*k_w*(C_in/groups)*C_out, a transposed "
+                    "conv k*k*C_in*C_out per input pixel; bias adds, activations, element-wise ops, batch norm, "
+                    "pixel shuffle and interpolation are free (nasengine.ops; the 'true' convention of "
+                    "nasengine.cost.CONVENTIONS, which also names the other conventions `nasengine cost` prints)")
 
 
 def _op_info(entry) -> dict:
@@ -343,44 +345,59 @@ def _print_method_options(plugins, args) -> int:
     return EXIT_OK
 
 
+def _number(x):
+    """An int, or a float for a non-whole Fraction (JSON)."""
+    return int(x) if getattr(x, "denominator", 1) == 1 else float(x)
+
+
 def cmd_cost(args) -> int:
-    from nasengine.cost import analytic_cost
+    from nasengine.cost import CONVENTIONS, analytic_cost, cost_convention
     from nasengine.genomefile import load_architecture
 
+    main = cost_convention(args.convention)
     arch = load_architecture(args.genome)
-    cost = analytic_cost(arch.graph, lr_size=args.lr_size)
+    cost = analytic_cost(arch.graph, lr_size=args.lr_size, convention=main,
+                         also=[c for c in CONVENTIONS.values() if c is not main])
     h, w = args.lr_size
     data = {"architecture": arch.name, "lr_size": [h, w], "scale": int(cost.scale),
-            "mult_adds": int(cost.mult_adds), "params": int(cost.params),
+            "mult_adds": _number(cost.mult_adds), "params": int(cost.params),
             "params_without_bias": int(cost.params_without_bias), "kernel_params": int(cost.kernel_params),
-            "key": arch.graph.key(), "convention": cost.convention}
+            "key": arch.graph.key(), "convention": cost.convention,
+            "conventions": {name: {"mult_adds": _number(v), "description": cost_convention(name).description}
+                            for name, v in cost.figures.items()}}
     if cost.live_params is not None:  # the graph keeps built-but-unused nodes (op `unused`)
-        data["live_params"], data["live_mult_adds"] = int(cost.live_params), int(cost.live_mult_adds)
+        data["live_params"], data["live_mult_adds"] = int(cost.live_params), _number(cost.live_mult_adds)
     nodes = []
     if args.per_node:
         from nasengine.cost import cost_breakdown
 
         nodes = [{"node": n.node, "name": arch.graph.name(n.node), "op": n.op, "params": n.params,
                   "bias_params": n.bias_params, "activation_params": n.activation_params, "mult_adds": n.mult_adds,
-                  "out_size": list(n.out_size)} for n in cost_breakdown(arch.graph, lr_size=args.lr_size)]
+                  "out_size": list(n.out_size), "runs": n.runs}
+                 for n in cost_breakdown(arch.graph, lr_size=args.lr_size, convention=main)]
         data["nodes"] = nodes
     if args.json:
         print(json.dumps(data, indent=2))
         return EXIT_OK
-    print(f"{arch.name}: {_fmt_g(cost.mult_adds)} Mult-Adds, {_fmt_int(cost.params)} params "
+    print(f"{arch.name}: {_fmt_g(cost.mult_adds)} Mult-Adds ({cost.convention}), {_fmt_int(cost.params)} params "
           f"({_fmt_int(cost.params_without_bias)} without biases) at LR {w}x{h} (x{data['scale']})")
     if cost.live_params is not None:
-        print(f"  live (without unused nodes): {_fmt_g(cost.live_mult_adds)} Mult-Adds, "
+        print(f"  live (without unused nodes): {_fmt_g(cost.live_mult_adds)} Mult-Adds ({cost.convention}), "
               f"{_fmt_int(cost.live_params)} params")
-    if nodes:
-        print(_node_table(nodes, cost.mult_adds))
+    width = max(len(name) for name in cost.figures)
+    print("  Mult-Adds by convention:")
+    for name, v in cost.figures.items():
+        print(f"    {name:<{width}}  {_fmt_g(v):>12}  {cost_convention(name).description}")
+    if nodes:  # per node: before the convention's multiplier, with its rules, LR size and run counts
+        print(_node_table(nodes, sum(n["mult_adds"] for n in nodes)))
     return EXIT_OK
 
 
 def _node_table(nodes, total_mult_adds: int) -> str:
     """``cost --per-node``: one row per node (id, name, op, output size, params, biases, Mult-Adds, share)."""
     head = ("node", "name", "op", "out (WxH)", "params", "biases", "Mult-Adds", "share")
-    rows = [(str(n["node"]), n["name"] or "-", n["op"], f"{n['out_size'][1]}x{n['out_size'][0]}",
+    rows = [(str(n["node"]), n["name"] or "-", n["op"] + (f" (runs x{n['runs']})" if n.get("runs", 1) != 1 else ""),
+             f"{n['out_size'][1]}x{n['out_size'][0]}",
              _fmt_int(n["params"]), _fmt_int(n["bias_params"]), _fmt_int(n["mult_adds"]),
              f"{100.0 * n['mult_adds'] / total_mult_adds:.1f}%" if total_mult_adds else "-") for n in nodes]
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
@@ -667,6 +684,9 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.add_argument("genome", help="genome or graph JSON file, or a registered architecture name")
     p.add_argument("--lr-size", type=_lr_size, default=(480, 480), help="LR input WIDTHxHEIGHT (default 480x480)")
     p.add_argument("--per-node", action="store_true", help="also list the cost of every node")
+    p.add_argument("--convention", default="true",
+                   help="counting convention of the main Mult-Adds figure and --per-node (default true; every "
+                        "registered convention's total is printed too)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cost)
 

@@ -62,14 +62,27 @@ DEFAULT_LR_SIZE = (480, 480)
 CONVENTION = "true"
 
 
+def _lr_size(lr_size: Any) -> tuple[int, int]:
+    try:
+        h, w = lr_size
+    except (TypeError, ValueError):
+        raise InputError(f"lr_size must be (height, width), got {lr_size!r}") from None
+    for v in (h, w):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise InputError(f"lr_size must be two positive integers, got {lr_size!r}")
+    return h, w
+
+
 @attrs.frozen(eq=False)
 class CostConvention:
     """A named way of counting Mult-Adds (params never depend on it).
 
     ``description``: one line saying what is counted (``nasengine cost`` prints it). ``executed``: count each
     node as many times as the implementation runs it (:meth:`ArchGraph.runs
-    <nasengine.graph.ArchGraph.runs>`). ``divisor``: the figure is the count divided by it (an int when whole,
-    else a :class:`~fractions.Fraction`). ``rules``: ``{op name: rule}`` with ``rule(attrs, in_shapes,
+    <nasengine.graph.ArchGraph.runs>`). ``lr_size``: a fixed LR input ``(height, width)`` at which this
+    convention always counts (None: the cost's own ``lr_size``), as a tool that measures at one input size
+    does. ``multiplier``: the figure is the count times it (an int or :class:`~fractions.Fraction`; the figure
+    is an int when whole). ``rules``: ``{op name: rule}`` with ``rule(attrs, in_shapes,
     out_shape, op_cost) -> OpCost`` giving that op's Mult-Adds under this convention in place of its own
     formula's (``op_cost``; only the returned ``mult_adds_per_pixel`` / ``mult_adds_per_image`` are read).
     Rules see the same channel counts as cost formulas (ints, or :class:`~nasengine.ops.SoftCount` in the
@@ -79,18 +92,26 @@ class CostConvention:
     name: str
     description: str
     executed: bool = False
-    divisor: int = 1
     rules: Mapping[str, Callable[..., OpCost]] = attrs.field(factory=dict, converter=dict)
+    lr_size: tuple[int, int] | None = None
+    multiplier: int | Fraction = 1
 
     def __attrs_post_init__(self):
         if not isinstance(self.name, str) or not self.name.replace("_", "").isalnum():
             raise InputError(f"a cost convention's name must be letters, digits and '_', got {self.name!r}")
-        if type(self.divisor) is not int or self.divisor < 1:
-            raise InputError(f"cost convention {self.name!r}: divisor must be an integer >= 1, got {self.divisor!r}")
+        if type(self.multiplier) not in (int, Fraction) or self.multiplier <= 0:
+            raise InputError(f"cost convention {self.name!r}: multiplier must be a positive int or Fraction, got "
+                             f"{self.multiplier!r}")
+        if self.lr_size is not None:
+            object.__setattr__(self, "lr_size", _lr_size(self.lr_size))
+
+    def size(self, lr_size: tuple[int, int]) -> tuple[int, int]:
+        """The LR size this convention counts at when a cost is asked at ``lr_size``."""
+        return self.lr_size if self.lr_size is not None else lr_size
 
     def node_mult_adds(self, spec_name: str, attrs_: Mapping[str, Any], in_shapes, out_shape, cost: OpCost,
                        out_size: tuple[Any, Any], runs: int = 1):
-        """One node's Mult-Adds under this convention, before the divisor: the op's rate (or its rule's) times
+        """One node's Mult-Adds under this convention, before the multiplier: the op's rate (or its rule's) times
         the output pixels plus the per-image part, times ``runs`` when ``executed``."""
         rule = self.rules.get(spec_name)
         if rule is not None:
@@ -103,13 +124,14 @@ class CostConvention:
         return mult * runs if self.executed and runs != 1 else mult
 
     def figure(self, total):
-        """The convention's figure of a total count (``total / divisor``: an int when whole)."""
-        if self.divisor == 1:
+        """The convention's figure of a total count (``total * multiplier``: an int when whole)."""
+        if self.multiplier == 1:
             return total
         if isinstance(total, (int, Fraction)):
-            f = Fraction(total, self.divisor)
+            f = total * Fraction(self.multiplier)
             return f.numerator if f.denominator == 1 else f
-        return total / self.divisor
+        m = self.multiplier
+        return total * m if type(m) is int else total * m.numerator / m.denominator
 
 
 def _deconv_at_output(a, ins, out, cost):
@@ -166,21 +188,11 @@ register_convention(CostConvention(
     "deconv_output", "true Mult-Adds, but a transposed conv counted as a k x k conv over its output "
     "(k*k*C_in*C_out*H_out*W_out; FSRCNN's convention)", rules={"conv_transpose": _deconv_at_output}))
 register_convention(CostConvention(
-    "conv2d_div10", "torch nn.Conv2d modules only, / 10 (= a Conv2d-module counter at a 48x48 input x 1e-8 "
-    "when lr_size is 480x480, e.g. HNAS's compute_flops): transposed convs NOT counted, fixed shifts counted as "
-    "C x C 1x1 convs (EDSR MeanShift), each node once",
-    divisor=10, rules={"conv_transpose": _not_counted, "shift": _shift_as_1x1_conv}))
-
-
-def _lr_size(lr_size: Any) -> tuple[int, int]:
-    try:
-        h, w = lr_size
-    except (TypeError, ValueError):
-        raise InputError(f"lr_size must be (height, width), got {lr_size!r}") from None
-    for v in (h, w):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise InputError(f"lr_size must be two positive integers, got {lr_size!r}")
-    return h, w
+    "conv2d_48px_x10", "a torch nn.Conv2d-module counter run at a 48x48 LR input, x10 (its x1e-8 figure read "
+    "as G, e.g. HNAS's compute_flops; whatever lr_size is asked): transposed convs NOT counted, fixed shifts "
+    "counted as C x C 1x1 convs (EDSR MeanShift), each node once; at 480x480 = per-pixel Mult-Adds / 10 but "
+    "per-image ones (channel attention) x 10",
+    rules={"conv_transpose": _not_counted, "shift": _shift_as_1x1_conv}, lr_size=(48, 48), multiplier=10))
 
 
 @attrs.frozen
@@ -313,6 +325,8 @@ def _op_costs(graph, lr_size, registry: OpRegistry | None) -> tuple[list[tuple[A
 
 def _whole_mult(convention: CostConvention, r, c: OpCost, size) -> int:
     where = f"node {r.node} ({r.spec.name})"
+    if convention.lr_size is not None:
+        size = _out_size(r, *convention.lr_size, where)
     try:
         mult = convention.node_mult_adds(r.spec.name, r.attrs, r.in_shapes, r.shape, c, size, r.runs)
     except ValidationError as exc:
@@ -331,6 +345,8 @@ def _node_costs(graph, lr_size, registry: OpRegistry | None,
     conv = cost_convention(convention)
     costs, scale = _op_costs(graph, lr_size, registry)
     live = graph.live_nodes()
+    if conv.lr_size is not None:
+        costs = [(r, c, _out_size(r, *conv.lr_size, f"node {r.node} ({r.spec.name})")) for r, c, _ in costs]
     out = [NodeCost(r.node, r.spec.name, c.params, c.bias_params, c.activation_params, _whole_mult(conv, r, c, size),
                     size, r.node in live, r.runs) for r, c, size in costs]
     return out, scale
@@ -339,8 +355,8 @@ def _node_costs(graph, lr_size, registry: OpRegistry | None,
 def cost_breakdown(graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, registry: OpRegistry | None = None, *,
                    convention: str | CostConvention | None = None) -> list[NodeCost]:
     """Per-node costs in topological order (to compare with a paper's per-layer list), Mult-Adds under
-    ``convention`` (default ``"true"``; its rules and execution counts apply per node, its divisor only to
-    totals)."""
+    ``convention`` (default ``"true"``; its rules, execution counts and LR size apply per node, its
+    multiplier only to totals)."""
     return _node_costs(graph, lr_size, registry, convention)[0]
 
 
@@ -618,6 +634,7 @@ class DifferentiableCost:
         self._resolved = graph.resolve(registry)
         nodes, self.scale = _node_costs(graph, self.lr_size, registry, self.convention)
         self._exact = {n.node: n for n in nodes}
+        h, w = self.convention.size(self.lr_size)
         self._sizes = {r.node: _out_size(r, h, w, "") for r in self._resolved}
         self._where = {r.node: f"node {r.node} ({r.spec.name}{', ' + repr(r.name) if r.name else ''})"
                        for r in self._resolved}
@@ -688,8 +705,7 @@ class DifferentiableCost:
             return torch.tensor(float(x), dtype=torch.float64, device=device)
 
         mult = tensor(mult)
-        if self.convention.divisor != 1:
-            mult = mult / self.convention.divisor
+        mult = self.convention.figure(mult)
         return SoftCost(params=tensor(params), params_without_bias=tensor(params - bias),
                         kernel_params=tensor(params - bias - act), mult_adds=mult, lr_size=self.lr_size,
                         scale=self.scale, convention=self.convention.name)
