@@ -84,7 +84,7 @@ def test_a_genome_at_another_position_has_the_same_params():
 
 def _figures(arch, genome=None):
     graph = arch.graph if genome is None else arch.space.decode(genome)
-    return analytic_cost(graph, (480, 480), convention="true", also=("executed", "conv2d_div10")).figures
+    return analytic_cost(graph, (480, 480), convention="true", also=("executed", "conv2d_48px_x10")).figures
 
 
 def test_cost_figures_under_each_convention(published):
@@ -94,7 +94,7 @@ def test_cost_figures_under_each_convention(published):
     # true Mult-Adds (a transposed conv per input pixel), each module once; as executed (the upsampling cell's
     # nodes run twice, §2.11 #2); the paper's "FLOPs" = the repo's compute_flops (§2.8), in G at LR 480x480.
     assert (figures["true"], figures["executed"]) == (true, executed)
-    assert f"{figures['conv2d_div10'] / 1e9:.4f}" == repo
+    assert f"{figures['conv2d_48px_x10'] / 1e9:.4f}" == repo
 
 
 @pytest.mark.parametrize("name, repo", [("HNAS-A", "20.3677"), ("HNAS-C", "55.8816")])
@@ -103,7 +103,7 @@ def test_repo_flops_at_position_11(name, repo):
     arch = load_architecture(f"hnas:{name}")
     g = arch.genome
     figures = _figures(arch, HnasGenome(g.L, g.nodes, 11, g.normal, g.upsampling))
-    assert f"{figures['conv2d_div10'] / 1e9:.4f}" == repo
+    assert f"{figures['conv2d_48px_x10'] / 1e9:.4f}" == repo
 
 
 def test_cli_cost_names_each_convention(capsys):
@@ -112,7 +112,7 @@ def test_cli_cost_names_each_convention(capsys):
     assert (data["params"], data["mult_adds"], data["convention"]) == (974_019, 357_256_396_800, "true")
     conventions = data["conventions"]
     assert conventions["executed"]["mult_adds"] == 415_766_937_600
-    assert round(conventions["conv2d_div10"]["mult_adds"] / 1e9, 4) == 30.6306
+    assert round(conventions["conv2d_48px_x10"]["mult_adds"] / 1e9, 4) == 30.6306
     assert run_cli(["cost", "hnas:HNAS-A", "--lr-size", "480x480"]) == 0
     out = capsys.readouterr().out
-    assert "357.2564G" in out and "415.7669G" in out and "executed" in out and "conv2d_div10" in out
+    assert "357.2564G" in out and "415.7669G" in out and "executed" in out and "conv2d_48px_x10" in out
