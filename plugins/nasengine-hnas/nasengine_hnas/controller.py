@@ -316,6 +316,13 @@ class HierarchicalController(GenomeController):
         """``n`` genomes from the policy, not recorded as asked (advances the policy's generator)."""
         return [genome for genome, _ in self._draw(check_n(n, 0))]
 
+    def sample_with_log_prob(self, n: int = 1) -> list[tuple[Genome, float, float]]:
+        """``n`` draws as ``(genome, log_prob, entropy)`` (METHODS §4; unweighted sums), not recorded as asked."""
+        with torch.no_grad():
+            tokens, log_ps, entropies = self.policy.parts(n=check_n(n, 0), generator=self.learner.generator)
+        log_p, entropy = sum(log_ps), sum(entropies)
+        return [(self.genome_of(t.numpy()), float(lp), float(h)) for t, lp, h in zip(tokens, log_p, entropy)]
+
     def argmax(self) -> Genome:
         """The greedy decoding: the most likely choice of every decision, each given the ones before."""
         with torch.no_grad():
