@@ -127,6 +127,13 @@ class SearchSpace(abc.ABC):
         raise NotImplementedError(f"search space {self.name} has no densest() genome, so it cannot be used as a "
                                   "weight-sharing supernet")
 
+    def supernet_graph(self):
+        """The graph a weight-sharing supernet allocates its bank from: every slot of the space, each at its
+        widest input. Default: ``decode(densest())``. A space in which no single genome holds every slot (e.g.
+        a choice of cell type per position, or one of several ops per edge) returns a union graph instead:
+        one valid graph holding each slot once (branches that do not reach the output end in ``unused``)."""
+        return self.decode(self.densest())
+
     def genome_metrics(self, genome: Genome) -> dict[str, float]:
         """Extra per-genome numbers a reward may need that are not costs (e.g. a complexity penalty). Search
         loops merge them into a candidate's costs. Default: none."""

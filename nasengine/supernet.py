@@ -2,7 +2,8 @@
 
 A space that supports weight sharing names every parameterised node of its graphs (a **slot**,
 ``ArchGraph.add(..., name="d0.n2.conv")``) the same way in every genome, and gives a **densest** genome whose
-graph holds every slot at its widest input (:meth:`nasengine.space.SearchSpace.densest`). The supernet
+graph holds every slot at its widest input (:meth:`nasengine.space.SearchSpace.densest`; a space where no single
+genome holds every slot gives a union graph, :meth:`~nasengine.space.SearchSpace.supernet_graph`). The supernet
 allocates one module per slot of that graph, built by the op's ordinary builder at the densest input shapes
 (the **bank**), and builds any child graph into an fx module whose named nodes use the bank's modules::
 
@@ -221,6 +222,9 @@ class Supernet(nn.Module):
     :meth:`torch.nn.Module.apply` to each bank module when it is made. ``cache_size``: how many built children
     are kept (least recently used dropped first).
 
+    The bank's graph is ``space.supernet_graph()`` (default ``decode(densest())``). A child may use one slot
+    in several nodes (nodes with the same name): they share its module.
+
     Errors: the space has no ``densest()`` -> NotImplementedError; two slots of the densest graph with one
     name, an unnamed node with parameters, a child slot whose name, op, attrs or inputs the bank does not
     have -> :class:`ValidationError` naming the slot and what differs.
@@ -239,7 +243,8 @@ class Supernet(nn.Module):
         self._genome_keys: dict[str, str] = {}
         self.slots = nn.ModuleDict()
         self._slots: dict[str, _Slot] = {}
-        self._build_bank(space.decode(space.densest()), weight_init)
+        graph_of = getattr(space, "supernet_graph", None)
+        self._build_bank(graph_of() if graph_of is not None else space.decode(space.densest()), weight_init)
         self._param_ids = {id(p) for p in self.parameters()}
 
     # ---- the bank -------------------------------------------------------------------------------------
@@ -351,7 +356,9 @@ class Supernet(nn.Module):
                 raise ValidationError(f"attributes differ from the supernet's bank: {diff}", field=where)
             if slot.sources is None or len(slot.sources) == 1:
                 # One input in the densest graph (or several ports): nothing to slice, whatever feeds it.
-                if tuple(r.in_shapes) != slot.in_shapes:
+                # Channels only: a module does not depend on the resolution it runs at (a cell of the space may
+                # run at LR in one child and at HR in another).
+                if [s.channels for s in r.in_shapes] != [s.channels for s in slot.in_shapes]:
                     raise ValidationError(f"input shapes {[str(s) for s in r.in_shapes]} differ from the bank's "
                                           f"{[str(s) for s in slot.in_shapes]} (only a slot reading a concat in "
                                           "the densest graph is sliced)", field=where)
