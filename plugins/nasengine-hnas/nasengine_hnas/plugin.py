@@ -22,3 +22,8 @@ def nasengine_register_search_spaces(registry):
 def nasengine_register_architectures(registry):
     for name in PUBLISHED:
         registry.add(f"hnas:{name}", str(GENOMES_DIR / f"{name}.json"))
+
+
+# ---- the hnas-hierarchical controller, the hnas-joint reward and the hnas / hnas-generational methods -----------
+from nasengine_hnas.method import (  # noqa: E402,F401 - hook implementations, registered with this module
+    nasengine_register_controllers, nasengine_register_methods, nasengine_register_rewards)

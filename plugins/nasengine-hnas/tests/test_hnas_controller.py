@@ -36,7 +36,7 @@ def test_sizes_are_the_released_arch_master():
     position = 4 * 100 * 300 + 2 * 4 * 100 + 12 * 100 + attention
     assert sum(p.numel() for p in ctl.policy.parameters()) == cells + position
     assert ctl.policy.length == 33 and all(b.abs().max() == 0 for b in (c.w_soft.bias for c in ctl.policy.cells))
-    assert max(float(p.abs().max()) for p in ctl.policy.parameters()) <= 0.1
+    assert max(float(p.detach().abs().max()) for p in ctl.policy.parameters()) <= 0.1
 
 
 @settings(max_examples=6, deadline=None)
@@ -68,7 +68,7 @@ def test_all_zero_parameters_make_every_choice_uniform():
     assert [len(p) for p in probs] == want
     for p in probs:
         np.testing.assert_allclose(p, 1.0 / len(p), atol=1e-7)
-    expected = sum(2 * np.log(n + 2) for n in range(4)) + 4 * np.log(6) + 4 * np.log(5) + np.log(5)
+    expected = 2 * sum(2 * np.log(n + 2) for n in range(4)) + 8 * np.log(6) + 8 * np.log(5) + np.log(5)
     assert ctl.log_prob(genome) == pytest.approx(-expected, abs=1e-5)
 
 
@@ -155,8 +155,9 @@ def test_directional_cost_only_reward_favours_late_upsampling_and_cheap_ops():
     from nasengine.cost import analytic_cost
     from nasengine_hnas.reward import hnas_joint_reward
 
-    space = HnasSpace(L=4, channels=4)
-    reward = hnas_joint_reward(lam=0.0, cost_metric="mult_adds", cost_scale=1.0 / 2e7, cost_round=None)
+    space = HnasSpace(L=4, nodes=2, channels=4)
+    # true Mult-Adds at LR 48x48 in units of 2e6 (a spread of ~3 between sampled children)
+    reward = hnas_joint_reward(lam=0.0, cost_metric="mult_adds", cost_scale=5e-7, cost_round=None)
     ctl = make(space, seed=0, reward=reward)
     cheap = ({space.normal_ops.index("skip_connect")},
              {space.upsampling_ops.index(o) for o in ("bilinear", "nearest", "area")})
@@ -175,14 +176,11 @@ def test_directional_cost_only_reward_favours_late_upsampling_and_cheap_ops():
         return np.mean(position), np.mean(share)
 
     before = measure()
-    costs = {}
     for _ in range(200):
         g = ctl.ask()[0]
         key = space.genome_key(g)
-        if key not in costs:
-            costs[key] = float(analytic_cost(space.decode(g), (48, 48)).mult_adds)
-        metrics = {"psnr_rgb_shave": 30.0, "mult_adds": costs[key]}
+        metrics = {"psnr_rgb_shave": 30.0, "mult_adds": float(analytic_cost(space.decode(g), (48, 48)).mult_adds)}
         ctl.tell([Result(genome=g, key=key, status="ok", metrics=metrics, reward=reward.scalar(metrics))])
     after = measure()
-    assert after[0] > before[0] + 0.2, (before, after)
-    assert after[1] > before[1] + 0.05, (before, after)
+    assert after[0] > before[0] + 0.5, (before, after)  # seed 0: 1.49 -> 2.57
+    assert after[1] > before[1] + 0.03, (before, after)  # seed 0: 0.384 -> 0.438
