@@ -93,6 +93,11 @@ class Controller(abc.ABC):
             raise ConfigError(f"sample(n): n must be a whole number >= 0, got {n!r}")
         return [self.space.sample(self.rng) for _ in range(int(n))]
 
+    def stats(self) -> dict[str, float]:
+        """Numbers a search shows about the controller's learning (e.g. ``baseline``, ``entropy``, ``loss`` of
+        a policy-gradient controller's last update); default none. Never part of the state."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly; subclasses extend the dict."""
         return {"rng": self.rng.bit_generator.state}

@@ -51,7 +51,9 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
                 "mult_adds": float(c.mult_adds)} for c in costs]
     feasible = float(np.mean([_cost_feasible(reward, m) for m in metrics]))
     per_candidate = None if evaluation.seconds is None else evaluation.seconds * feasible
-    runs = loop.plan(spec, controller, per_candidate, parallelism)
+    runs = loop.plan(spec, controller, per_candidate, parallelism, space=space, evaluator=evaluator,
+                     plugins=plugins, measure=measure, device=device, threads=threads,
+                     graph=graph, cost=cost)
     plan: dict[str, Any] = {
         "method": method.name, "preset": cfg.get("preset"), "loop": method.loop,
         "space": spec.space.name, "space_size": int(space.size()), "controller": spec.controller.name,
@@ -65,6 +67,7 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
                              if evaluation.train_macs and runs.evaluations else None),
         "seconds_per_candidate_here": evaluation.seconds, "seconds_parts": dict(evaluation.parts),
         "seconds_here": runs.seconds, "device": device, "feasible_share": feasible,
+        "loop_details": list(runs.details),
     }
     try:  # what the evaluator would need (data) and this machine lacks: a note, the search may run elsewhere
         evaluator.check()
@@ -124,6 +127,17 @@ def format_plan(plan: dict) -> str:
         f"  estimated training compute: {_g(plan['train_macs_per_candidate'])} MACs per model, "
         f"{_g(plan['train_macs_total'])} MACs in all",
     ]
+    if plan.get("loop_details"):  # a loop that says itself what it runs (one-shot): its lines, its time
+        lines[2:] = [f"  budget {plan['budget'] or 'loop.epochs'}; {plan['candidates'] or '?':,} children scored "
+                     f"in all; executor {plan['executor']}",
+                     f"  shared weights trained and scored by {plan['evaluator']}: {plan['evaluation']}"]
+        lines += [f"  {line}" for line in plan["loop_details"]]
+        total = plan.get("seconds_here")
+        lines.append(f"  on this machine ({plan['device']}): the search "
+                     + ("? (not measured)" if total is None else f"about {_duration(total)}"))
+        if plan.get("data_problem"):
+            lines.append(f"  note: not runnable on this machine as configured: {plan['data_problem']}")
+        return "\n".join(lines)
     per = plan.get("seconds_per_candidate_here")
     if per is not None:
         parts = plan.get("seconds_parts") or {}

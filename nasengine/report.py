@@ -109,8 +109,10 @@ class RunReport:
     """The records of a run with its reward (rebuilt from the stored config) and derived views."""
 
     def __init__(self, run, records: list[CandidateRecord], reward: Reward, run_dir: Path | None = None, *,
-                 plugins=None, attempts: list[CandidateRecord] | None = None):
+                 plugins=None, attempts: list[CandidateRecord] | None = None, results: dict | None = None):
         self.run = run
+        #: named results of the run (the one-shot loop's ``derived`` genome and ``retrained`` rows)
+        self.results = dict(results or {})
         self.plugins = plugins
         self.records = records  # each candidate's latest attempt
         self.attempts = list(attempts or [])  # the earlier attempts of retried candidates (history)
@@ -145,6 +147,7 @@ class RunReport:
             run = store.run
             records = store.candidates()
             attempts = store.attempts()
+            results = store.results()
         finally:
             store.close()
         try:
@@ -161,16 +164,26 @@ class RunReport:
                 reward = spec.instantiate("reward", plugins)
             else:
                 reward = Reward.from_config(**spec.reward.kwargs())
-        return cls(run, records, reward, Path(run_dir), plugins=plugins, attempts=attempts)
+        return cls(run, records, reward, Path(run_dir), plugins=plugins, attempts=attempts, results=results)
 
     # ---- derived -----------------------------------------------------------------------------------------
     @property
+    def ranked(self) -> list[CandidateRecord]:
+        """The records the front is made of: every record, except in a one-shot run that derived a genome,
+        where only the derivation's rows count (the others were scored with the shared weights of earlier
+        epochs, the same architecture many times, and are not comparable with them)."""
+        derived = self.results.get("derived")
+        if isinstance(derived, dict) and isinstance(derived.get("generation"), int):
+            return [r for r in self.records if r.generation == derived["generation"]]
+        return self.records
+
+    @property
     def front(self) -> list[CandidateRecord]:
-        return front_of(self.records, self.reward)
+        return front_of(self.ranked, self.reward)
 
     @property
     def hypervolume(self) -> float:
-        return normalised_hypervolume(self.records, self.reward)
+        return normalised_hypervolume(self.ranked, self.reward)
 
     @property
     def generations(self) -> list[int]:
@@ -247,7 +260,27 @@ class RunReport:
                 + note +
                 f"candidates: {len(self.records)} ({parts or 'none'}) over {len(self.generations)} generation(s)\n"
                 f"objectives: {objectives}; constraints: {cons}\n"
-                f"Pareto front: {len(self.front)} architecture(s), normalised hypervolume {self.hypervolume:.4f}")
+                f"Pareto front: {len(self.front)} architecture(s), normalised hypervolume {self.hypervolume:.4f}"
+                + self._derived_text())
+
+    def _derived_text(self) -> str:
+        """The one-shot loop's derived genome and the retraining's results (empty for other runs)."""
+        derived = self.results.get("derived")
+        if not isinstance(derived, dict):
+            return ""
+        out = (f" (of the derivation's {derived.get('samples', '?')} children)\n"
+               f"derived architecture ({derived.get('derive', '?')}): {derived.get('text', derived.get('genome'))}"
+               f" | reward {self._fmt('reward', derived.get('reward'))} | key {str(derived.get('key'))[:10]}")
+        metrics = derived.get("metrics") or {}
+        shown = [c for c in ("params", "mult_adds") if c in metrics]
+        if shown:
+            out += " | " + ", ".join(f"{c} {self._fmt(c, metrics[c])}" for c in shown)
+        for r in self.results.get("retrained") or []:
+            m = r.get("metrics") or {}
+            values = ", ".join(f"{k} {self._fmt(k, m[k])}" for k in ("psnr", "ssim") if k in m)
+            out += (f"\nretrained from scratch #{r.get('idx', 0) + 1}: {r.get('status')}"
+                    f" | key {str(r.get('key'))[:10]}" + (f" | {values}" if values else ""))
+        return out
 
     def to_dict(self) -> dict:
         run = self.run
@@ -268,6 +301,7 @@ class RunReport:
             "fronts_by_generation": [{"generation": g, "hypervolume": hv, "keys": [r.key for r in f]}
                                      for g, f, hv in self.fronts_by_generation()],
             "candidates": [rec(r) for r in self.records],
+            "results": self.results,
             "earlier_attempts": [{**rec(r), "attempt": r.attempt} for r in self.attempts],
         }
 

@@ -69,6 +69,10 @@ class SearchSpace(abc.ABC):
     #: varying subset of inputs: the name of a registered weight layout. ``"per_slot"`` (the engine's): one
     #: kernel per input slot, so a conv over several selected inputs is the sum of per-input convs + one bias.
     weight_layout: ClassVar[str] = "per_slot"
+    #: Options the registry-wide contract tests (``tests/test_registered.py``, run over every installed plugin)
+    #: make this space with: small ones when the defaults are too large for a quick test (a space's own tests
+    #: check its defaults). Empty: the defaults.
+    contract_options: ClassVar[dict] = {}
 
     # ---- sampling and variation ---------------------------------------------------------------
     @abc.abstractmethod

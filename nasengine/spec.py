@@ -10,6 +10,8 @@ each a registry name plus the options of that implementation, and a ``budget``::
     cost:       {model?, lr_size: [480, 480], ...}          # model defaults to method.cost_model
     executor:   {name?, workers?, device: auto, workdirs: false, ...executor options}
     budget:     {candidates?, generations?, seconds?, stall_generations, failed_generations}
+    loop:       {**options of the method's loop}               # the one-shot loop's epochs, steps, ...
+    retrain:    {name?, **options}            # the one-shot loop's final training (name defaults to sr-train)
 
 :meth:`RunSpec.from_config` reads it once (an unknown section is a one-line error with a did-you-mean);
 :meth:`RunSpec.instantiate` builds a role through :func:`nasengine.options.construct`, so a wrong option is a
@@ -37,12 +39,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from nasengine.method import Method
     from nasengine.search.budget import Budget
 
-__all__ = ["RunSpec", "RoleSpec", "ROLES", "SECTIONS"]
+__all__ = ["RunSpec", "RoleSpec", "ROLES", "SECTIONS", "DEFAULT_RETRAIN"]
 
 #: The roles of a run, in the order they are built; each is a config section.
 ROLES = ("space", "reward", "cost", "controller", "evaluator", "executor")
-#: Every section a config may have.
-SECTIONS = ROLES + ("budget", "method", "preset")
+#: Every section a config may have (``loop``: the options the method's loop declares; ``retrain``: the evaluator
+#: of a one-shot search's final from-scratch training).
+SECTIONS = ROLES + ("budget", "loop", "retrain", "method", "preset")
+#: The evaluator of a ``retrain`` section that names none.
+DEFAULT_RETRAIN = "sr-train"
 #: The registry (attribute of the plugins facade) of each role.
 REGISTRIES = {"space": "spaces", "controller": "controllers", "evaluator": "evaluators", "reward": "rewards",
               "cost": "cost_models", "executor": "executors"}
@@ -96,8 +101,10 @@ class RoleSpec:
 class RunSpec:
     """Everything a run is, read once from its config (see the module docstring).
 
-    ``device`` and ``workdirs`` are the executor section's per-task options; ``config`` the config it was read
-    from (stored with the run).
+    ``device`` and ``workdirs`` are the executor section's per-task options; ``loop_options`` the ``loop``
+    section (checked by the loop, :meth:`nasengine.search.loop.Loop.check`); ``retrain`` the ``retrain``
+    section (an evaluator and its options; ``None`` when the config has none); ``config`` the config it was
+    read from (stored with the run).
     """
 
     method: str
@@ -113,6 +120,8 @@ class RunSpec:
     budget: "Budget"
     device: str = "auto"
     workdirs: bool = False
+    loop_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
+    retrain: RoleSpec | None = None
     config: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen, eq=False, repr=False)
 
     @classmethod
@@ -142,6 +151,10 @@ class RunSpec:
             raise exc.under("executor") from None
         cost = RoleSpec.of(cfg, "cost", method.cost_model)
         cost_options = cost.kwargs()
+        loop_section = cfg.get("loop")
+        if loop_section is not None and not isinstance(loop_section, Mapping):
+            raise ConfigError(f"loop: must be a mapping of options, got {loop_section!r}")
+        retrain = RoleSpec.of(cfg, "retrain", DEFAULT_RETRAIN) if cfg.get("retrain") is not None else None
         lr_size = cost_options.get("lr_size", (480, 480))
         cost_options["lr_size"] = tuple(lr_size) if isinstance(lr_size, (list, tuple)) else lr_size
         return cls(
@@ -152,8 +165,9 @@ class RunSpec:
             reward=RoleSpec.of(cfg, "reward", method.reward),
             cost=RoleSpec(cost.name, cost_options),
             executor=RoleSpec(executor.name, ex_options),
-            budget=Budget.from_config(cfg.get("budget")),
-            device=device, workdirs=workdirs, config=cfg,
+            # the one-shot and differentiable loops are bounded by their own epochs (loop.epochs)
+            budget=Budget.from_config(cfg.get("budget"), bounded=method.loop == "generational"),
+            device=device, workdirs=workdirs, loop_options=loop_section or {}, retrain=retrain, config=cfg,
         )
 
     def role(self, role: str) -> RoleSpec:

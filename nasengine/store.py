@@ -48,6 +48,7 @@ __all__ = [
     "RunLockedError",
     "UntrustedStateError",
     "CandidateRecord",
+    "CheckpointRecord",
     "RunRecord",
     "StoreError",
     "SchemaVersionError",
@@ -305,6 +306,33 @@ CREATE TABLE controller_state (
 #: The history table of earlier attempts (added to older stores by the first retry: no schema-version change,
 #: a version-1 reader ignores it).
 _ATTEMPTS_TABLE = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS candidate_attempts"):].split(";")[0]
+#: Files a loop keeps in the run folder to resume from (the one-shot loop's shared weights), with their sha256,
+#: and named results of the run (the one-shot loop's derived genome). Added by the first write like the
+#: attempts table: no schema-version change, a version-1 reader ignores them.
+_CHECKPOINTS_TABLE = """CREATE TABLE IF NOT EXISTS checkpoints (
+    name     TEXT PRIMARY KEY,
+    epoch    INTEGER NOT NULL,
+    path     TEXT NOT NULL,
+    sha256   TEXT NOT NULL,
+    created  REAL NOT NULL
+)"""
+_RESULTS_TABLE = """CREATE TABLE IF NOT EXISTS run_results (
+    name     TEXT PRIMARY KEY,
+    value    TEXT NOT NULL,
+    created  REAL NOT NULL
+)"""
+
+
+@attrs.frozen
+class CheckpointRecord:
+    """A loop's checkpoint file as recorded: ``name`` (e.g. ``"oneshot"``), the ``epoch`` it was written after,
+    its ``path`` relative to the run folder, its ``sha256`` and when it was recorded."""
+
+    name: str
+    epoch: int
+    path: str
+    sha256: str
+    created: float
 
 _CANDIDATE_COLUMNS = (
     "id", "generation", "idx", "key", "genome", "status", "params", "mult_adds", "costs", "metrics", "error",
@@ -787,6 +815,55 @@ class ExperimentStore:
         for status, n in self.conn.execute("SELECT status, COUNT(*) FROM candidates GROUP BY status"):
             out[status] = n
         return out
+
+    # ---- checkpoints and results of a loop ----------------------------------------------------------
+    def _has_table(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (name,)).fetchone() is not None
+
+    def _write_created(self, table_sql: str, sql: str, params: tuple) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(table_sql)
+            conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @_named_db_errors
+    def save_checkpoint(self, name: str, epoch: int, path: str, sha256: str) -> None:
+        """Record that checkpoint ``name`` is now the file ``path`` (relative to the run folder), written after
+        ``epoch``, with checksum ``sha256`` (one transaction; replaces the earlier record of ``name``)."""
+        self._write_created(_CHECKPOINTS_TABLE,
+                            "INSERT OR REPLACE INTO checkpoints (name, epoch, path, sha256, created) VALUES (?, ?, ?, ?, ?)",
+                            (str(name), int(epoch), str(path), str(sha256), time.time()))
+
+    @_named_db_errors
+    def load_checkpoint(self, name: str) -> CheckpointRecord | None:
+        """The record of checkpoint ``name``, or ``None`` (none written yet)."""
+        if not self._has_table("checkpoints"):
+            return None
+        row = self.conn.execute("SELECT name, epoch, path, sha256, created FROM checkpoints WHERE name = ?",
+                                (str(name),)).fetchone()
+        return None if row is None else CheckpointRecord(row[0], int(row[1]), row[2], row[3], float(row[4]))
+
+    @_named_db_errors
+    def set_result(self, name: str, value: Any) -> None:
+        """Store a named result of the run (JSON data, e.g. the one-shot loop's ``"derived"`` genome)."""
+        self._write_created(_RESULTS_TABLE,
+                            "INSERT OR REPLACE INTO run_results (name, value, created) VALUES (?, ?, ?)",
+                            (str(name), _json_dumps(value), time.time()))
+
+    @_named_db_errors
+    def results(self) -> dict[str, Any]:
+        """Every named result of the run (``{}`` for a run that stored none)."""
+        if not self._has_table("run_results"):
+            return {}
+        return {name: json.loads(value) for name, value in
+                self.conn.execute("SELECT name, value FROM run_results ORDER BY name")}
 
     # ---- controller state ---------------------------------------------------------------------------
     @_named_db_errors

@@ -1,6 +1,7 @@
 """Registry-driven contract tests (STYLE.md 12): everything registered by any installed plugin is checked.
 
-Spaces get the full SearchSpace contract with their default options; every controller passes the controller
+Spaces get the full SearchSpace contract with their default options (or the small ``contract_options`` a
+space declares when its defaults are too large for a quick test); every controller passes the controller
 contract on every space it accepts; every method's presets resolve to a valid configuration.
 """
 from __future__ import annotations
@@ -13,6 +14,11 @@ from nasengine.testing.contract import ControllerContract, SearchSpaceContract
 
 PLUGINS = get_plugins()
 SPACES = PLUGINS.spaces.names()
+
+
+def make_space(name: str):
+    cls = PLUGINS.spaces.get(name)
+    return cls(**dict(getattr(cls, "contract_options", {}) or {}))
 CONTROLLERS = PLUGINS.controllers.names()
 
 
@@ -22,7 +28,7 @@ class TestEveryRegisteredSpace(SearchSpaceContract):
 
     @pytest.fixture(params=SPACES)
     def space(self, request):
-        return PLUGINS.spaces.get(request.param)()
+        return make_space(request.param)
 
 
 class TestEveryRegisteredController(ControllerContract):
@@ -39,7 +45,7 @@ class TestEveryRegisteredController(ControllerContract):
 
     @pytest.fixture
     def space(self, pair):
-        return PLUGINS.spaces.get(pair[1])()
+        return make_space(pair[1])
 
     @pytest.fixture
     def new_controller(self, pair, space):

@@ -82,6 +82,7 @@ class Reinforce(GenomeController):
                                       generator=generator)
         self.pending_tokens: list[list[int]] = []  # aligned with self.pending
         self.worst_reward: float | None = None      # lowest finite reward told so far
+        self._last: dict[str, float] = {}           # what stats() shows of the last update (not state)
 
     def options(self) -> dict[str, Any]:
         return {"population_size": self.population_size, "in_flight": self.in_flight,
@@ -140,7 +141,16 @@ class Reinforce(GenomeController):
             import torch
 
             log_p, entropy = self.policy.log_prob_and_entropy(torch.tensor([t for t, _ in batch], dtype=torch.long))
-            self.learner.step(log_p, [value for _, value in batch], entropies=entropy)
+            loss = self.learner.step(log_p, [value for _, value in batch], entropies=entropy)
+            self._last = {"loss": loss, "entropy": float(entropy.detach().mean()),
+                          "reward": sum(value for _, value in batch) / len(batch)}
+
+    def stats(self) -> dict[str, float]:
+        """The last update's ``loss``, mean ``entropy`` and mean ``reward`` learned from, and the ``baseline``."""
+        out = dict(self._last)
+        if self.learner.baseline is not None:
+            out["baseline"] = float(self.learner.baseline)
+        return out
 
     def _drop_pending(self, genome_key: str) -> None:
         if genome_key in self._pending_keys:

@@ -5,6 +5,8 @@
 * :mod:`nasengine.search.generational` — ask a population, cost it, enforce constraints, evaluate each
   candidate on its own (through an executor), tell, store, repeat (FALSR; every generic controller).
 * :mod:`nasengine.search.steady` — the same pipeline steady-state, for a controller with ``in_flight``.
+* :mod:`nasengine.search.oneshot` — epochs of weight-sharing supernet training on sampled children and
+  controller updates from their shared-weight rewards, then derivation and retraining (DeCoNAS, HNAS).
 * :mod:`nasengine.search.context` — what a loop gets from the session, and the candidate pipeline.
 * :mod:`nasengine.search.budget`, :mod:`nasengine.search.records`, :mod:`nasengine.search.progress`.
 

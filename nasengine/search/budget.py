@@ -34,9 +34,11 @@ class Budget:
                                      help="stop after this many generations in which every evaluation failed")
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> "Budget":
+    def from_config(cls, section: Mapping[str, Any] | None, *, bounded: bool = True) -> "Budget":
+        """The ``budget`` section; ``bounded``: at least one of candidates, generations, seconds must be set
+        (a loop with its own end, the one-shot loop's ``loop.epochs``, needs none)."""
         budget = read_options("budget", cls, dict(section or {}), name="budget")
-        if budget.candidates is None and budget.generations is None and budget.seconds is None:
+        if bounded and budget.candidates is None and budget.generations is None and budget.seconds is None:
             raise ConfigError("budget: set at least one of budget.candidates, budget.generations, budget.seconds")
         return budget
 
@@ -63,4 +65,4 @@ class Budget:
             parts.append(f"{self.generations} generations")
         if self.seconds is not None:
             parts.append(f"{self.seconds:g} s")
-        return ", ".join(parts)
+        return ", ".join(parts) or "none"

@@ -33,10 +33,11 @@ __all__ = ["SearchContext"]
 
 class SearchContext:
     """The run a loop works on (built by the session). ``known`` maps each architecture key of the run to its
-    first record; ``counted`` is the number of records counted by the candidates budget."""
+    first record; ``counted`` is the number of records counted by the candidates budget. ``evaluator`` is the
+    run's evaluator made in the driver (a loop that evaluates there itself uses it: the one-shot loop)."""
 
     def __init__(self, *, store: ExperimentStore, spec: RunSpec, space: Any, reward: Any, cost_model: Any,
-                 controller: Any, executor: Executor):
+                 controller: Any, executor: Executor, evaluator: Any = None):
         self.store = store
         self.spec = spec
         self.space = space
@@ -44,6 +45,7 @@ class SearchContext:
         self.cost_model = cost_model
         self.controller = controller
         self.executor = executor
+        self.evaluator = evaluator
         self.progress = Progress(False, None, 0)
         self.known: dict[str, CandidateRecord] = {}
         self.counted = 0

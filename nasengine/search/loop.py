@@ -16,11 +16,13 @@ __all__ = ["Loop", "LoopPlan"]
 class LoopPlan:
     """What a loop will run under a budget: ``evaluations`` (architectures evaluated; ``None``: only a
     seconds budget bounds them), ``rounds`` (a phrase: "3 generations of 6"), ``seconds`` (its estimated wall
-    time here, ``None`` when the evaluation's time is unknown)."""
+    time here, ``None`` when the evaluation's time is unknown), ``details`` (lines the plan prints: what a
+    one-shot loop runs and what each part costs)."""
 
     evaluations: int | None
     rounds: str
     seconds: float | None = None
+    details: tuple = ()
 
 
 def _evaluations(budget, population: int) -> tuple[int | None, int | None]:
@@ -36,12 +38,24 @@ def _evaluations(budget, population: int) -> tuple[int | None, int | None]:
     return None, None
 
 
+@attrs.frozen(kw_only=True)
+class NoOptions:
+    """The options of a loop that declares none (the generational loop): a ``loop`` section must be empty."""
+
+
 class Loop:
     """A search loop: runs on the session's :class:`~nasengine.search.context.SearchContext` until a budget
     stops it. A loop never opens the store, parses config or owns a lock."""
 
     #: whether the loop's generations end with a barrier (all evaluations of a generation before the next)
     barrier = False
+    #: the options the loop declares (an attrs class of :func:`nasengine.options.option` fields), read from
+    #: the config's ``loop`` section: an unknown one is a one-line ``loop.X`` error
+    Options: type = NoOptions
+    #: whether the loop uses a ``retrain`` section
+    retrains = False
+    #: whether ``resume --retry-failed`` can evaluate the loop's failed candidates again (through the executor)
+    retries = True
 
     def __init__(self, ctx: SearchContext):
         self.ctx = ctx
@@ -52,8 +66,30 @@ class Loop:
         return cls
 
     @classmethod
+    def options(cls, spec) -> Any:
+        """The loop's options read from ``spec.loop_options`` (one-line ``loop.X`` errors)."""
+        from nasengine.options import read_options
+
+        return read_options("loop", cls.Options, dict(spec.loop_options), name=spec.loop)
+
+    @classmethod
     def check(cls, spec, plugins, controller: Any) -> None:
-        """Refuse (a one-line ConfigError) what this loop cannot run, before any run folder exists."""
+        """Refuse (a one-line ConfigError) what this loop cannot run, before any run folder exists: by
+        default, options it does not declare and a ``retrain`` section it does not use."""
+        cls.options(spec)
+        if spec.retrain is not None and not cls.retrains:
+            from nasengine.errors import ConfigError
+
+            raise ConfigError(f"retrain: the {spec.loop} loop retrains nothing (only the one-shot loop has a "
+                              "retrain section)")
+
+    @classmethod
+    def total(cls, spec, controller: Any) -> int | None:
+        """The candidates the run will record (the progress bar's total; ``None``: unknown)."""
+        budget, pop = spec.budget, getattr(controller, "population_size", None)
+        if budget.generations is not None and pop:
+            return budget.generations * pop
+        return budget.candidates
 
     @staticmethod
     def start_generation(latest: tuple[int, dict] | None) -> int:
@@ -61,10 +97,12 @@ class Loop:
         return 0 if latest is None else latest[0] + 1
 
     @classmethod
-    def plan(cls, spec, controller: Any, eval_seconds: float | None, parallelism: int) -> LoopPlan:
+    def plan(cls, spec, controller: Any, eval_seconds: float | None, parallelism: int, **context: Any) -> LoopPlan:
         """What this loop runs under ``spec.budget`` with ``controller``, each evaluation taking
         ``eval_seconds`` on one of ``parallelism`` workers: generation after generation of
-        ``controller.population_size``, each waiting for its slowest evaluation."""
+        ``controller.population_size``, each waiting for its slowest evaluation. ``context``: what else the
+        plan knows (``space``, ``evaluator``, ``plugins``, ``measure``, ``device``, ``threads``), for a loop
+        that estimates its time itself (the one-shot loop)."""
         population = max(1, int(getattr(controller, "population_size", 1) or 1))
         gens, evaluations = _evaluations(spec.budget, population)
         seconds = None

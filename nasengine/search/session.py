@@ -32,6 +32,7 @@ from nasengine.method import apply_overrides
 from nasengine.search.context import SearchContext
 from nasengine.search.generational import GenerationalLoop
 from nasengine.search.loop import Loop
+from nasengine.search.oneshot import OneShotLoop
 from nasengine.search.progress import Progress
 from nasengine.search.records import SearchOutcome
 from nasengine.spec import RunSpec
@@ -43,7 +44,7 @@ __all__ = ["LOOPS", "RESUMABLE_SECTIONS", "RunSession", "Roles", "loop_class", "
 log = logging.getLogger("nasengine.search")
 
 #: The loop of each ``Method.loop`` (a loop class may pick a variant for its controller: steady-state).
-LOOPS: dict[str, type[Loop]] = {"generational": GenerationalLoop}
+LOOPS: dict[str, type[Loop]] = {"generational": GenerationalLoop, "one-shot": OneShotLoop}
 #: Sections a resume may change (the others would make the run something else).
 RESUMABLE_SECTIONS = ("budget", "executor")
 
@@ -138,6 +139,7 @@ class Roles:
     cost_model: Any
     controller: Any
     loop: type[Loop]
+    evaluator: Any = None
 
     @classmethod
     def build(cls, plugins, spec: RunSpec) -> "Roles":
@@ -150,7 +152,7 @@ class Roles:
         loop = base.for_controller(controller)
         loop.check(spec, plugins, controller)
         _check_evaluator(plugins, spec, evaluator)
-        return cls(space, reward, cost_model, controller, loop)
+        return cls(space, reward, cost_model, controller, loop, evaluator)
 
 
 def _check_evaluator(plugins, spec: RunSpec, evaluator: Any) -> None:
@@ -194,13 +196,11 @@ class RunSession:
         self.show_progress = progress
         self.setup_seconds = setup_seconds
         self.ctx = SearchContext(store=store, spec=spec, space=roles.space, reward=roles.reward,
-                                 cost_model=roles.cost_model, controller=roles.controller, executor=executor)
+                                 cost_model=roles.cost_model, controller=roles.controller, executor=executor,
+                                 evaluator=roles.evaluator)
 
     def _total(self) -> int | None:
-        budget, pop = self.spec.budget, getattr(self.roles.controller, "population_size", None)
-        if budget.generations is not None and pop:
-            return budget.generations * pop
-        return budget.candidates
+        return self.roles.loop.total(self.spec, self.roles.controller)
 
     def run(self, resumed: bool, *, retry_failed: bool = False) -> SearchOutcome:
         """Run the loop (``resumed``: from the stored state; ``retry_failed``: first evaluate the run's failed
@@ -367,6 +367,9 @@ def resume_search(
             log.warning("run %s was made with plugin(s) %s that are not loaded now", run_dir, ", ".join(missing))
         spec = RunSpec.from_config(plugins, cfg, seed=run.seed, method=m)
         roles = Roles.build(plugins, spec)
+        if retry_failed and not roles.loop.retries:
+            raise ConfigError(f"--retry-failed: the {spec.loop} loop's candidates are not evaluated on their own; "
+                              "it has nothing to evaluate again (resume without --retry-failed)")
         spec.check("executor", plugins)  # before the new config is stored
         if cfg != run.config:
             store.update_config(cfg)

@@ -86,7 +86,7 @@ class SteadyLoop(Loop):
                               f"tasks; executor {spec.executor.name!r} cannot (inline and process can)")
 
     @classmethod
-    def plan(cls, spec, controller: Any, eval_seconds: float | None, parallelism: int) -> LoopPlan:
+    def plan(cls, spec, controller: Any, eval_seconds: float | None, parallelism: int, **context: Any) -> LoopPlan:
         """No generation barrier: ``in_flight`` evaluations at a time on the workers."""
         population = max(1, int(getattr(controller, "population_size", 1) or 1))
         _, evaluations = _evaluations(spec.budget, population)

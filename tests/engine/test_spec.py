@@ -50,12 +50,12 @@ def test_unknown_sections_and_options_are_one_line_errors_naming_them(fake_plugi
 
 
 def test_a_method_whose_loop_has_no_entry_is_refused_before_the_run_folder(fake_plugins, tmp_path):
-    assert "one-shot" not in LOOPS
-    fake_plugins.methods.add("fake-oneshot", attrs.evolve(fake_plugins.methods.get("fake"), name="fake-oneshot",
-                                                          loop="one-shot"))
-    with pytest.raises(ConfigError, match=r"^method 'fake-oneshot' uses the one-shot loop, which this engine "
-                                          r"does not have yet \(loops: generational\)$"):
-        run_search(tmp_path / "run", method="fake-oneshot", progress=False, plugins=fake_plugins)
+    assert "differentiable" not in LOOPS
+    fake_plugins.methods.add("fake-diff", attrs.evolve(fake_plugins.methods.get("fake"), name="fake-diff",
+                                                       loop="differentiable"))
+    with pytest.raises(ConfigError, match=r"^method 'fake-diff' uses the differentiable loop, which this engine "
+                                          r"does not have yet \(loops: generational, one-shot\)$"):
+        run_search(tmp_path / "run", method="fake-diff", progress=False, plugins=fake_plugins)
     assert not (tmp_path / "run").exists()
 
 

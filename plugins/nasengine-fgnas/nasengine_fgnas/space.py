@@ -103,6 +103,9 @@ class FgnasSpace(SearchSpace):
     """
 
     genome_schema = "1"
+    #: The registry-wide contract tests use a 2-block, 8-channel space (the defaults' 5,248 bits make an LSTM
+    #: controller's contract test take minutes); this plugin's own tests check the defaults.
+    contract_options = {"blocks": 2, "channels": 8}
 
     @attrs.frozen(kw_only=True)
     class Options:
