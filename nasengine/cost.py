@@ -7,10 +7,11 @@ prove both agree exactly, op by op, on random graphs.
 
 The counting convention (``reference/README.md``, the papers' tables):
 
-* **Mult-Adds** = sum over learned convs of ``H_out*W_out*k_h*k_w*(C_in/groups)*C_out``. Bias adds,
-  activations, element-wise ops, pixel shuffle and interpolation cost nothing. Convs that run at HR (after an
-  upsampler) are counted at HR; a transposed conv is counted as a k x k conv over its (upsampled) output;
-  channel attention's 1x1 convs on the pooled vector count once per image.
+* **Mult-Adds** (the default convention, ``"true"``) = sum over learned convs of
+  ``H_out*W_out*k_h*k_w*(C_in/groups)*C_out``. Bias adds, activations, element-wise ops, batch norm, pixel
+  shuffle, interpolation and fixed shifts cost nothing. Convs that run at HR (after an upsampler) are counted at
+  HR; a transposed conv costs ``k*k*C_in*C_out`` per *input* pixel (what it computes); channel attention's 1x1
+  convs on the pooled vector count once per image. Each node is counted once.
 * **params** = every learned parameter (kernels + biases + PReLU slopes); ``params_without_bias`` leaves the
   biases out; ``kernel_params`` keeps the conv/linear kernels only — the "weights only" figures of the old
   baselines (SRCNN 57,184, VDSR 664,704, FSRCNN 12,464).
@@ -21,35 +22,154 @@ and Mult-Adds as torch scalars with gradients (:class:`SoftCost`): the cost term
 or a cost penalty of any method. At whole counts it equals :func:`analytic_cost` of the graph pruned to
 those counts (:meth:`ArchGraph.with_counts <nasengine.graph.ArchGraph.with_counts>`) exactly.
 
-A cost always travels with its LR input size and this convention (:class:`Cost`). The Mult-Adds of x2 tables
-(FALSR, HNAS) are quoted at LR 480x480 (HR 960x960), the default here.
+**Other conventions.** Some papers count differently; each such way is a named :class:`CostConvention`
+(:data:`CONVENTIONS`, extensible with :func:`register_convention`), and a :class:`Cost` can carry the
+figures of several (``analytic_cost(graph, convention=..., also=(...))``):
+
+* ``"executed"``: as ``"true"``, but a node the implementation runs several times (a space marks it with
+  :meth:`ArchGraph.set_runs <nasengine.graph.ArchGraph.set_runs>`) is counted that many times;
+* ``"deconv_output"``: as ``"true"``, but a transposed conv counted as a k x k conv over its *output*
+  (FSRCNN's table: 6.0070G);
+* ``"conv2d_div10"``: what a counter of torch ``nn.Conv2d`` modules gives at a 48x48 input x 1e-8 (the HNAS
+  code's ``compute_flops``): transposed convs NOT counted, fixed ``shift`` nodes counted as the C x C 1x1 conv
+  that EDSR-style ``MeanShift`` modules are, each node once, and the whole divided by 10 (at LR 480x480:
+  true Mult-Adds / 10 of those modules).
+
+A cost always travels with its LR input size and its convention's name (:class:`Cost`). The Mult-Adds of x2
+tables (FALSR, HNAS) are quoted at LR 480x480 (HR 960x960), the default here.
 """
 from __future__ import annotations
 
 import abc
 from fractions import Fraction
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 
 from nasengine.errors import InputError, ValidationError
 from nasengine.ops import OpCost, OpRegistry, Shape, SoftCount
-from nasengine.options import option, read_options, sequence, whole
+from nasengine.options import OptionError, option, read_options, sequence, string, whole
 
 __all__ = ["Cost", "NodeCost", "CostModel", "AnalyticCostModel", "analytic_cost", "cost_breakdown",
-           "count_with_hooks", "CONVENTION", "DEFAULT_LR_SIZE", "SoftCost", "DifferentiableCost", "soft_cost",
+           "count_with_hooks", "CONVENTION", "CONVENTIONS", "CostConvention", "cost_convention",
+           "register_convention", "DEFAULT_LR_SIZE", "SoftCost", "DifferentiableCost", "soft_cost",
            "straight_through", "st_gate", "st_union", "SOFT_METRICS"]
 
 #: LR input size of the x2 tables (FALSR, HNAS): 480x480 LR -> 960x960 HR (230,400 LR pixels).
 DEFAULT_LR_SIZE = (480, 480)
 
-#: The counting convention every :class:`Cost` carries.
-CONVENTION = (
-    "mult_adds: sum over learned convs of H_out*W_out*k_h*k_w*(C_in/groups)*C_out (transposed convs at their "
-    "output size, pooled 1x1 convs once per image; biases, activations, element-wise ops, pixel shuffle, "
-    "interpolation free); params: kernels+biases+PReLU slopes; params_without_bias: no biases; "
-    "kernel_params: kernels only"
-)
+#: The name of the default counting convention (true Mult-Adds, each node once; :data:`CONVENTIONS`).
+CONVENTION = "true"
+
+
+@attrs.frozen(eq=False)
+class CostConvention:
+    """A named way of counting Mult-Adds (params never depend on it).
+
+    ``description``: one line saying what is counted (``nasengine cost`` prints it). ``executed``: count each
+    node as many times as the implementation runs it (:meth:`ArchGraph.runs
+    <nasengine.graph.ArchGraph.runs>`). ``divisor``: the figure is the count divided by it (an int when whole,
+    else a :class:`~fractions.Fraction`). ``rules``: ``{op name: rule}`` with ``rule(attrs, in_shapes,
+    out_shape, op_cost) -> OpCost`` giving that op's Mult-Adds under this convention in place of its own
+    formula's (``op_cost``; only the returned ``mult_adds_per_pixel`` / ``mult_adds_per_image`` are read).
+    Rules see the same channel counts as cost formulas (ints, or :class:`~nasengine.ops.SoftCount` in the
+    differentiable face).
+    """
+
+    name: str
+    description: str
+    executed: bool = False
+    divisor: int = 1
+    rules: Mapping[str, Callable[..., OpCost]] = attrs.field(factory=dict, converter=dict)
+
+    def __attrs_post_init__(self):
+        if not isinstance(self.name, str) or not self.name.replace("_", "").isalnum():
+            raise InputError(f"a cost convention's name must be letters, digits and '_', got {self.name!r}")
+        if type(self.divisor) is not int or self.divisor < 1:
+            raise InputError(f"cost convention {self.name!r}: divisor must be an integer >= 1, got {self.divisor!r}")
+
+    def node_mult_adds(self, spec_name: str, attrs_: Mapping[str, Any], in_shapes, out_shape, cost: OpCost,
+                       out_size: tuple[Any, Any], runs: int = 1):
+        """One node's Mult-Adds under this convention, before the divisor: the op's rate (or its rule's) times
+        the output pixels plus the per-image part, times ``runs`` when ``executed``."""
+        rule = self.rules.get(spec_name)
+        if rule is not None:
+            cost = rule(attrs_, in_shapes, out_shape, cost)
+            if not isinstance(cost, OpCost):
+                raise ValidationError(f"cost convention {self.name!r}: the rule for op {spec_name!r} returned "
+                                      f"{type(cost).__name__}, not an OpCost")
+        oh, ow = out_size
+        mult = cost.mult_adds_per_pixel * oh * ow + cost.mult_adds_per_image
+        return mult * runs if self.executed and runs != 1 else mult
+
+    def figure(self, total):
+        """The convention's figure of a total count (``total / divisor``: an int when whole)."""
+        if self.divisor == 1:
+            return total
+        if isinstance(total, (int, Fraction)):
+            f = Fraction(total, self.divisor)
+            return f.numerator if f.denominator == 1 else f
+        return total / self.divisor
+
+
+def _deconv_at_output(a, ins, out, cost):
+    # k x k conv over the (upsampled) output: k*k*C_in*C_out per output pixel.
+    return OpCost(mult_adds_per_pixel=a["kernel"] ** 2 * ins[0].channels * a["out_channels"])
+
+
+def _not_counted(a, ins, out, cost):
+    return OpCost()
+
+
+def _shift_as_1x1_conv(a, ins, out, cost):
+    # EDSR-style MeanShift: a fixed nn.Conv2d(C, C, 1) (what a counter of Conv2d modules sees).
+    c = ins[0].channels
+    return OpCost(mult_adds_per_pixel=c * c)
+
+
+#: The registered conventions by name (:func:`register_convention` adds one).
+CONVENTIONS: dict[str, CostConvention] = {}
+
+
+def register_convention(convention: CostConvention) -> CostConvention:
+    """Add ``convention`` to :data:`CONVENTIONS` (a name registered twice raises
+    :class:`~nasengine.errors.InputError`); returns it."""
+    if not isinstance(convention, CostConvention):
+        raise InputError(f"expected a CostConvention, got {type(convention).__name__} {convention!r:.60}")
+    if convention.name in CONVENTIONS and CONVENTIONS[convention.name] is not convention:
+        raise InputError(f"cost convention {convention.name!r} is registered twice")
+    CONVENTIONS[convention.name] = convention
+    return convention
+
+
+def cost_convention(convention: str | CostConvention | None) -> CostConvention:
+    """The :class:`CostConvention` named ``convention`` (None: the default ``"true"``); a CostConvention passes
+    through. An unknown name raises :class:`~nasengine.errors.InputError` listing the known ones."""
+    if convention is None:
+        convention = CONVENTION
+    if isinstance(convention, CostConvention):
+        return convention
+    found = CONVENTIONS.get(convention) if isinstance(convention, str) else None
+    if found is None:
+        raise InputError(f"unknown cost convention {convention!r}; known: {', '.join(CONVENTIONS)}")
+    return found
+
+
+register_convention(CostConvention(
+    "true", "true Mult-Adds: every learned conv per output pixel, a transposed conv per input pixel "
+    "(k*k*C_in*C_out*H_in*W_in), pooled 1x1 convs once per image; each node once; biases, activations, "
+    "element-wise ops, batch norm, pixel shuffle, interpolation, fixed shifts free"))
+register_convention(CostConvention(
+    "executed", "true Mult-Adds as executed: a node the implementation runs n times (graph runs) counted n times",
+    executed=True))
+register_convention(CostConvention(
+    "deconv_output", "true Mult-Adds, but a transposed conv counted as a k x k conv over its output "
+    "(k*k*C_in*C_out*H_out*W_out; FSRCNN's convention)", rules={"conv_transpose": _deconv_at_output}))
+register_convention(CostConvention(
+    "conv2d_div10", "torch nn.Conv2d modules only, / 10 (= a Conv2d-module counter at a 48x48 input x 1e-8 "
+    "when lr_size is 480x480, e.g. HNAS's compute_flops): transposed convs NOT counted, fixed shifts counted as "
+    "C x C 1x1 convs (EDSR MeanShift), each node once",
+    divisor=10, rules={"conv_transpose": _not_counted, "shift": _shift_as_1x1_conv}))
 
 
 def _lr_size(lr_size: Any) -> tuple[int, int]:
@@ -67,21 +187,39 @@ def _lr_size(lr_size: Any) -> tuple[int, int]:
 class Cost:
     """Params and Mult-Adds of one architecture at one LR input size (see the module docstring).
 
-    ``lr_size`` is the LR input ``(height, width)``, ``scale`` the upscaling factor, ``convention`` the
-    counting rules (:data:`CONVENTION`).
+    ``lr_size`` is the LR input ``(height, width)``, ``scale`` the upscaling factor, ``convention`` the name
+    of the :class:`CostConvention` of ``mult_adds`` (:data:`CONVENTIONS`; default ``"true"``). ``other`` holds
+    the Mult-Adds under further conventions asked for (``analytic_cost(..., also=...)``); :attr:`figures` has
+    them all.
     """
 
     params: int
     params_without_bias: int
     kernel_params: int
-    mult_adds: int
+    mult_adds: int | Fraction
     lr_size: tuple[int, int]
     scale: int
     convention: str = CONVENTION
     #: Without the built-but-unused branches (nodes ending in an ``unused`` node, see
     #: :meth:`ArchGraph.live_nodes`): set only for graphs that have such branches, else None (= ``params``).
     live_params: int | None = None
-    live_mult_adds: int | None = None
+    live_mult_adds: int | Fraction | None = None
+    #: ``{convention name: Mult-Adds}`` under the other conventions asked for (not ``convention``).
+    other: Mapping[str, int | Fraction] = attrs.field(factory=dict, converter=dict, hash=False)
+
+    @property
+    def figures(self) -> dict[str, int | Fraction]:
+        """``{convention name: Mult-Adds}``: ``convention``'s first, then the others asked for."""
+        return {self.convention: self.mult_adds, **self.other}
+
+    def mult_adds_as(self, convention: str) -> int | Fraction:
+        """The Mult-Adds under ``convention`` (one of :attr:`figures`, else
+        :class:`~nasengine.errors.InputError`)."""
+        figures = self.figures
+        if convention not in figures:
+            raise InputError(f"this cost has no figure under convention {convention!r} (it has "
+                             f"{', '.join(figures)}); ask analytic_cost(..., also=[{convention!r}])")
+        return figures[convention]
 
     @property
     def hr_size(self) -> tuple[int, int]:
@@ -94,18 +232,24 @@ class Cost:
         return self.params - self.params_without_bias
 
     def as_metrics(self) -> dict[str, float]:
-        """Flat metrics for rewards and the store: params, params_without_bias, kernel_params, mult_adds."""
-        return {
+        """Flat metrics for rewards and the store: params, params_without_bias, kernel_params, mult_adds (under
+        ``convention``), and ``mult_adds_NAME`` for each other convention asked for."""
+        out = {
             "params": float(self.params),
             "params_without_bias": float(self.params_without_bias),
             "kernel_params": float(self.kernel_params),
             "mult_adds": float(self.mult_adds),
         }
+        out.update({f"mult_adds_{name}": float(v) for name, v in self.other.items()})
+        return out
 
     def __str__(self) -> str:
         h, w = self.lr_size
-        text = (f"{self.mult_adds / 1e9:.4f}G Mult-Adds, {self.params:,} params ({self.params_without_bias:,} "
+        conv = "" if self.convention == CONVENTION else f" ({self.convention})"
+        text = (f"{self.mult_adds / 1e9:.4f}G Mult-Adds{conv}, {self.params:,} params ({self.params_without_bias:,} "
                 f"without biases, {self.kernel_params:,} kernel weights) at LR {h}x{w}, x{self.scale}")
+        for name, v in self.other.items():
+            text += f"; {v / 1e9:.4f}G Mult-Adds ({name})"
         if self.live_params is not None:
             text += (f"; live (without unused nodes): {self.live_mult_adds / 1e9:.4f}G Mult-Adds, "
                      f"{self.live_params:,} params")
@@ -125,6 +269,9 @@ class NodeCost:
     out_size: tuple[int, int]
     #: False for a node of a built-but-unused branch (counted, never computed).
     live: bool = True
+    #: How many times the implementation runs the node (:meth:`ArchGraph.set_runs
+    #: <nasengine.graph.ArchGraph.set_runs>`); ``mult_adds`` includes it only under an ``executed`` convention.
+    runs: int = 1
 
 
 def _out_size(r, h: int, w: int, where: str) -> tuple[int, int]:
@@ -143,15 +290,14 @@ def _out_size(r, h: int, w: int, where: str) -> tuple[int, int]:
     return int(fh), int(fw)
 
 
-def _node_costs(graph, lr_size, registry: OpRegistry | None) -> tuple[list[NodeCost], int]:
+def _op_costs(graph, lr_size, registry: OpRegistry | None) -> tuple[list[tuple[Any, OpCost, tuple[int, int]]], int]:
+    """``[(resolved node, its OpCost, its output size)]`` in topological order, and the graph's scale."""
     h, w = _lr_size(lr_size)
-    resolved = graph.resolve(registry)
-    live = graph.live_nodes()
-    out: list[NodeCost] = []
+    out = []
     scale = 1
-    for r in resolved:
+    for r in graph.resolve(registry):
         where = f"node {r.node} ({r.spec.name})"
-        oh, ow = _out_size(r, h, w, where)
+        size = _out_size(r, h, w, where)
         try:
             c = r.spec.cost(r.attrs, r.in_shapes, r.shape)
         except ValidationError as exc:
@@ -159,44 +305,78 @@ def _node_costs(graph, lr_size, registry: OpRegistry | None) -> tuple[list[NodeC
         if not isinstance(c, OpCost):
             raise ValidationError(f"cost formula of {r.spec.name!r} returned {type(c).__name__}, not an OpCost",
                                   field=where)
-        mult = c.mult_adds_per_pixel * oh * ow + c.mult_adds_per_image
-        if isinstance(mult, Fraction):
-            if mult.denominator != 1:
-                raise ValidationError(f"cost formula of {r.spec.name!r} gives {mult} Mult-Adds at {oh}x{ow}, "
-                                      "not an integer", field=where)
-            mult = int(mult)
-        out.append(NodeCost(r.node, r.spec.name, c.params, c.bias_params, c.activation_params, mult, (oh, ow),
-                            r.node in live))
+        out.append((r, c, size))
         if r.spec.name == "output":
             scale = int(r.shape.scale)
     return out, scale
 
 
-def cost_breakdown(graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE,
-                   registry: OpRegistry | None = None) -> list[NodeCost]:
-    """Per-node costs in topological order (to compare with a paper's per-layer list)."""
-    return _node_costs(graph, lr_size, registry)[0]
+def _whole_mult(convention: CostConvention, r, c: OpCost, size) -> int:
+    where = f"node {r.node} ({r.spec.name})"
+    try:
+        mult = convention.node_mult_adds(r.spec.name, r.attrs, r.in_shapes, r.shape, c, size, r.runs)
+    except ValidationError as exc:
+        raise ValidationError(str(exc), field=where) from None
+    if isinstance(mult, Fraction):
+        if mult.denominator != 1:
+            how = "cost formula" if convention.rules.get(r.spec.name) is None else f"{convention.name} rule"
+            raise ValidationError(f"{how} of {r.spec.name!r} gives {mult} Mult-Adds at {size[0]}x{size[1]}, "
+                                  "not an integer", field=where)
+        mult = int(mult)
+    return mult
 
 
-def analytic_cost(graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, registry: OpRegistry | None = None) -> Cost:
+def _node_costs(graph, lr_size, registry: OpRegistry | None,
+                convention: str | CostConvention | None = None) -> tuple[list[NodeCost], int]:
+    conv = cost_convention(convention)
+    costs, scale = _op_costs(graph, lr_size, registry)
+    live = graph.live_nodes()
+    out = [NodeCost(r.node, r.spec.name, c.params, c.bias_params, c.activation_params, _whole_mult(conv, r, c, size),
+                    size, r.node in live, r.runs) for r, c, size in costs]
+    return out, scale
+
+
+def cost_breakdown(graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, registry: OpRegistry | None = None, *,
+                   convention: str | CostConvention | None = None) -> list[NodeCost]:
+    """Per-node costs in topological order (to compare with a paper's per-layer list), Mult-Adds under
+    ``convention`` (default ``"true"``; its rules and execution counts apply per node, its divisor only to
+    totals)."""
+    return _node_costs(graph, lr_size, registry, convention)[0]
+
+
+def analytic_cost(graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, registry: OpRegistry | None = None, *,
+                  convention: str | CostConvention | None = None,
+                  also: Iterable[str | CostConvention] = ()) -> Cost:
     """The :class:`Cost` of ``graph`` (an :class:`~nasengine.graph.ArchGraph`) for an LR input of
     ``lr_size = (height, width)``, from the ops' cost formulas. Needs no torch. Nodes of built-but-unused
     branches (ending in an ``unused`` node) are counted, as a released network's parameter count includes
     them; ``live_params`` / ``live_mult_adds`` then give the figures without them.
 
+    ``mult_adds`` follows ``convention`` (a name in :data:`CONVENTIONS` or a :class:`CostConvention`;
+    default ``"true"``: true Mult-Adds, each node once); the Mult-Adds under each convention of ``also`` go
+    to :attr:`Cost.other` (and :meth:`Cost.as_metrics` as ``mult_adds_NAME``).
+
     Raises :class:`~nasengine.errors.ValidationError` for an invalid graph and
-    :class:`~nasengine.errors.InputError` for an ``lr_size`` that some node cannot divide.
+    :class:`~nasengine.errors.InputError` for an ``lr_size`` that some node cannot divide or an unknown
+    convention.
     """
-    nodes, scale = _node_costs(graph, lr_size, registry)
-    params = sum(n.params for n in nodes)
-    bias = sum(n.bias_params for n in nodes)
-    act = sum(n.activation_params for n in nodes)
+    main = cost_convention(convention)
+    extra = [cost_convention(c) for c in (also if not isinstance(also, (str, CostConvention)) else [also])]
+    costs, scale = _op_costs(graph, lr_size, registry)
+    live_nodes = graph.live_nodes()
+    params = sum(c.params for _, c, _ in costs)
+    bias = sum(c.bias_params for _, c, _ in costs)
+    act = sum(c.activation_params for _, c, _ in costs)
+    mults = [_whole_mult(main, r, c, size) for r, c, size in costs]
     live = {}
-    if not all(n.live for n in nodes):
-        live = {"live_params": sum(n.params for n in nodes if n.live),
-                "live_mult_adds": sum(n.mult_adds for n in nodes if n.live)}
+    if any(r.node not in live_nodes for r, _, _ in costs):
+        live = {"live_params": sum(c.params for r, c, _ in costs if r.node in live_nodes),
+                "live_mult_adds": main.figure(sum(m for (r, _, _), m in zip(costs, mults) if r.node in live_nodes))}
+    other = {conv.name: conv.figure(sum(_whole_mult(conv, r, c, size) for r, c, size in costs))
+             for conv in extra if conv.name != main.name}
     return Cost(params=params, params_without_bias=params - bias, kernel_params=params - bias - act,
-                mult_adds=sum(n.mult_adds for n in nodes), lr_size=_lr_size(lr_size), scale=scale, **live)
+                mult_adds=main.figure(sum(mults)), lr_size=_lr_size(lr_size), scale=scale, convention=main.name,
+                other=other, **live)
 
 
 def count_with_hooks(module, graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, *, registry: OpRegistry | None = None,
@@ -204,9 +384,10 @@ def count_with_hooks(module, graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, *,
     """Count the same quantities as :func:`analytic_cost` on a built torch ``module`` by running one forward
     pass (batch 1, no grad) with forward hooks on ``Conv2d`` / ``ConvTranspose2d`` / ``Linear`` modules.
 
-    Mult-Adds come from each hooked call's actual output size (a module called twice counts twice); params
-    from the module's parameters: ``bias`` parameters are biases, ``PReLU`` weights activation parameters,
-    every other parameter a kernel. ``graph`` gives the input channels and the expected scale. With
+    Mult-Adds come from each hooked call's actual size (a module called twice counts twice): a conv's output
+    pixels, a transposed conv's *input* pixels (the ``"true"`` convention); params from the module's
+    parameters: ``bias`` parameters are biases, ``PReLU`` and batch-norm weights activation parameters, every
+    other parameter a kernel. ``graph`` gives the input channels and the expected scale. With
     ``meta=True`` the pass runs on the ``meta`` device (shapes only: no compute, no memory, weights untouched).
     The pass runs in eval mode (the module's train/eval flags are restored afterwards). A built-but-unused
     branch's modules hold parameters but never run: params count them, Mult-Adds are the live figure
@@ -229,17 +410,19 @@ def count_with_hooks(module, graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, *,
             seen.add(id(p))
             if pname == "bias":
                 bias += p.numel()
-            elif isinstance(mod, nn.PReLU):
+            elif isinstance(mod, (nn.PReLU, nn.modules.batchnorm._BatchNorm)):
                 act += p.numel()
             else:
                 kernel += p.numel()
 
     mult_adds = 0
 
-    def conv_hook(mod, _inputs, output):
+    def conv_hook(mod, inputs, output):
         nonlocal mult_adds
         kh, kw = mod.kernel_size
-        pixels = output.shape[0] * output.shape[2] * output.shape[3]
+        # A transposed conv scatters a k x k patch per INPUT pixel; a conv gathers one per output pixel.
+        at = inputs[0] if isinstance(mod, nn.ConvTranspose2d) else output
+        pixels = at.shape[0] * at.shape[2] * at.shape[3]
         mult_adds += pixels * kh * kw * (mod.in_channels // mod.groups) * mod.out_channels
 
     def linear_hook(mod, _inputs, output):
@@ -301,12 +484,19 @@ class CostModel(abc.ABC):
 
 class AnalyticCostModel(CostModel):
     """The default cost model: :func:`analytic_cost` at ``lr_size`` (default 480x480), with the ops of
-    ``registry`` (default: :func:`nasengine.ops.default_registry`)."""
+    ``registry`` (default: :func:`nasengine.ops.default_registry`). ``convention`` names the counting
+    convention of the ``mult_adds`` metric (:data:`CONVENTIONS`, default ``"true"``); each name in ``also``
+    adds a metric ``mult_adds_NAME`` with the Mult-Adds under that convention."""
 
     @attrs.frozen(kw_only=True)
     class Options:
         lr_size: tuple = option(DEFAULT_LR_SIZE, sequence(whole(1), length=2),
                                 help="LR input size (height, width) at which Mult-Adds are counted")
+        convention: str = option(CONVENTION, string(),
+                                 help="counting convention of the mult_adds metric (true, executed, deconv_output, "
+                                      "conv2d_div10, or one a plugin registered)")
+        also: tuple = option((), sequence(string(), distinct=True),
+                             help="further conventions, each reported as a metric mult_adds_NAME")
 
     def __init__(self, registry: OpRegistry | None = None, model: str | None = None, **options: Any):
         # ``registry`` is given by code, not config; ``model`` is the config key that selected this class,
@@ -314,9 +504,18 @@ class AnalyticCostModel(CostModel):
         declared = read_options("cost", type(self).Options, options, name="analytic")
         super().__init__(declared.lr_size)
         self.registry = registry
+        self.convention = self._convention("convention", declared.convention)
+        self.also = tuple(self._convention("also", name) for name in declared.also)
+
+    @staticmethod
+    def _convention(option_name: str, name: str) -> CostConvention:
+        try:
+            return cost_convention(name)
+        except InputError as exc:
+            raise OptionError(option_name, str(exc), "cost") from None
 
     def cost(self, graph) -> Cost:
-        return analytic_cost(graph, self.lr_size, self.registry)
+        return analytic_cost(graph, self.lr_size, self.registry, convention=self.convention, also=self.also)
 
 
 # ---- the differentiable face ----------------------------------------------------------------------------------
@@ -327,8 +526,8 @@ SOFT_METRICS = ("params", "params_without_bias", "kernel_params", "mult_adds")
 @attrs.frozen
 class SoftCost:
     """Params and Mult-Adds of an architecture at soft channel counts (:class:`DifferentiableCost`): 0-dim
-    float64 torch tensors carrying the counts' gradients, at ``lr_size``, with the :data:`CONVENTION` of
-    :class:`Cost`."""
+    float64 torch tensors carrying the counts' gradients, at ``lr_size``; ``mult_adds`` under the named
+    ``convention`` (:data:`CONVENTIONS`)."""
 
     params: Any
     params_without_bias: Any
@@ -409,13 +608,15 @@ class DifferentiableCost:
     ``1/n`` through ``// n``).
     """
 
-    def __init__(self, graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, registry: OpRegistry | None = None):
+    def __init__(self, graph, lr_size: Sequence[int] = DEFAULT_LR_SIZE, registry: OpRegistry | None = None, *,
+                 convention: str | CostConvention | None = None):
         self.graph = graph
         self.lr_size = _lr_size(tuple(lr_size) if isinstance(lr_size, list) else lr_size)
         self.registry = registry
+        self.convention = cost_convention(convention)
         h, w = self.lr_size
         self._resolved = graph.resolve(registry)
-        nodes, self.scale = _node_costs(graph, self.lr_size, registry)
+        nodes, self.scale = _node_costs(graph, self.lr_size, registry, self.convention)
         self._exact = {n.node: n for n in nodes}
         self._sizes = {r.node: _out_size(r, h, w, "") for r in self._resolved}
         self._where = {r.node: f"node {r.node} ({r.spec.name}{', ' + repr(r.name) if r.name else ''})"
@@ -464,8 +665,11 @@ class DifferentiableCost:
             if not isinstance(c, OpCost):
                 raise ValidationError(f"cost formula of {r.spec.name!r} returned {type(c).__name__}, not an "
                                       "OpCost", field=where)
-            oh, ow = self._sizes[r.node]
-            m = c.mult_adds_per_pixel * oh * ow + c.mult_adds_per_image
+            try:
+                m = self.convention.node_mult_adds(r.spec.name, a, ins, shape, c, self._sizes[r.node], r.runs)
+            except (ValidationError, TypeError, ValueError, ArithmeticError) as exc:
+                raise ValidationError(f"the {self.convention.name} rule of {r.spec.name!r} cannot run on these "
+                                      f"channel counts ({type(exc).__name__}: {exc})", field=where) from None
             if type(m) is SoftCount and self._fractional(r):
                 # A fractional rate times the pixels is whole at whole counts: round off float64's last bit.
                 m = SoftCount(straight_through(m.tensor.round(), m.tensor))
@@ -483,9 +687,12 @@ class DifferentiableCost:
                 raise ValidationError(f"the graph's Mult-Adds at {self.lr_size} are not whole ({x})", field="graph")
             return torch.tensor(float(x), dtype=torch.float64, device=device)
 
+        mult = tensor(mult)
+        if self.convention.divisor != 1:
+            mult = mult / self.convention.divisor
         return SoftCost(params=tensor(params), params_without_bias=tensor(params - bias),
-                        kernel_params=tensor(params - bias - act), mult_adds=tensor(mult), lr_size=self.lr_size,
-                        scale=self.scale)
+                        kernel_params=tensor(params - bias - act), mult_adds=mult, lr_size=self.lr_size,
+                        scale=self.scale, convention=self.convention.name)
 
     # ---- helpers ----------------------------------------------------------------------------------------------
     def _node(self, key: Any) -> int:
@@ -578,7 +785,7 @@ class DifferentiableCost:
 
 
 def soft_cost(graph, counts: Mapping[Any, Any] | None = None, lr_size: Sequence[int] = DEFAULT_LR_SIZE,
-              registry: OpRegistry | None = None) -> SoftCost:
-    """:class:`DifferentiableCost` ``(graph, lr_size, registry)(counts)`` in one call (make the model once
-    and call it every step when the graph stays the same)."""
-    return DifferentiableCost(graph, lr_size, registry)(counts)
+              registry: OpRegistry | None = None, *, convention: str | CostConvention | None = None) -> SoftCost:
+    """:class:`DifferentiableCost` ``(graph, lr_size, registry, convention=...)(counts)`` in one call (make the
+    model once and call it every step when the graph stays the same)."""
+    return DifferentiableCost(graph, lr_size, registry, convention=convention)(counts)

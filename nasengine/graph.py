@@ -22,7 +22,8 @@ target. A search space builds one with a few calls::
 Everything else is derived from the graph: :func:`nasengine.cost.analytic_cost` (params, Mult-Adds),
 :func:`nasengine.builder.build` (a torch module) and :meth:`ArchGraph.key` (dedupe, store, cache).
 
-Nodes store ``{"op": str, "attrs": dict, "name": str | None}``; edges ``{"port": int}``. The wrapped graph is
+Nodes store ``{"op": str, "attrs": dict, "name": str | None}`` (and ``"runs": int`` when a space marked the node
+as executed more than once: :meth:`ArchGraph.set_runs`); edges ``{"port": int}``. The wrapped graph is
 a :class:`networkx.MultiDiGraph` (a ``DiGraph`` subclass) because one tensor may feed the same node twice
 (``x + x``); edge keys equal their ports. :meth:`ArchGraph.inputs` gives a node's inputs in port order.
 """
@@ -47,7 +48,7 @@ __all__ = ["ArchGraph", "ResolvedNode", "SCHEMA", "module_name", "check_ops", "O
 #: Schema tag of :meth:`ArchGraph.to_json` documents.
 SCHEMA = "nasengine.graph/1"
 
-_NODE_KEYS = {"id", "op", "attrs", "name"}
+_NODE_KEYS = {"id", "op", "attrs", "name", "runs"}
 _EDGE_KEYS = {"src", "dst", "port"}
 
 
@@ -109,6 +110,8 @@ class ResolvedNode:
     in_shapes: tuple[Shape, ...]
     shape: Shape
     name: str | None = None
+    #: How many times the reference implementation executes the node (:meth:`ArchGraph.set_runs`; default 1).
+    runs: int = 1
 
     @property
     def op(self) -> str:
@@ -191,6 +194,11 @@ class ArchGraph:
     def name(self, node: int) -> str | None:
         """The optional human-readable name given to ``node``."""
         return self._g.nodes[node].get("name")
+
+    def runs(self, node: int) -> int:
+        """How many times ``node`` is executed by the implementation the graph describes (default 1; see
+        :meth:`set_runs`)."""
+        return self._g.nodes[node].get("runs", 1)
 
     def inputs(self, node: int) -> list[int]:
         """The nodes feeding ``node``, in port order (a node may appear twice)."""
@@ -303,6 +311,40 @@ class ArchGraph:
         merged = spec.normalize_attrs({**data.get("attrs", {}), **attrs}, where=f"{where} ")
         data["attrs"] = merged
         return dict(merged)
+
+    def set_runs(self, nodes: int | str | Iterable[int | str], runs: int) -> None:
+        """Mark ``nodes`` (a node id, a node name, or an iterable of ids and names) as executed ``runs`` times by
+        the implementation this graph describes — e.g. a released network that runs one cell twice per forward
+        pass with the same weights and identical results.
+
+        A cost annotation only: the builder still computes each node once, and the architecture's
+        :meth:`key` / :meth:`canonical_json` ignore it (the function is the same). The cost model's
+        ``executed`` convention (:data:`nasengine.cost.CONVENTIONS`) multiplies a node's Mult-Adds by it.
+        It travels with :meth:`copy`, :meth:`canonical`, :meth:`with_counts`, pickling and :meth:`to_json`
+        (``"runs"``, written only when not 1). ``runs=1`` clears the mark. Raises
+        :class:`~nasengine.errors.ValidationError` naming the node or value for an unknown node or a ``runs``
+        that is not an integer >= 1; nothing changes then.
+        """
+        if not _is_int(runs) or runs < 1:
+            raise ValidationError(f"must be an integer >= 1, got {runs!r}", field="runs")
+        items = [nodes] if isinstance(nodes, (int, str)) else list(nodes)
+        found = []
+        for item in items:
+            if isinstance(item, str):
+                named = [n for n, d in self._g.nodes(data=True) if d.get("name") == item]
+                if len(named) != 1:
+                    what = "no node" if not named else f"{len(named)} nodes ({', '.join(map(str, named))})"
+                    raise ValidationError(f"{what} of this graph is named {item!r}", field=f"runs of {item!r}")
+                found.append(named[0])
+            elif _is_int(item) and item in self._g:
+                found.append(item)
+            else:
+                raise ValidationError(f"{item!r} is not a node id or name of this graph", field=f"runs of {item!r}")
+        for node in found:
+            if runs == 1:
+                self._g.nodes[node].pop("runs", None)
+            else:
+                self._g.nodes[node]["runs"] = int(runs)
 
     def with_counts(self, counts: Mapping[int | str, int], registry: OpRegistry | None = None) -> "ArchGraph":
         """A validated copy in which the given nodes output the given whole numbers of channels.
@@ -541,8 +583,9 @@ class ArchGraph:
                                           field=self._where(n))
                 shape = Shape(shape[0], None if shape[1] is None else Fraction(shape[1]))
             shapes[n] = shape
-            resolved.append(ResolvedNode(n, spec, attrs[n], tuple(ins[n]), in_shapes, shape,
-                                         self._g.nodes[n].get("name")))
+            data = self._g.nodes[n]
+            resolved.append(ResolvedNode(n, spec, attrs[n], tuple(ins[n]), in_shapes, shape, data.get("name"),
+                                         data.get("runs", 1)))
         out = resolved[-1]
         if out.spec.name != "output":  # the output is the only sink, hence last
             out = next(r for r in resolved if r.spec.name == "output")
@@ -645,13 +688,16 @@ class ArchGraph:
     def canonical(self, registry: OpRegistry | None = None) -> "ArchGraph":
         """An equivalent graph relabelled canonically: ids ``0..n-1`` in canonical topological order, inputs
         of commutative ops in ascending id order, all attributes explicit. Isomorphic graphs (any node ids,
-        any insertion order, any input order of commutative ops) give equal canonical graphs. Names are kept.
+        any insertion order, any input order of commutative ops) give equal canonical graphs. Names and
+        execution counts (:meth:`set_runs`) are kept.
         """
         reg = registry if registry is not None else self.registry
         order, cid, doc = self._canonical(reg)
         for n, node in zip(order, doc["nodes"]):
             if self._g.nodes[n].get("name") is not None:
                 node["name"] = self._g.nodes[n]["name"]
+            if self._g.nodes[n].get("runs", 1) != 1:
+                node["runs"] = self._g.nodes[n]["runs"]
         return ArchGraph.from_json(doc, registry=self._registry, validate=False)
 
     def canonical_json(self, registry: OpRegistry | None = None) -> str:
@@ -672,14 +718,16 @@ class ArchGraph:
 
     # ---- JSON ---------------------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict: ``{"schema": "nasengine.graph/1", "nodes": [{"id", "op", "attrs"[, "name"]}],
-        "edges": [{"src", "dst", "port"}]}`` (nodes by id, edges by target and port)."""
+        """A JSON-able dict: ``{"schema": "nasengine.graph/1", "nodes": [{"id", "op", "attrs"[, "name"][, "runs"]}],
+        "edges": [{"src", "dst", "port"}]}`` (nodes by id, edges by target and port; ``runs`` only when not 1)."""
         nodes = []
         for n in sorted(self._g.nodes):
             d = self._g.nodes[n]
             node = {"id": n, "op": d.get("op"), "attrs": dict(d.get("attrs", {}))}
             if d.get("name") is not None:
                 node["name"] = d["name"]
+            if d.get("runs", 1) != 1:
+                node["runs"] = d["runs"]
             nodes.append(node)
         edges = sorted(
             ({"src": u, "dst": v, "port": d.get("port")} for u, v, d in self._g.edges(data=True)),
@@ -713,7 +761,7 @@ class ArchGraph:
                 raise ValidationError(f"must be an object, got {type(node).__name__}", field=where)
             for key in node:
                 if key not in _NODE_KEYS:
-                    raise ValidationError("unknown field (expected id, op, attrs, name)", field=f"{where}.{key}")
+                    raise ValidationError("unknown field (expected id, op, attrs, name, runs)", field=f"{where}.{key}")
             nid = node.get("id")
             if not _is_int(nid) or nid < 0:
                 raise ValidationError(f"must be a non-negative integer, got {nid!r}", field=f"{where}.id")
@@ -728,6 +776,12 @@ class ArchGraph:
             if name is not None and not isinstance(name, str):
                 raise ValidationError(f"must be a string, got {type(name).__name__}", field=f"{where}.name")
             g.add_node(nid, op=op, attrs=attrs, name=name)
+            if "runs" in node:
+                runs = node["runs"]
+                if not _is_int(runs) or runs < 1:
+                    raise ValidationError(f"must be an integer >= 1, got {runs!r}", field=f"{where}.runs")
+                if runs != 1:
+                    g.nodes[nid]["runs"] = int(runs)
         taken: set[tuple[int, int]] = set()
         for j, edge in enumerate(edges):
             where = f"edges[{j}]"
@@ -760,6 +814,8 @@ class ArchGraph:
             args = ", ".join(f"{k}={v!r}" for k, v in d.get("attrs", {}).items())
             src = ", ".join(f"n{u}" for u in self.inputs(n))
             name = f"  # {d['name']}" if d.get("name") else ""
+            if d.get("runs", 1) != 1:
+                name += f"  (runs x{d['runs']})"
             lines.append(f"n{n} {d.get('op')}({args})" + (f" <- {src}" if src else "") + name)
         return "\n".join(lines)
 

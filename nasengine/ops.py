@@ -25,7 +25,8 @@ globally pooled (1x1) tensor.
 
 Cost convention (``reference/README.md``): Mult-Adds = sum over learned convs of
 ``H_out*W_out*k_h*k_w*(C_in/groups)*C_out``; bias adds, activations, element-wise ops, pixel shuffle and
-interpolation cost nothing; transposed convs are counted at their (upsampled) output resolution. An op reports
+interpolation cost nothing; a transposed conv costs ``k_h*k_w*C_in*C_out`` per *input* pixel (true Mult-Adds;
+other counting conventions are named rules of the cost model, :data:`nasengine.cost.CONVENTIONS`). An op reports
 ``mult_adds_per_pixel`` (per *output* pixel at the op's own resolution: the cost model multiplies it by
 ``lr_h*scale * lr_w*scale``, or by 1 for a pooled output) plus ``mult_adds_per_image`` for work that does not
 grow with the image (channel attention's 1x1 convs on the pooled vector).
@@ -787,8 +788,12 @@ def _deconv_build(a, ins):
 def _deconv_cost(a, ins, out):
     weights = a["kernel"] ** 2 * ins[0].channels * a["out_channels"]
     bias = a["out_channels"] if a["bias"] else 0
-    # Counted as a k x k conv over the (upsampled) output, as the papers' tables do.
-    return OpCost(params=weights + bias, bias_params=bias, mult_adds_per_pixel=weights)
+    # True Mult-Adds: each INPUT pixel scatters a k x k x C_out patch per input channel, i.e. k*k*C_in*C_out
+    # per input pixel = that / stride^2 per output pixel. (FSRCNN's table counts it over the output instead:
+    # the cost model's "deconv_output" convention, nasengine.cost.CONVENTIONS.)
+    s2 = a["stride"] ** 2
+    rate = weights if s2 == 1 else Fraction(weights, s2) if type(weights) is int else weights / s2
+    return OpCost(params=weights + bias, bias_params=bias, mult_adds_per_pixel=rate)
 
 
 CONV_TRANSPOSE = OpSpec(
@@ -801,7 +806,9 @@ CONV_TRANSPOSE = OpSpec(
     },
     _deconv_infer, _deconv_build, _deconv_cost, recount=_recount_attr("out_channels"),
     doc="Transposed conv (deconvolution) upsampling by `stride`; padding/output_padding chosen so that "
-        "out = in*stride. Mult-Adds counted at the output resolution: k*k*C_in*C_out per HR pixel.",
+        "out = in*stride (k3 s2: padding 1, output_padding 1; k3 s1: padding 1, a real 3x3 transposed conv). "
+        "True Mult-Adds k*k*C_in*C_out per INPUT pixel (the `deconv_output` cost convention counts it per "
+        "output pixel, as FSRCNN's table does).",
 )
 
 
@@ -856,6 +863,35 @@ PRELU = OpSpec(
     lambda a, ins, out: OpCost(params=a["num_parameters"], activation_params=a["num_parameters"]),
     recount=_prelu_recount,
     doc="PReLU activation with learned slopes (counted in params as activation_params; no Mult-Adds).",
+)
+
+
+def _bn_build(a, ins):
+    import torch.nn as nn
+
+    return nn.BatchNorm2d(ins[0].channels, eps=a["eps"], momentum=a["momentum"], affine=a["affine"])
+
+
+def _bn_cost(a, ins, out):
+    c = ins[0].channels
+    if not a["affine"]:
+        return FREE
+    # gamma is neither a kernel nor a bias (counted with the activation parameters, as PReLU slopes); beta is a bias.
+    return OpCost(params=2 * c, bias_params=c, activation_params=c)
+
+
+BATCH_NORM = OpSpec(
+    "batch_norm", 1,
+    {
+        "affine": Attr(bool, True, None, "learned per-channel scale (gamma) and shift (beta)"),
+        "eps": Attr(float, 1e-5, positive, "added to the variance"),
+        "momentum": Attr(float, 0.1, non_negative, "running-statistics momentum"),
+    },
+    _same_infer, _bn_build, _bn_cost,
+    doc="Batch normalisation (torch BatchNorm2d over the input's channels; batch statistics in training, running "
+        "statistics in eval). Free in Mult-Adds (a per-channel affine map); params 2*C when affine (gamma as "
+        "activation_params, beta as bias_params), none otherwise. E.g. a search supernet's BatchNorm(affine=False) "
+        "after its convs.",
 )
 
 
@@ -1053,7 +1089,7 @@ INTERPOLATE = OpSpec(
 #: The engine's operations, in registration order (the built-in plugin registers exactly these).
 BUILTIN_OPS: list[OpSpec] = [
     INPUT, OUTPUT, CONV, SEP_CONV, CONV_TRANSPOSE, RELU, RELU6, PRELU, TANH, SIGMOID, IDENTITY, SCALE, SHIFT,
-    UNUSED, ADD, CONCAT, MEAN, MULTIPLY, GLOBAL_AVG_POOL, CHANNEL_ATTENTION, PIXEL_SHUFFLE, INTERPOLATE,
+    UNUSED, ADD, CONCAT, MEAN, MULTIPLY, GLOBAL_AVG_POOL, CHANNEL_ATTENTION, PIXEL_SHUFFLE, INTERPOLATE, BATCH_NORM,
 ]
 
 

@@ -502,12 +502,12 @@ def test_registry_duplicate_and_unknown_names():
     with pytest.raises(DuplicateNameError, match="'conv' is registered twice: by plugin 'builtin' and by plugin "
                                                  "'nasengine-hnas'"):
         reg.add(reg.get("conv"))
-    with pytest.raises(UnknownNameError, match="unknown operation 'rcab'; registered: add, channel_attention"):
+    with pytest.raises(UnknownNameError, match="unknown operation 'rcab'; registered: add, batch_norm, channel_attention"):
         reg.get("rcab")
     assert set(reg.names()) == {s.name for s in BUILTIN_OPS}
     assert {"input", "output", "conv", "sep_conv", "conv_transpose", "relu", "relu6", "prelu", "tanh", "sigmoid",
             "identity", "scale", "shift", "unused", "add", "concat", "mean", "multiply", "global_avg_pool",
-            "channel_attention", "pixel_shuffle", "interpolate"} == set(reg.names())
+            "channel_attention", "pixel_shuffle", "interpolate", "batch_norm"} == set(reg.names())
 
 
 DOUBLE_PLUGIN = """

@@ -35,7 +35,9 @@ def test_golden_baselines():
 
     * SRCNN 9-5-5 (64/32): 52.7008G / 57,184 — all convs on the 960x960 bicubic-upscaled image, weights only;
     * VDSR: 612.5912G / 664,704 weights only (665,921 with biases) — 20 convs on 960x960;
-    * FSRCNN(56,12,4): 6.0070G / 12,464 — LR convs at 480x480, the 9x9 deconv counted at HR. The 12,464
+    * FSRCNN(56,12,4): 6.0070G / 12,464 — LR convs at 480x480, the 9x9 deconv counted at HR (the
+      ``deconv_output`` convention; "counting it per LR input pixel instead gives 2.87G", the ``true`` one,
+      published_architectures.json "FSRCNN".convention). The 12,464
       "weights only" excludes the biases *and* the 172 PReLU slopes (one per channel after each of the
       seven LR convs: 56+12+4*12+56); with biases the reference gives 12,637, and every learned parameter
       together is 12,637 + 172 = 12,809.
@@ -49,12 +51,15 @@ def test_golden_baselines():
                                                                               665_921)
     assert f"{c.mult_adds / 1e9:.4f}" == "612.5912"
 
-    c = analytic_cost(fsrcnn(56, 12, 4))
+    c = analytic_cost(fsrcnn(56, 12, 4), convention="deconv_output", also=["true"])
     assert c.mult_adds == 6_006_988_800 and f"{c.mult_adds / 1e9:.4f}" == "6.0070"
+    assert c.convention == "deconv_output" and c.figures == {"deconv_output": 6_006_988_800, "true": 2_871_705_600}
+    assert f"{c.mult_adds_as('true') / 1e9:.2f}" == "2.87" and analytic_cost(fsrcnn(56, 12, 4)).mult_adds == 2_871_705_600
     assert c.kernel_params == 12_464
     assert c.params - (c.params - c.params_without_bias) - 172 == 12_464  # biases and PReLU slopes excluded
     assert c.params == 12_637 + 172
-    assert c.lr_size == (480, 480) and c.hr_size == (960, 960) and c.scale == 2 and c.convention == CONVENTION
+    assert c.lr_size == (480, 480) and c.hr_size == (960, 960) and c.scale == 2
+    assert analytic_cost(vdsr()).convention == CONVENTION == "true"
 
 
 @pytest.mark.parametrize("name, make", [("SRCNN", srcnn), ("VDSR", vdsr), ("FSRCNN", fsrcnn)])
@@ -63,7 +68,7 @@ def test_golden_per_layer_lists(name, make):
     if not REFERENCE.is_file():
         pytest.skip(f"{REFERENCE} not found")
     ref = json.loads(REFERENCE.read_text())[name]
-    layers = [n for n in cost_breakdown(make()) if n.op in ("conv", "conv_transpose")]
+    layers = [n for n in cost_breakdown(make(), convention="deconv_output") if n.op in ("conv", "conv_transpose")]
     assert [n.params for n in layers] == [layer[9] for layer in ref["layers"]]
     assert sum(n.mult_adds for n in layers) == ref["computed_multadds"]
 
@@ -135,8 +140,10 @@ def test_sep_conv_and_transposed_conv_formulas():
     assert (c.params, c.bias_params, c.mult_adds) == (4 * 9 + 4 * 6 + 6, 6, (4 * 9 + 4 * 6) * 64)
     g, n = one_op(4, "conv_transpose", out_channels=2, kernel=9, stride=3)
     c = node_cost(g, n)
-    assert c.out_size == (24, 24)  # counted as a 9x9 conv over the HR output
-    assert (c.params, c.mult_adds) == (81 * 4 * 2 + 2, 81 * 4 * 2 * 24 * 24)
+    assert c.out_size == (24, 24)  # true Mult-Adds: a 9x9x2 patch scattered per LR input pixel (8x8)
+    assert (c.params, c.mult_adds) == (81 * 4 * 2 + 2, 81 * 4 * 2 * 8 * 8)
+    c = next(c for c in cost_breakdown(g, (8, 8), convention="deconv_output") if c.node == n)
+    assert (c.params, c.mult_adds) == (81 * 4 * 2 + 2, 81 * 4 * 2 * 24 * 24)  # as a 9x9 conv over the HR output
 
 
 def test_channel_attention_costs_once_per_image():
