@@ -1,4 +1,5 @@
-"""The HNAS plugin's methods and the hooks of its controller and reward (plugin.py imports the hooks from here):
+"""The HNAS plugin's methods and the registration of its controller and reward (plugin.py's hooks call
+:func:`register_methods`, :func:`register_controllers` and :func:`register_rewards`):
 
 * ``hnas`` — HNAS-SR's search (METHODS.md §2): the engine's one-shot loop over the ``hnas`` space's weight-sharing
   supernet, the ``hnas-hierarchical`` controller, the ``sr-supernet`` evaluator with the released reward PSNR
@@ -9,9 +10,8 @@
 """
 from __future__ import annotations
 
-from nasengine import hookimpl
-
-__all__ = ["hnas_method", "hnas_generational_method", "LAMBDAS"]
+__all__ = ["hnas_method", "hnas_generational_method", "LAMBDAS", "register_methods", "register_controllers",
+           "register_rewards"]
 
 #: λ of the joint reward that gave each published model (§2.5)
 LAMBDAS = {"HNAS-A": 0.2, "HNAS-B": 0.6, "HNAS-C": 0.9}
@@ -48,8 +48,10 @@ def hnas_method():
             # §2.5: lambda 0.6 (HNAS-B; 0.2 / 0.9 give A / C), the cost of the sampled genome [E] in the repo's
             # units (0.5 x the paper's "FLOPs": cost_mode repo_accumulating is the released behaviour).
             "reward": {"lam": 0.6, "cost_mode": "sampled", "psnr_metric": "psnr_rgb_shave"},
-            # Costs quoted at LR 480x480 (the paper's "3x480x480", §2.8).
-            "cost": {"lr_size": [480, 480]},
+            # Costs quoted at LR 480x480 (the paper's "3x480x480", §2.8): true Mult-Adds, as executed (the
+            # upsampling cell twice, §2.9 #13) and the repo's count (conv2d_div10 = the paper's "FLOPs", which the
+            # reward's Cost reads: §2.5).
+            "cost": {"lr_size": [480, 480], "convention": "true", "also": ["executed", "conv2d_div10"]},
             # §2.6: Adam 1e-3 (betas 0.9/0.999), batch 16, HR patch 96, L1 on 0-255, MATLAB bicubic LR, the 8
             # dihedral augmentations; §2.5: the reward PSNR is RGB, shave 8, one MSE over a batch of 16 HR-96
             # patches.
@@ -110,7 +112,7 @@ def hnas_generational_method():
             # the paper's space (§2.1-2.2) at the retrained width
             "space": {"L": 12, "nodes": 4, "channels": 64, "scale": 2},
             "reward": {"objectives": [["psnr", "max"], ["mult_adds", "min"]], "constraints": []},
-            "cost": {"lr_size": [480, 480]},
+            "cost": {"lr_size": [480, 480], "convention": "true", "also": ["executed", "conv2d_div10"]},
         },
         presets={
             # A CPU proxy: the smoke preset's space (L = 4, C = 4; §2.10), 3 generations of 6, 100 steps per
@@ -128,21 +130,18 @@ def hnas_generational_method():
     )
 
 
-@hookimpl
-def nasengine_register_methods(registry):
+def register_methods(registry):
     registry.add("hnas", hnas_method())
     registry.add("hnas-generational", hnas_generational_method())
 
 
-@hookimpl
-def nasengine_register_controllers(registry):
+def register_controllers(registry):
     from nasengine_hnas.controller import HierarchicalController
 
     registry.add("hnas-hierarchical", HierarchicalController)
 
 
-@hookimpl
-def nasengine_register_rewards(registry):
+def register_rewards(registry):
     from nasengine_hnas.reward import hnas_joint_reward
 
     registry.add("hnas-joint", hnas_joint_reward,

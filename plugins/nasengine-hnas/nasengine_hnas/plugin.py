@@ -24,6 +24,25 @@ def nasengine_register_architectures(registry):
         registry.add(f"hnas:{name}", str(GENOMES_DIR / f"{name}.json"))
 
 
-# ---- the hnas-hierarchical controller, the hnas-joint reward and the hnas / hnas-generational methods -----------
-from nasengine_hnas.method import (  # noqa: E402,F401 - hook implementations, registered with this module
-    nasengine_register_controllers, nasengine_register_methods, nasengine_register_rewards)
+
+# ---- nasengine_hnas/method.py: the hnas-hierarchical controller, the hnas-joint reward, the hnas and
+# hnas-generational methods ----------------------------------------------------------------------------------
+@hookimpl
+def nasengine_register_controllers(registry):
+    from nasengine_hnas.method import register_controllers
+
+    register_controllers(registry)
+
+
+@hookimpl
+def nasengine_register_rewards(registry):
+    from nasengine_hnas.method import register_rewards
+
+    register_rewards(registry)
+
+
+@hookimpl
+def nasengine_register_methods(registry):
+    from nasengine_hnas.method import register_methods
+
+    register_methods(registry)

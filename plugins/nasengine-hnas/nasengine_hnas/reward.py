@@ -101,7 +101,7 @@ class RepoFlopsCounter:
         out: dict[str, int] = {}
         for node in cost_breakdown(graph, lr_size, convention="conv2d_div10"):
             if node.mult_adds:
-                name = graph.nodes[node.node].name
+                name = graph.name(node.node)
                 out[name or f"#{node.node}.{node.op}"] = int(node.mult_adds)
         return out
 
