@@ -8,7 +8,9 @@ Epochs are numbered from 1. Each epoch:
    shared-weights evaluator (``ev.train_step``);
 2. **controller** (epochs ``>= controller_start``; DeCoNAS's "after epoch 5" is ``controller_start: 6``):
    ``controller_steps`` updates, each scoring the ``controller.ask()`` children with the shared weights on the
-   next validation batch and telling their results (one policy update per ``tell``).
+   next validation batch and telling their results (one policy update per ``tell``). A controller with a
+   ``start_epoch(epoch)`` method hears of each such epoch first (optional; HNAS restarts its baseline and steps
+   its learning rate there).
 
 Every scored child is an ordinary candidate row (generation = the epoch, ``idx`` = its place in the epoch;
 costs from the cost model plus ``space.genome_metrics``, metrics from the evaluator's ``score``) with status
@@ -21,7 +23,8 @@ batches for every child unless ``derive_same_batches`` is off), recorded as gene
 by reward is the run's derived genome (the store's ``derived`` result; ``nasengine show`` prints it). Then
 **retrain** the best ``retrain_top`` distinct architectures from scratch through the executor with the
 ``retrain`` section's evaluator (default ``sr-train``), as ordinary tasks recorded in generation ``epochs + 2``
-(with the protocol ``psnr`` / ``ssim``). A run's Pareto front is that of its derivation rows (see
+(with the protocol ``psnr`` / ``ssim``); ``loop.retrain_space`` overrides space options for it (HNAS searches at
+8 channels and retrains at 64), and those rows carry the overridden architecture's key and costs. A run's Pareto front is that of its derivation rows (see
 :func:`nasengine.report.front_of` and :class:`nasengine.report.RunReport`).
 
 After every ``checkpoint_every`` epochs (and the last), the shared weights, the evaluator's state (optimizer,
@@ -50,7 +53,7 @@ import numpy as np
 
 from nasengine.errors import ConfigError, NasengineError
 from nasengine.executors import EvalTask
-from nasengine.options import choice, flag, option, whole
+from nasengine.options import anything, choice, flag, mapping, option, string, whole
 from nasengine.search.loop import Loop, LoopPlan
 from nasengine.search.records import LoopEnd, candidate_seed
 from nasengine.space import canonical_json
@@ -83,6 +86,9 @@ class OneShotOptions:
                                        help="score every derivation child on the same validation batches")
     retrain_top: int = option(0, whole(0), help="retrain the best K derived architectures from scratch (0: none)")
     checkpoint_every: int = option(1, whole(1), help="write a checkpoint every this many epochs (and after the last)")
+    retrain_space: dict = option({}, mapping(string(), anything),
+                                 help="space options the retraining overrides (HNAS: search at channels 8, retrain at "
+                                      "64); the retrained rows' costs are those of the overridden space")
 
 
 def _resolve_device(device: str) -> str:
@@ -138,6 +144,8 @@ class OneShotLoop(Loop):
                                   f"{name}()); a one-shot method needs one, e.g. sr-supernet")
         if opts.retrain_top:
             cls.retrain_evaluator(spec, plugins)  # its options, checked before any run folder exists
+            if opts.retrain_space:
+                cls.retrain_space_of(spec, plugins)
 
     @staticmethod
     def retrain_spec(spec):
@@ -145,6 +153,18 @@ class OneShotLoop(Loop):
         from nasengine.spec import DEFAULT_RETRAIN, RoleSpec
 
         return spec.retrain if spec.retrain is not None else RoleSpec(DEFAULT_RETRAIN, {})
+
+    @classmethod
+    def retrain_space_of(cls, spec, plugins):
+        """The space the retraining decodes with: the run's, with ``loop.retrain_space``'s options over its own
+        (a wrong one is a one-line ``loop.retrain_space`` error)."""
+        from nasengine.options import OptionError, construct
+
+        options = {**spec.space.kwargs(), **cls.options(spec).retrain_space}
+        try:
+            return construct("space", spec.space.name, plugins.spaces.get(spec.space.name), options)
+        except OptionError as exc:
+            raise ConfigError(f"loop.retrain_space: {exc}") from None
 
     @classmethod
     def retrain_evaluator(cls, spec, plugins):
@@ -364,6 +384,9 @@ class OneShotLoop(Loop):
 
     def _train_controller(self, epoch: int) -> list[float]:
         ctx, opts = self.ctx, self.opts
+        start = getattr(ctx.controller, "start_epoch", None)
+        if callable(start):  # optional hook: e.g. HNAS resets its baseline and steps its rate per epoch
+            start(epoch)
         idx, rewards = 0, []
         for step in range(opts.controller_steps):
             genomes = list(ctx.controller.ask())
@@ -453,13 +476,25 @@ class OneShotLoop(Loop):
                 top.append(rec)
         top = top[:opts.retrain_top]
         rs = self.retrain_spec(spec)
+        space_options = {**spec.space.kwargs(), **opts.retrain_space}
+        space = ctx.space
+        if opts.retrain_space:
+            from nasengine.plugins import get_plugins
+
+            space = self.retrain_space_of(spec, get_plugins())
         tasks, infos = [], {}
         for i, rec in enumerate(top):
             if ctx.store.get(g, i) is not None:
                 continue
+            if opts.retrain_space:  # the architecture at the retraining's options: its own key and costs
+                graph = space.decode(space.from_json(rec.genome))
+                costs = {k: float(v) for k, v in ctx.cost_model.metrics(graph).items()}
+                costs.update({k: float(v) for k, v in space.genome_metrics(space.from_json(rec.genome)).items()})
+                rec = attrs.evolve(rec, key=graph.key(), costs=costs, params=costs.get("params"),
+                                   mult_adds=costs.get("mult_adds"))
             seed = candidate_seed(spec.seed, rec.key)
             workdir = str(ctx.store.run_dir / "work" / f"retrain-{i:03d}") if spec.workdirs else None
-            task = EvalTask(task_id=f"{g}:{i}", space=spec.space.name, space_options=spec.space.kwargs(),
+            task = EvalTask(task_id=f"{g}:{i}", space=spec.space.name, space_options=space_options,
                             genome=canonical_json(rec.genome), evaluator=rs.name, evaluator_options=rs.kwargs(),
                             seed=seed, device=spec.device, workdir=workdir)
             tasks.append(task)

@@ -22,3 +22,27 @@ def nasengine_register_search_spaces(registry):
 def nasengine_register_architectures(registry):
     for name in PUBLISHED:
         registry.add(f"hnas:{name}", str(GENOMES_DIR / f"{name}.json"))
+
+
+
+# ---- nasengine_hnas/method.py: the hnas-hierarchical controller, the hnas-joint reward, the hnas and
+# hnas-generational methods ----------------------------------------------------------------------------------
+@hookimpl
+def nasengine_register_controllers(registry):
+    from nasengine_hnas.method import register_controllers
+
+    register_controllers(registry)
+
+
+@hookimpl
+def nasengine_register_rewards(registry):
+    from nasengine_hnas.method import register_rewards
+
+    register_rewards(registry)
+
+
+@hookimpl
+def nasengine_register_methods(registry):
+    from nasengine_hnas.method import register_methods
+
+    register_methods(registry)
