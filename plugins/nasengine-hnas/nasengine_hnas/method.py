@@ -49,9 +49,9 @@ def hnas_method():
             # units (0.5 x the paper's "FLOPs": cost_mode repo_accumulating is the released behaviour).
             "reward": {"lam": 0.6, "cost_mode": "sampled", "psnr_metric": "psnr_rgb_shave"},
             # Costs quoted at LR 480x480 (the paper's "3x480x480", §2.8): true Mult-Adds, as executed (the
-            # upsampling cell twice, §2.9 #13) and the repo's count (conv2d_div10 = the paper's "FLOPs", which the
+            # upsampling cell twice, §2.9 #13) and the repo's count (conv2d_48px_x10 = the paper's "FLOPs", which the
             # reward's Cost reads: §2.5).
-            "cost": {"lr_size": [480, 480], "convention": "true", "also": ["executed", "conv2d_div10"]},
+            "cost": {"lr_size": [480, 480], "convention": "true", "also": ["executed", "conv2d_48px_x10"]},
             # §2.6: Adam 1e-3 (betas 0.9/0.999), batch 16, HR patch 96, L1 on 0-255, MATLAB bicubic LR, the 8
             # dihedral augmentations; §2.5: the reward PSNR is RGB, shave 8, one MSE over a batch of 16 HR-96
             # patches.
@@ -112,7 +112,7 @@ def hnas_generational_method():
             # the paper's space (§2.1-2.2) at the retrained width
             "space": {"L": 12, "nodes": 4, "channels": 64, "scale": 2},
             "reward": {"objectives": [["psnr", "max"], ["mult_adds", "min"]], "constraints": []},
-            "cost": {"lr_size": [480, 480], "convention": "true", "also": ["executed", "conv2d_div10"]},
+            "cost": {"lr_size": [480, 480], "convention": "true", "also": ["executed", "conv2d_48px_x10"]},
         },
         presets={
             # A CPU proxy: the smoke preset's space (L = 4, C = 4; §2.10), 3 generations of 6, 100 steps per

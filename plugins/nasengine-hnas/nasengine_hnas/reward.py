@@ -6,7 +6,7 @@
 * ``Cost`` is in the released code's units, ``0.5 · 1e-8 · (Conv2d Mult-Adds at a 48×48 LR input)`` = half
   the paper's "FLOPs" figure (§2.5, §2.8), rounded to 3 decimals as the code does (``cost_round``).
   ``cost_mode: sampled`` (default, [E]) takes it from the sampled genome's cost metric ``cost_metric`` (a figure
-  of the run's cost model, times ``cost_scale``): by default the ``conv2d_div10`` convention's figure at LR
+  of the run's cost model, times ``cost_scale``): by default the ``conv2d_48px_x10`` convention's figure at LR
   480×480 (Conv2d Mult-Adds / 10, transposed convs not counted, the upsampling cell once) times 5e-10 — exactly
   the code's ``0.5e-8 · compute_flops@48²`` for the sampled architecture. ``cost_mode: repo_accumulating`` reproduces the released code
   (§2.9 #2): its ``compute_flops`` sums every Conv2d that ran in *any* earlier ``compute_flops`` call, at the
@@ -47,7 +47,7 @@ class HnasJointReward(Reward):
     lam: float = 0.6
     cost_mode: str = "sampled"
     psnr_metric: str = "psnr_rgb_shave"
-    cost_metric: str = "mult_adds_conv2d_div10"
+    cost_metric: str = "mult_adds_conv2d_48px_x10"
     cost_scale: float = 5e-10
     cost_round: int | None = 3
     repo_lr_size: tuple = REPO_LR_SIZE
@@ -84,7 +84,7 @@ class RepoFlopsCounter:
 
     Modules are the graph's named slots (the supernet's modules: a slot name is one weight, so the two duplicate
     edges of a node that share a supernet module are one entry); an unnamed counted node (the fixed MeanShift
-    convs) is keyed by its op and position. What a Conv2d is and costs is the cost model's ``conv2d_div10``
+    convs) is keyed by its op and position. What a Conv2d is and costs is the cost model's ``conv2d_48px_x10``
     convention (transposed convs not counted, MeanShift counted as its fixed 1×1 conv)."""
 
     def __init__(self, lr_size: Sequence[int] = REPO_LR_SIZE, unit: float = REPO_UNIT):
@@ -94,12 +94,12 @@ class RepoFlopsCounter:
 
     @staticmethod
     def module_costs(graph, lr_size: Sequence[int] = REPO_LR_SIZE) -> dict[str, int]:
-        """The Conv2d Mult-Adds of each module ``graph`` runs at ``lr_size`` (the ``conv2d_div10`` convention's
+        """The Conv2d Mult-Adds of each module ``graph`` runs at ``lr_size`` (the ``conv2d_48px_x10`` convention's
         per-node figure before its divisor; a slot used twice counts once)."""
         from nasengine.cost import cost_breakdown
 
         out: dict[str, int] = {}
-        for node in cost_breakdown(graph, lr_size, convention="conv2d_div10"):
+        for node in cost_breakdown(graph, lr_size, convention="conv2d_48px_x10"):
             if node.mult_adds:
                 name = graph.name(node.node)
                 out[name or f"#{node.node}.{node.op}"] = int(node.mult_adds)
@@ -138,12 +138,12 @@ class HnasJointOptions:
                                  "(§2.5, §2.9 #2; needs the hnas-hierarchical controller)")
     psnr_metric: str = option("psnr_rgb_shave", string(),
                               help="the evaluator's reward PSNR (RGB, shave 8, batch MSE: §2.5)")
-    cost_metric: str = option("mult_adds_conv2d_div10", string(),
+    cost_metric: str = option("mult_adds_conv2d_48px_x10", string(),
                               help="the cost model's figure of the sampled genome (cost_mode sampled; the "
-                                   "default needs cost.also: [conv2d_div10])")
+                                   "default needs cost.also: [conv2d_48px_x10])")
     cost_scale: float = option(5e-10, positive,
                                help="Cost = cost_scale x cost_metric: 5e-10 = the code's 0.5 x 1e-8 at 48x48 for "
-                                    "the conv2d_div10 figure at cost.lr_size 480x480 (§2.5)")
+                                    "the conv2d_48px_x10 figure at cost.lr_size 480x480 (§2.5)")
     cost_round: int | None = option(3, optional(whole(0)), help="decimals the cost is rounded to (the code: 3)")
     repo_lr_size: tuple = option(REPO_LR_SIZE, sequence(whole(1), length=2),
                                  help="LR size of the released compute_flops (repo_accumulating; §2.5: 48x48)")

@@ -15,18 +15,18 @@ from nasengine_hnas.space import HnasSpace
 
 
 def test_joint_reward_formula_and_repo_units():
-    """R = lam * PSNR - (1 - lam) * round(Cost, 3), Cost = 5e-10 x the conv2d_div10 figure at LR 480x480 = 0.5 x
+    """R = lam * PSNR - (1 - lam) * round(Cost, 3), Cost = 5e-10 x the conv2d_48px_x10 figure at LR 480x480 = 0.5 x
     the paper's "FLOPs" (HNAS-A: 30.6306 G, §2.8 -> 15.315)."""
     r = hnas_joint_reward(lam=0.2)
-    metrics = {"psnr_rgb_shave": 30.0, "mult_adds_conv2d_div10": 30.6306e9}
+    metrics = {"psnr_rgb_shave": 30.0, "mult_adds_conv2d_48px_x10": 30.6306e9}
     assert r.cost_of(metrics) == pytest.approx(15.3153)
     assert r.scalar(metrics) == pytest.approx(0.2 * 30.0 - 0.8 * 15.315)
-    assert [o.metric for o in r.objectives] == ["psnr_rgb_shave", "mult_adds_conv2d_div10"]
+    assert [o.metric for o in r.objectives] == ["psnr_rgb_shave", "mult_adds_conv2d_48px_x10"]
     assert hnas_joint_reward(lam=1.0).scalar({"psnr_rgb_shave": 31.0}) == 31.0  # no cost needed at lam = 1
-    with pytest.raises(ConfigError, match="mult_adds_conv2d_div10"):
+    with pytest.raises(ConfigError, match="mult_adds_conv2d_48px_x10"):
         r.scalar({"psnr_rgb_shave": 30.0})
     with pytest.raises(ConfigError, match="psnr_rgb_shave"):
-        r.scalar({"mult_adds_conv2d_div10": 1e9})
+        r.scalar({"mult_adds_conv2d_48px_x10": 1e9})
     with pytest.raises(ConfigError, match="reward.lam"):
         hnas_joint_reward(lam=1.5)
     with pytest.raises(ConfigError, match="reward.cost_mode"):
@@ -35,7 +35,7 @@ def test_joint_reward_formula_and_repo_units():
 
 def test_the_sampled_cost_is_the_released_compute_flops_of_that_architecture():
     """For one architecture run once, the counter (the released compute_flops at 48x48 x 0.5e-8) equals the sampled
-    mode's cost from the conv2d_div10 figure at 480x480 — except that two identical edges of a node share one
+    mode's cost from the conv2d_48px_x10 figure at 480x480 — except that two identical edges of a node share one
     supernet module, which the released count sees once (§2.3) and the derived network's figure twice."""
     space = HnasSpace(L=4, channels=8)
     rng = np.random.default_rng(1)
@@ -49,8 +49,8 @@ def test_the_sampled_cost_is_the_released_compute_flops_of_that_architecture():
         if duplicated in seen:
             continue
         seen.add(duplicated)
-        figure = analytic_cost(graph, (480, 480), also=("conv2d_div10",)).figures["conv2d_div10"]
-        sampled = hnas_joint_reward().cost_of({"mult_adds_conv2d_div10": figure})
+        figure = analytic_cost(graph, (480, 480), also=("conv2d_48px_x10",)).figures["conv2d_48px_x10"]
+        sampled = hnas_joint_reward().cost_of({"mult_adds_conv2d_48px_x10": figure})
         counter = RepoFlopsCounter()
         if duplicated:
             assert counter.run(graph) < sampled
@@ -90,7 +90,7 @@ def test_controller_learns_from_the_accumulated_cost_in_repo_mode():
     totals = []
     for _ in range(3):
         g = ctl.ask()[0]
-        metrics = {"psnr_rgb_shave": 30.0, "mult_adds_conv2d_div10": 1e9}
+        metrics = {"psnr_rgb_shave": 30.0, "mult_adds_conv2d_48px_x10": 1e9}
         ctl.tell([Result(genome=g, key=space.genome_key(g), status="ok", metrics=metrics,
                          reward=reward.scalar(metrics))])
         totals.append(ctl.stats()["repo_cost"])
