@@ -128,9 +128,14 @@ def format_plan(plan: dict) -> str:
         f"{_g(plan['train_macs_total'])} MACs in all",
     ]
     if plan.get("loop_details"):  # a loop that says itself what it runs (one-shot): its lines, its time
-        lines[2:] = [f"  budget {plan['budget'] or 'loop.epochs'}; {plan['candidates'] or '?':,} children scored "
-                     f"in all; executor {plan['executor']}",
-                     f"  shared weights trained and scored by {plan['evaluator']}: {plan['evaluation']}"]
+        if plan["loop"] == "differentiable":  # no controller: the architecture follows the gradient
+            lines[1] = f"  space {plan['space']} ({size_text} architectures); architecture by gradient descent"
+            lines[2:] = [f"  budget {plan['budget'] or 'evaluator.steps'}; {plan['candidates'] or '?':,} rows "
+                         f"recorded in all; executor {plan['executor']}"]
+        else:
+            lines[2:] = [f"  budget {plan['budget'] or 'loop.epochs'}; {plan['candidates'] or '?':,} children "
+                         f"scored in all; executor {plan['executor']}",
+                         f"  shared weights trained and scored by {plan['evaluator']}: {plan['evaluation']}"]
         lines += [f"  {line}" for line in plan["loop_details"]]
         total = plan.get("seconds_here")
         lines.append(f"  on this machine ({plan['device']}): the search "

@@ -138,6 +138,13 @@ class SearchSpace(abc.ABC):
         one valid graph holding each slot once (branches that do not reach the output end in ``unused``)."""
         return self.decode(self.densest())
 
+    def differentiable_supernet(self) -> Any:
+        """The torch supernet a differentiable search (``Method(loop="differentiable")``) trains: weights and
+        architecture parameters together (the protocol is :mod:`nasengine.search.differentiable`'s). Spaces
+        without one leave this unimplemented."""
+        raise NotImplementedError(f"search space {self.name} has no differentiable_supernet(), so it cannot be "
+                                  "searched by the differentiable loop")
+
     def genome_metrics(self, genome: Genome) -> dict[str, float]:
         """Extra per-genome numbers a reward may need that are not costs (e.g. a complexity penalty). Search
         loops merge them into a candidate's costs. Default: none."""

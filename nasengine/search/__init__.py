@@ -7,6 +7,8 @@
 * :mod:`nasengine.search.steady` — the same pipeline steady-state, for a controller with ``in_flight``.
 * :mod:`nasengine.search.oneshot` — epochs of weight-sharing supernet training on sampled children and
   controller updates from their shared-weight rewards, then derivation and retraining (DeCoNAS, HNAS).
+* :mod:`nasengine.search.differentiable` — weights and architecture parameters of one supernet trained together
+  (L1 + lambda * differentiable Mult-Adds, the SR trainer's step hook), then derivation and retraining (FGNAS).
 * :mod:`nasengine.search.context` — what a loop gets from the session, and the candidate pipeline.
 * :mod:`nasengine.search.budget`, :mod:`nasengine.search.records`, :mod:`nasengine.search.progress`.
 

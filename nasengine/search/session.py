@@ -30,6 +30,7 @@ from nasengine.errors import ConfigError, DataError
 from nasengine.executors import Executor, ExecutorLost
 from nasengine.method import apply_overrides
 from nasengine.search.context import SearchContext
+from nasengine.search.differentiable import DifferentiableLoop
 from nasengine.search.generational import GenerationalLoop
 from nasengine.search.loop import Loop
 from nasengine.search.oneshot import OneShotLoop
@@ -44,7 +45,8 @@ __all__ = ["LOOPS", "RESUMABLE_SECTIONS", "RunSession", "Roles", "loop_class", "
 log = logging.getLogger("nasengine.search")
 
 #: The loop of each ``Method.loop`` (a loop class may pick a variant for its controller: steady-state).
-LOOPS: dict[str, type[Loop]] = {"generational": GenerationalLoop, "one-shot": OneShotLoop}
+LOOPS: dict[str, type[Loop]] = {"generational": GenerationalLoop, "one-shot": OneShotLoop,
+                                 "differentiable": DifferentiableLoop}
 #: Sections a resume may change (the others would make the run something else).
 RESUMABLE_SECTIONS = ("budget", "executor")
 

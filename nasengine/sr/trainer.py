@@ -492,6 +492,13 @@ class Trainer:
         state = _read_checkpoint(path)
         self._apply(state, Path(path))
 
+    def load_state_dict(self, state: dict, source: str = "the state") -> None:
+        """Restore a state made by :meth:`state_dict` (e.g. kept inside a search loop's own checkpoint file);
+        the checks and the effect are those of :meth:`load_checkpoint` (``source`` names it in errors)."""
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+            raise InputError(f"{source}: not a nasengine trainer state (format {_FORMAT})")
+        self._apply(state, Path(source))
+
     def _apply(self, state: dict, path: Path) -> None:
         saved = TrainConfig.from_dict(state["config"])
         for name in _TRAJECTORY:

@@ -162,6 +162,13 @@ class FgnasSpace(SearchSpace):
         k = int(rng.integers(1, self.n_bits)) if self.n_bits > 1 else 0
         return self._from_bits(x[:k] + y[k:]), self._from_bits(y[:k] + x[k:])
 
+    def differentiable_supernet(self):
+        """The gated supernet (:class:`~nasengine_fgnas.supernet.FgnasSupernet`) the engine's differentiable loop
+        trains: ``param_groups(lr, gate_lr)``, ``cost_term(lr_size)``, ``genome()``, ``derive()``."""
+        from nasengine_fgnas.supernet import FgnasSupernet
+
+        return FgnasSupernet(self)
+
     def densest(self) -> FgnasGenome:
         """The all-on genome: the supernet (every slot at its widest)."""
         return FgnasGenome.filled(self.blocks, self.channels, self.gate_body_end, 1)

@@ -221,6 +221,13 @@ class FgnasSupernet(nn.Module):
             model = self._cost_models[key] = DifferentiableCost(self.supernet_graph(), lr_size=key)
         return model(self.counts())
 
+    def derive(self):
+        """The pruned network of the hard masks with this supernet's weights (:func:`nasengine_fgnas.derive.derive`;
+        what the engine's differentiable loop records and saves as the derived model)."""
+        from nasengine_fgnas.derive import derive
+
+        return derive(self)
+
     def extra_repr(self) -> str:
         return repr(self.space)
 
