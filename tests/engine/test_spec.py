@@ -49,8 +49,9 @@ def test_unknown_sections_and_options_are_one_line_errors_naming_them(fake_plugi
         RunSpec.from_config(fake_plugins, {**_cfg(fake_plugins), "space": 3})
 
 
-def test_a_method_whose_loop_has_no_entry_is_refused_before_the_run_folder(fake_plugins, tmp_path):
-    assert "differentiable" not in LOOPS
+def test_a_method_whose_loop_has_no_entry_is_refused_before_the_run_folder(fake_plugins, tmp_path, monkeypatch):
+    # every loop a Method may name exists now; an engine without one (a loop removed) must still refuse cleanly
+    monkeypatch.delitem(LOOPS, "differentiable")
     fake_plugins.methods.add("fake-diff", attrs.evolve(fake_plugins.methods.get("fake"), name="fake-diff",
                                                        loop="differentiable"))
     with pytest.raises(ConfigError, match=r"^method 'fake-diff' uses the differentiable loop, which this engine "
