@@ -268,9 +268,17 @@ class RunReport:
         derived = self.results.get("derived")
         if not isinstance(derived, dict):
             return ""
-        out = (f" (of the derivation's {derived.get('samples', '?')} children)\n"
+        if derived.get("samples") is not None:  # one-shot: the best of the derivation's children
+            where = f" (of the derivation's {derived['samples']} children)"
+        elif derived.get("steps") is not None:  # differentiable: the one architecture at the end of training
+            where = f" (the architecture derived after {derived['steps']:,} steps)"
+        else:
+            where = ""
+        reward = derived.get("reward")
+        out = (f"{where}\n"
                f"derived architecture ({derived.get('derive', '?')}): {derived.get('text', derived.get('genome'))}"
-               f" | reward {self._fmt('reward', derived.get('reward'))} | key {str(derived.get('key'))[:10]}")
+               + (f" | reward {self._fmt('reward', reward)}" if reward is not None else "")
+               + f" | key {str(derived.get('key'))[:10]}")
         metrics = derived.get("metrics") or {}
         shown = [c for c in ("params", "mult_adds") if c in metrics]
         if shown:
