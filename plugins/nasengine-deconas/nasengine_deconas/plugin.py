@@ -52,11 +52,13 @@ def deconas_method():
         loop="one-shot",
         base={
             # §1.1-1.2: N = M = 4, K = 3, C = 64, CA reduction 4, x2, no feature-fusion search (FF0, the paper's
-            # chosen setting, §1.8 #5); the per_slot weight layout ([E] default, §1.3). Ops: the released final
-            # net's (pre-activation ReLU + bias, §1.2), since the same space decodes the retrained architecture;
-            # op_variant=released_supernet gives the released search's supernet ops (§1.3 #1-2).
+            # chosen setting, §1.8 #5); the per_slot weight layout ([E] default, §1.3; tf_reshape selectable).
+            # Ops: the search's supernet uses the released search's ops (no pre-activation ReLU, no conv bias,
+            # §1.3 #1-2: [E] follow the code), the retraining the released final net's (pre-activation ReLU + bias,
+            # §1.2) through loop.retrain_space.
             "space": {"N": 4, "M": 4, "channels": 64, "scale": 2, "fusion": False, "reduction": 4,
-                      "op_variant": "fixed", "weight_layout": "per_slot"},
+                      "op_variant": "released_supernet", "weight_layout": "per_slot"},
+            "loop": {"retrain_space": {"op_variant": "fixed"}},
             # §1.4-1.5: LSTM 2 x 64, tanh 1.10 / 2.5, U(-0.1, 0.1), Adam 3e-4, baseline EMA 0.99 of the PSNR only,
             # entropy 1e-4 in the reward; one sampled child per update.
             "controller": {"population_size": 1, "hidden_size": 64, "num_layers": 2, "tanh_constant": 1.10,
@@ -66,11 +68,11 @@ def deconas_method():
             "reward": {"alpha": 2.0, "cb": "code", "psnr_metric": "psnr_y_float_nocrop"},
             # Costs quoted at LR 480x480 (METHODS.md counting convention).
             "cost": {"lr_size": [480, 480]},
-            # §1.6: Adam 1e-4 (TF defaults), constant within the search, batch 16, LR 64 (HR 128), L1, MATLAB
-            # resize of the HR patch, rot90 + flip, grad filter 51.065; §1.5: float-Y reward PSNR, no crop,
+            # §1.6: Adam 1e-4 (TF defaults), constant within the search, batch 16, LR 64 (HR 128), L1, the repo's
+            # MATLAB-style resize of the HR patch in float, rounded once (matlab_float), rot90 + flip, grad filter 51.065; §1.5: float-Y reward PSNR, no crop,
             # 10-patch batches of 96 HR.
             "evaluator": {"lr": 1e-4, "betas": [0.9, 0.999], "batch_size": 16, "patch_size": 128, "loss": "l1",
-                          "lr_kernel": "matlab", "augment": True, "grad_filter": 51.065,
+                          "lr_kernel": "matlab_float", "augment": True, "grad_filter": 51.065,
                           "val_patch_size": 96, "val_batch": 10, "reward_psnr": "y_float_nocrop"},
         },
         presets={
