@@ -140,11 +140,13 @@ def _spec(plugins, method, preset: str | None, overrides: dict):
     try:
         spec.instantiate("evaluator", plugins).check()
         return spec, None
-    except NasengineError as exc:
+    except NasengineError:
+        ev = spec.evaluator.kwargs()
         local = {"evaluator": {"train_data": "default", "val_data": "default", "train_images": None,
                                "val_images": None}}
         spec = RunSpec.from_config(plugins, method.config(preset, deep_merge(overrides, local)), method=method)
-        return spec, f"its data is not here ({str(exc).splitlines()[0]}): timed on the embedded images"
+        return spec, (f"its data ({ev.get('train_data')} / {ev.get('val_data')}) is not on this machine: timed on "
+                      "the embedded images")
 
 
 def controller_share(plugins, method, preset, overrides: dict, args, dev) -> None:
