@@ -133,8 +133,9 @@ def run_model(run_dir) -> Path:
     if derived.get("model"):
         raise InputError(f"{run_dir}: the derived architecture's model file {derived['model']} is missing")
     raise InputError(f"{run_dir}: the derived architecture was not retrained (loop.retrain_top: 0, or the "
-                     "retraining failed or has not run yet), so the run holds no trained model of it; train it with "
-                     "nasengine train (nasengine export RUN writes its genome file)")
+                     "retraining failed or has not run yet, or an older nasengine kept no model), so the run holds "
+                     "no trained model of it; train it with nasengine train (nasengine export RUN writes its genome "
+                     "file)")
 
 
 def model_in_folder(folder) -> Path:

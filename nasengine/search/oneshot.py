@@ -476,7 +476,7 @@ class OneShotLoop(Loop):
                 continue
             seed = candidate_seed(spec.seed, rec.key)
             # always a folder in the run (whatever executor.workdirs says): the trained model is kept there
-            workdir = ctx.store.run_dir / retrained_folder(i, rec.key)
+            workdir = (ctx.store.run_dir / retrained_folder(i, rec.key)).absolute()  # for workers elsewhere
             task = EvalTask(task_id=f"{g}:{i}", space=spec.space.name, space_options=spec.space.kwargs(),
                             genome=canonical_json(rec.genome), evaluator=rs.name, evaluator_options=rs.kwargs(),
                             seed=seed, device=spec.device, workdir=str(workdir), keep_model=True)
