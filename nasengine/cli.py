@@ -77,7 +77,9 @@ def resolve_upscaler(spec: str, scale: int, *, weights: str | None = None, devic
     """Turn a ``--model`` value into an :class:`nasengine.sr.models.Upscaler`.
 
     A registered model name (``bicubic``, or one a plugin brings), a trained checkpoint
-    (``nasengine train`` output, ``.pt``) or its TorchScript (``nasengine export`` output).
+    (``nasengine train`` output, ``.pt``) or its TorchScript (``nasengine export`` output), or a folder: a
+    ``nasengine train --out`` folder (its ``model.pt``) or a one-shot run (its derived architecture's retrained
+    model, see :func:`nasengine.export.model_in_folder`).
     """
     from nasengine.plugins import get_plugins
 
@@ -88,6 +90,10 @@ def resolve_upscaler(spec: str, scale: int, *, weights: str | None = None, devic
     if name.lower() in plugins.models:
         return plugins.models.get(name.lower())(scale=scale, weights=weights, device=device)
     path = Path(name)
+    if path.is_dir():
+        from nasengine.export import model_in_folder
+
+        path = model_in_folder(path)
     if path.is_file() and path.suffix in (".pt", ".pth", ".ckpt", ".ts"):
         if weights is not None:
             raise NasengineError(f"--weights {weights}: {spec} is a trained model file that holds its own weights; "
@@ -521,17 +527,16 @@ def cmd_show(args) -> int:
 
 
 def _architectures_to_export(spec: str):
-    """The :class:`nasengine.export.Exportable` items of a trained model, a genome, or a run's Pareto front."""
-    from nasengine.export import exportable_file, front_exportables
+    """The :class:`nasengine.export.Exportable` items of a trained model (or a folder with one), a genome, or a
+    run (its derived architecture, retrained models and Pareto front)."""
+    from nasengine.export import exportable_file, model_in_folder, run_exportables
     from nasengine.store import ExperimentStore
 
     path = Path(spec)
     if path.is_dir() and ExperimentStore.exists(path):
-        from nasengine.report import RunReport, run_spec
-
-        rep = RunReport.load(path)
-        space = run_spec(rep.plugins, rep.run).space
-        return front_exportables(rep.front, space.name, space.kwargs(), source=path)
+        return run_exportables(path)
+    if path.is_dir():
+        return exportable_file(str(model_in_folder(path)))
     return exportable_file(spec)
 
 
@@ -604,6 +609,11 @@ def _search_option_entries(argv: list[str]):
     return list(get_plugins().search_options.entries())
 
 
+MODEL_HELP = ("bicubic (default), a registered model, a trained model file (.pt from `nasengine train` or "
+              "`nasengine export`), a `nasengine train --out` folder, or a one-shot run folder (its derived "
+              "architecture's retrained model)")
+
+
 def build_parser(search_options=()) -> argparse.ArgumentParser:
     """The argument parser; ``search_options`` are registry entries of plugin-added search/resume options."""
     parser = _Parser(
@@ -617,7 +627,7 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a model on benchmark sets (PSNR/SSIM on Y)", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="bicubic", help="bicubic (default)")
+    p.add_argument("--model", default="bicubic", help=MODEL_HELP)
     p.add_argument("--weights", help="weights file for the model")
     p.add_argument("--data", action="append", help="benchmark set name or folder (repeatable; default Set5)")
     p.add_argument("--scale", action="append", type=_scale, help="upscaling factor (repeatable; default 2)")
@@ -650,7 +660,7 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p = sub.add_parser("upscale", help="upscale an image with a model", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help="input image (any format Pillow reads)")
-    p.add_argument("--model", default="bicubic", help="bicubic (default)")
+    p.add_argument("--model", default="bicubic", help=MODEL_HELP)
     p.add_argument("--weights", help="weights file for the model")
     p.add_argument("--scale", type=_scale, default=2, help="upscaling factor (default 2)")
     p.add_argument("-o", "--output", help="output PNG (default: IMAGE_x{scale}_{model}.png beside the input)")
@@ -735,7 +745,9 @@ def build_parser(search_options=()) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("export", help="export a trained model, a genome, or a run's front (TorchScript/ONNX)")
-    p.add_argument("source", help="trained model (.pt from `nasengine train`), genome/graph file or name, or run folder")
+    p.add_argument("source", help="trained model (.pt from `nasengine train`, or its --out folder), genome/graph "
+                   "file or name, or run folder (a one-shot run: the derived architecture first, named derived, "
+                   "trained when the run retrained it; then the Pareto front)")
     p.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
     p.add_argument("-o", "--output", help="output file (one model) or folder (default exports/)")
     p.add_argument("--lr-size", type=_lr_size, default=(32, 32), help="example LR input size for tracing")

@@ -26,6 +26,12 @@ class EvalContext:
     the executor (``"cuda:1"`` on a GPU worker), ``workdir`` a folder the evaluator may use for checkpoints
     (``None``: keep nothing), ``threads`` the CPU threads it may use, ``report`` an optional callback for
     progress (``report(step, total)``).
+
+    ``keep_model`` (with a ``workdir``; a one-shot run's retraining): an evaluator that trains a model should
+    leave it in ``workdir`` as ``model.pt`` (:data:`nasengine.train.MODEL_FILE`, the format of
+    :func:`nasengine.checkpoints.save_trained_model`, holding ``architecture``: the evaluated genome's
+    :class:`~nasengine.genomefile.Architecture`, named after the workdir) and continue its checkpoints there
+    when the evaluation is run again after a kill. An evaluator that keeps no model ignores it.
     """
 
     seed: int = 0
@@ -34,6 +40,8 @@ class EvalContext:
     threads: int | None = None
     genome: Any = None
     report: Callable[[int, int], None] | None = None
+    keep_model: bool = False
+    architecture: Any = None
 
 
 @attrs.frozen

@@ -94,7 +94,8 @@ class EvalTask:
     ``genome`` is the genome's JSON text (the space's ``to_json``); ``device`` a torch device string, or
     ``"auto"`` to let the executor choose (a worker's own GPU, else CUDA when available, else the CPU);
     ``workdir`` a folder the evaluator may use (``None``: keep nothing); ``threads`` the torch CPU threads
-    (``None``: the executor's choice).
+    (``None``: the executor's choice); ``keep_model``: the evaluator should leave its trained model in
+    ``workdir`` (see :class:`nasengine.evaluator.EvalContext`).
     """
 
     task_id: str
@@ -107,6 +108,7 @@ class EvalTask:
     device: str = "auto"
     workdir: str | None = None
     threads: int | None = None
+    keep_model: bool = False
 
 
 @attrs.frozen
@@ -205,8 +207,17 @@ class TaskRunner:
             evaluator = self.instance("evaluator", plugins.evaluators.get(task.evaluator),
                                       dict(task.evaluator_options))
             _seed_everything(task.seed)
+            architecture = None
+            if task.keep_model and task.workdir:
+                from nasengine.genomefile import Architecture
+
+                architecture = Architecture(graph=graph, name=os.path.basename(os.path.normpath(task.workdir)),
+                                            space=space, space_name=task.space,
+                                            space_options=dict(task.space_options), genome=genome,
+                                            source=f"trained in {task.workdir}")
             ctx = EvalContext(seed=task.seed, device=device, workdir=task.workdir, threads=task.threads,
-                              genome=genome)
+                              genome=genome, keep_model=bool(task.keep_model and task.workdir),
+                              architecture=architecture)
             metrics = _check_metrics(evaluator.evaluate(graph, ctx))
             status, error = "ok", None
         except KeyboardInterrupt:

@@ -8,7 +8,9 @@
 
 A TorchScript file carries what ``nasengine evaluate --model`` / ``upscale --model`` need to use it (scale,
 channels, name, architecture) as the extra file ``nasengine.json``: :func:`load_torchscript_model` reads it.
-A run's Pareto front becomes exportables with :func:`front_exportables`.
+A run's Pareto front becomes exportables with :func:`front_exportables`; what ``nasengine export RUN`` exports
+of a run (a one-shot run's derived architecture, with its retrained weights, first) is :func:`run_exportables`,
+and :func:`model_in_folder` is the trained-model file that ``--model RUN`` / ``--model DIR`` stands for.
 """
 from __future__ import annotations
 
@@ -25,14 +27,17 @@ from nasengine.errors import InputError, NasengineError
 
 log = logging.getLogger("nasengine.export")
 
-__all__ = ["FORMATS", "Exportable", "Exported", "exportable_file", "front_exportables", "export_module",
-           "export_all", "is_torchscript", "load_torchscript_model", "METADATA_FILE"]
+__all__ = ["FORMATS", "Exportable", "Exported", "exportable_file", "front_exportables", "run_exportables",
+           "run_model", "model_in_folder", "export_module", "export_all", "is_torchscript", "load_torchscript_model",
+           "METADATA_FILE", "DERIVED_NAME"]
 
 FORMATS = ("torchscript", "onnx")
 #: The extra file of an exported TorchScript archive that describes the model.
 METADATA_FILE = "nasengine.json"
 _SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 _SINGLE_SUFFIXES = (".pt", ".onnx", ".ts")
+#: The export name of a one-shot run's derived architecture.
+DERIVED_NAME = "derived"
 
 
 @attrs.frozen
@@ -87,6 +92,104 @@ def front_exportables(records, space_name: str, space_options: dict, *, source) 
     if not out:
         raise NasengineError(f"{source}: the run has no Pareto front yet (no successful candidate)")
     return out
+
+
+def _retrained_models(run_dir: Path, results: dict) -> list[tuple[dict, Path]]:
+    """``(entry, model file)`` of each retraining of the store's ``retrained`` result whose model file exists
+    (its ``model`` path, else the folder the one-shot loop gives it), best first."""
+    from nasengine.search.oneshot import retrained_folder
+    from nasengine.train import MODEL_FILE
+
+    out = []
+    for e in results.get("retrained") or []:
+        if not isinstance(e, dict) or e.get("status") != "ok":
+            continue
+        rel = e.get("model") or f"{retrained_folder(int(e.get('idx', 0)), str(e.get('key', '')))}/{MODEL_FILE}"
+        if (run_dir / rel).is_file():
+            out.append((e, run_dir / rel))
+    return sorted(out, key=lambda x: int(x[0].get("idx", 0)))
+
+
+def _run_results(run_dir: Path) -> dict:
+    from nasengine.store import ExperimentStore
+
+    with ExperimentStore.open(run_dir) as store:
+        return store.results()
+
+
+def run_model(run_dir) -> Path:
+    """The trained-model file of a one-shot run's derived architecture (its retraining's ``model.pt``); an
+    :class:`InputError` saying why when the run has none."""
+    run_dir = Path(run_dir)
+    results = _run_results(run_dir)
+    derived = results.get("derived")
+    if not isinstance(derived, dict):
+        raise InputError(f"{run_dir}: the run has no derived architecture (a finished one-shot search has one), "
+                         "so no retrained model; export its front (nasengine export RUN) and train one "
+                         "(nasengine train GENOME --out DIR)")
+    for entry, path in _retrained_models(run_dir, results):
+        if entry.get("key") == derived.get("key"):
+            return path
+    if derived.get("model"):
+        raise InputError(f"{run_dir}: the derived architecture's model file {derived['model']} is missing")
+    raise InputError(f"{run_dir}: the derived architecture was not retrained (loop.retrain_top: 0, or the "
+                     "retraining failed or has not run yet, or an older nasengine kept no model), so the run holds "
+                     "no trained model of it; train it with nasengine train (nasengine export RUN writes its genome "
+                     "file)")
+
+
+def model_in_folder(folder) -> Path:
+    """The trained-model file a folder stands for: a run folder's derived architecture's (:func:`run_model`), or
+    the ``model.pt`` of a ``nasengine train --out`` folder (or of a run's ``retrained/...`` folder)."""
+    from nasengine.store import ExperimentStore
+    from nasengine.train import MODEL_FILE
+
+    folder = Path(folder)
+    if ExperimentStore.exists(folder):
+        return run_model(folder)
+    if (folder / MODEL_FILE).is_file():
+        return folder / MODEL_FILE
+    raise InputError(f"{folder}: neither a run folder nor a folder with a trained model ({MODEL_FILE})")
+
+
+def run_exportables(run_dir, *, plugins=None) -> list[Exportable]:
+    """What ``nasengine export RUN`` exports of a run: a one-shot run's derived architecture first, named
+    :data:`DERIVED_NAME` (with its retrained weights when the run kept them, else the architecture only), then
+    its other retrained models (``retrained-top{rank}``, trained), then the genome files of the Pareto front's
+    other architectures (``gen{generation}-{idx}``, see :func:`front_exportables`)."""
+    from nasengine.checkpoints import load_trained_module
+    from nasengine.genomefile import architecture_from_data, genome_document
+    from nasengine.report import RunReport, run_spec
+
+    run_dir = Path(run_dir)
+    rep = RunReport.load(run_dir, plugins=plugins)
+    space = run_spec(rep.plugins, rep.run).space
+    derived = rep.results.get("derived")
+    items, keys = [], set()
+    if isinstance(derived, dict) and derived.get("genome") is not None:
+        keys.add(derived.get("key"))
+        path = next((p for e, p in _retrained_models(run_dir, rep.results) if e.get("key") == derived.get("key")),
+                    None)
+        if path is not None:
+            arch, module = load_trained_module(path)
+            items.append(Exportable(DERIVED_NAME, arch, module))
+        else:
+            doc = genome_document(space.name, space.kwargs(), derived["genome"], name=DERIVED_NAME,
+                                  source=f"{run_dir} (derived, generation {derived.get('generation')}, "
+                                         f"idx {derived.get('idx')})")
+            items.append(Exportable(DERIVED_NAME, architecture_from_data(doc, origin=DERIVED_NAME)))
+    for entry, path in _retrained_models(run_dir, rep.results):
+        if entry.get("key") in keys:
+            continue
+        keys.add(entry.get("key"))
+        arch, module = load_trained_module(path)
+        items.append(Exportable(f"retrained-top{int(entry.get('idx', 0)) + 1}", arch, module))
+    front = [r for r in rep.front if r.key not in keys]
+    if front:
+        items += front_exportables(front, space.name, space.kwargs(), source=run_dir)
+    if not items:
+        raise NasengineError(f"{run_dir}: the run has no Pareto front yet (no successful candidate)")
+    return items
 
 
 def _metadata(architecture, name: str | None) -> dict:

@@ -286,8 +286,10 @@ class RunReport:
         for r in self.results.get("retrained") or []:
             m = r.get("metrics") or {}
             values = ", ".join(f"{k} {self._fmt(k, m[k])}" for k in ("psnr", "ssim") if k in m)
+            model = r.get("model")
             out += (f"\nretrained from scratch #{r.get('idx', 0) + 1}: {r.get('status')}"
-                    f" | key {str(r.get('key'))[:10]}" + (f" | {values}" if values else ""))
+                    f" | key {str(r.get('key'))[:10]}" + (f" | {values}" if values else "")
+                    + (f" | model {Path(self.run_dir) / model if self.run_dir else model}" if model else ""))
         return out
 
     def to_dict(self) -> dict:

@@ -108,6 +108,46 @@ def test_show_prints_the_derived_genome_and_the_front_of_the_derivation(run_dir,
     assert rep.front and {r.generation for r in rep.front} == {derived["generation"]}
 
 
+def test_retraining_keeps_its_model_which_show_export_and_evaluate_use(run_dir, tmp_path, capsys):
+    """The retraining's trained model stays in RUN/retrained/top1-KEY/ (the store says where); `show --json`
+    has it, `export RUN` exports the derived architecture first with those weights, `evaluate --model RUN`
+    scores them (the retraining's own Set5 PSNR)."""
+    import json
+
+    import torch
+
+    from nasengine.checkpoints import load_trained_module
+    from nasengine.report import RunReport
+    from tests.oneshot_method import LOOP
+
+    with _store(run_dir) as store:
+        results = store.results()
+        (row,) = store.candidates(generation=LOOP["epochs"] + 2)
+    derived, (entry,) = results["derived"], results["retrained"]
+    folder = f"retrained/top1-{derived['key'][:10]}"
+    assert entry["model"] == derived["model"] == f"{folder}/model.pt"
+    assert (run_dir / folder / "checkpoints" / "last.pt").is_file()
+    arch, module = load_trained_module(run_dir / entry["model"])
+    assert arch.name == f"top1-{derived['key'][:10]}" and arch.space_name == "tiny-dense"
+    assert arch.graph.key() == derived["key"] and arch.space.to_json(arch.genome) == derived["genome"]
+    capsys.readouterr()
+    assert run_cli(["show", str(run_dir), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["results"]
+    assert shown["derived"]["model"] == shown["retrained"][0]["model"] == entry["model"]
+    assert run_cli(["export", str(run_dir), "-o", str(tmp_path / "exp")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"derived: trained -> {tmp_path / 'exp' / 'derived.pt'}")
+    front = {r.key for r in RunReport.load(run_dir).front}  # here the one-objective front is the derived one
+    assert len(lines) == len(front | {derived["key"]})  # then the rest of the front, genomes only
+    assert all(": untrained (architecture only)" in line for line in lines[1:])
+    x = torch.rand(1, arch.graph.input_channels, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(tmp_path / "exp" / "derived.pt"))(x), module(x))
+    assert run_cli(["evaluate", "--model", str(run_dir), "--json", "-q"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["sets"]["Set5"]["psnr"] == pytest.approx(row.metrics["psnr"], abs=1e-9)
+
+
 def test_plan_says_what_the_loop_runs(oneshot_plugins, capsys):
     assert run_cli(["search", "tiny-oneshot", "--plan", "--set", "loop.epochs=200", "--set", "loop.child_steps=1000",
                     "--set", "loop.controller_steps=100", "--set", "loop.controller_start=6",
@@ -227,7 +267,8 @@ def _rows(store) -> list:
             for r in store.candidates()]
 
 
-def test_seconds_budget_stops_at_an_epoch_boundary_and_resume_goes_on(oneshot_plugins, tmp_path, monkeypatch):
+def test_seconds_budget_stops_at_an_epoch_boundary_and_resume_goes_on(oneshot_plugins, tmp_path, monkeypatch,
+                                                                      capsys):
     from nasengine.search import resume_search, run_search
     from nasengine.search.context import SearchContext
     from nasengine.search.oneshot import OneShotLoop
@@ -251,3 +292,9 @@ def test_seconds_budget_stops_at_an_epoch_boundary_and_resume_goes_on(oneshot_pl
     assert out.status == "done" and "derived" in out.stop_reason
     with _store(tmp_path / "r") as store:
         assert store.load_checkpoint("oneshot").epoch == 3 and "derived" in store.results()
+    # retrain_top 0: no trained model; export RUN gives the derived architecture alone, evaluate says why not
+    assert run_cli(["export", str(tmp_path / "r"), "-o", str(tmp_path / "exp")]) == 0
+    assert run_cli(["evaluate", "--model", str(tmp_path / "r"), "-q"]) != 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].startswith("derived: untrained (architecture only)")
+    assert f"{tmp_path / 'r'}: the derived architecture was not retrained (loop.retrain_top: 0" in err

@@ -19,8 +19,13 @@ class TrainingEvaluator(Evaluator):
     ``batch_size``, exactly one of ``steps`` / ``epochs`` / ``seconds``, ``lr``, ``betas``, ``schedule``
     (``constant``/``step``/``cosine``, with ``step_size``), ``init_std`` (``None``: torch's default init;
     a float: N(0, std) weights and zero biases), ``lr_kernel`` (``pillow``/``matlab`` for training LR),
-    ``augment``, ``patches_per_epoch``, ``gamma``, ``grad_clip`` (see ``Options``). Y-channel networks (1 input channel) train and score on Y; RGB ones
+    ``augment``, ``patches_per_epoch``, ``gamma``, ``grad_clip``, ``checkpoint_every`` (see ``Options``). Y-channel networks (1 input channel) train and score on Y; RGB ones
     on RGB, scored on Y. Returns ``psnr``, ``ssim``, ``train_loss``, ``train_seconds``, ``steps``.
+
+    With a ``workdir`` the trainer checkpoints there (every ``checkpoint_every`` steps and at the end). With
+    ``keep_model`` too (a one-shot run's retraining), the folder is laid out as
+    :func:`nasengine.train.train_architecture` lays out its own: the trained model in ``workdir/model.pt``,
+    the checkpoints in ``workdir/checkpoints/``, continued when the evaluation runs again after a kill.
 
     The training itself is :func:`nasengine.train.train_model`. The decoded training images are kept by the
     evaluator (one set): a worker keeps its evaluator and evaluates many candidates on the same data.
@@ -48,6 +53,9 @@ class TrainingEvaluator(Evaluator):
         augment: bool = option(True, flag, help="random flips and rotations of the training patches")
         patches_per_epoch: int | None = option(None, optional(whole(1)), help="patches in one epoch")
         val_pipeline: str = option("rgb", choice("rgb", "y"), help="LR pipeline of the validation set")
+        checkpoint_every: int = option(1000, whole(0),
+                                       help="steps between checkpoints in the evaluation's workdir, if it has "
+                                            "one (0: at the end only)")
 
     def __init__(self, **options: Any):
         from nasengine.sr.trainer import TrainConfig
@@ -62,7 +70,8 @@ class TrainingEvaluator(Evaluator):
         # Validate the hyper-parameters now, in the driver, rather than in every worker.
         self.train_config = TrainConfig(lr=o.lr, betas=tuple(o.betas), batch_size=o.batch_size, steps=steps,
                                         epochs=o.epochs, seconds=o.seconds, schedule=o.schedule,
-                                        step_size=o.step_size, gamma=o.gamma, grad_clip=o.grad_clip)
+                                        step_size=o.step_size, gamma=o.gamma, grad_clip=o.grad_clip,
+                                        checkpoint_every=o.checkpoint_every)
         self.recipe = TrainRecipe(config=self.train_config, train_data=o.train_data, patch_size=o.patch_size,
                                   lr_kernel=o.lr_kernel, augment=o.augment, patches_per_epoch=o.patches_per_epoch,
                                   val_data=o.val_data, val_pipeline=o.val_pipeline, init_std=o.init_std)
@@ -122,8 +131,21 @@ class TrainingEvaluator(Evaluator):
         channels = channels_of(graph.input_channels)
         if ctx.threads:
             torch.set_num_threads(ctx.threads)
-        done = train_model(graph, self.recipe, seed=ctx.seed, device=ctx.device,
-                           dataset=self.dataset(graph.scale, channels, ctx.seed % (2**31)),
-                           checkpoint_dir=ctx.workdir, report=ctx.report)
+        dataset = self.dataset(graph.scale, channels, ctx.seed % (2**31))
+        if ctx.keep_model and ctx.workdir:
+            from pathlib import Path
+
+            from nasengine.checkpoints import save_trained_model
+            from nasengine.genomefile import Architecture
+            from nasengine.train import CHECKPOINT_FOLDER, MODEL_FILE
+
+            out = Path(ctx.workdir)
+            done = train_model(graph, self.recipe, seed=ctx.seed, device=ctx.device, dataset=dataset,
+                               checkpoint_dir=out / CHECKPOINT_FOLDER, resume=True, report=ctx.report)
+            arch = ctx.architecture if ctx.architecture is not None else Architecture(graph=graph, name=out.name)
+            save_trained_model(out / MODEL_FILE, arch, done.module, metrics=done.metrics)
+        else:
+            done = train_model(graph, self.recipe, seed=ctx.seed, device=ctx.device, dataset=dataset,
+                               checkpoint_dir=ctx.workdir, report=ctx.report)
         return {"psnr": done.metrics["psnr"], "ssim": done.metrics["ssim"], "train_loss": done.final_loss,
                 "train_seconds": done.train_seconds, "steps": float(done.result.step)}

@@ -24,7 +24,13 @@ by reward is the run's derived genome (the store's ``derived`` result; ``nasengi
 **retrain** the best ``retrain_top`` distinct architectures from scratch through the executor with the
 ``retrain`` section's evaluator (default ``sr-train``), as ordinary tasks recorded in generation ``epochs + 2``
 (with the protocol ``psnr`` / ``ssim``); ``loop.retrain_space`` overrides space options for it (HNAS searches at
-8 channels and retrains at 64), and those rows carry the overridden architecture's key and costs. A run's Pareto front is that of its derivation rows (see
+8 channels and retrains at 64), and those rows carry the overridden architecture's key and costs. Each
+retraining runs in its own folder of the run, ``retrained/top{rank}-{key[:10]}/`` (:func:`retrained_folder`),
+and keeps its trained model there (``model.pt``, with its checkpoints, which a killed retraining continues:
+``EvalContext.keep_model``); the store's ``retrained`` result lists each one's ``model`` path (relative to the
+run folder; ``None`` when no file was left), and the ``derived`` result the derived architecture's.
+``nasengine export RUN`` exports that model first (named ``derived``), ``nasengine evaluate`` / ``upscale
+--model RUN`` use it. A run's Pareto front is that of its derivation rows (see
 :func:`nasengine.report.front_of` and :class:`nasengine.report.RunReport`).
 
 After every ``checkpoint_every`` epochs (and the last), the shared weights, the evaluator's state (optimizer,
@@ -59,7 +65,8 @@ from nasengine.search.records import LoopEnd, candidate_seed
 from nasengine.space import canonical_json
 from nasengine.store import CandidateRecord, StoreError
 
-__all__ = ["OneShotLoop", "OneShotOptions", "CHECKPOINT_NAME", "CHECKPOINT_FORMAT"]
+__all__ = ["OneShotLoop", "OneShotOptions", "CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "RETRAINED_FOLDER",
+           "retrained_folder"]
 
 log = logging.getLogger("nasengine.search")
 
@@ -67,6 +74,8 @@ log = logging.getLogger("nasengine.search")
 CHECKPOINT_NAME = "oneshot"
 #: The ``format`` entry of a checkpoint's state.
 CHECKPOINT_FORMAT = "nasengine.oneshot/1"
+#: The run's subfolder with one folder per retrained architecture (:func:`retrained_folder`).
+RETRAINED_FOLDER = "retrained"
 
 
 @attrs.frozen(kw_only=True)
@@ -89,6 +98,12 @@ class OneShotOptions:
     retrain_space: dict = option({}, mapping(string(), anything),
                                  help="space options the retraining overrides (HNAS: search at channels 8, retrain at "
                                       "64); the retrained rows' costs are those of the overridden space")
+
+
+def retrained_folder(rank: int, key: str) -> str:
+    """The folder (relative to the run folder) of the retraining of the ``rank``-th (0-based) best derived
+    architecture, whose key is ``key``: its trained model (``model.pt``) and checkpoints."""
+    return f"{RETRAINED_FOLDER}/top{rank + 1}-{key[:10]}"
 
 
 def _resolve_device(device: str) -> str:
@@ -464,7 +479,10 @@ class OneShotLoop(Loop):
         return best
 
     def _retrain(self, best: CandidateRecord) -> None:
-        """The ``retrain_top`` best distinct derived architectures, trained from scratch through the executor."""
+        """The ``retrain_top`` best distinct derived architectures, trained from scratch through the executor,
+        each keeping its model in its :func:`retrained_folder`."""
+        from nasengine.train import MODEL_FILE
+
         ctx, opts, spec = self.ctx, self.opts, self.ctx.spec
         g = opts.epochs + 2
         scored = [(ctx.result(None, r).reward, r) for r in ctx.store.candidates(status="ok", generation=g - 1)]
@@ -493,10 +511,11 @@ class OneShotLoop(Loop):
                 rec = attrs.evolve(rec, key=graph.key(), costs=costs, params=costs.get("params"),
                                    mult_adds=costs.get("mult_adds"))
             seed = candidate_seed(spec.seed, rec.key)
-            workdir = str(ctx.store.run_dir / "work" / f"retrain-{i:03d}") if spec.workdirs else None
+            # always a folder in the run (whatever executor.workdirs says): the trained model is kept there
+            workdir = (ctx.store.run_dir / retrained_folder(i, rec.key)).absolute()  # for workers elsewhere
             task = EvalTask(task_id=f"{g}:{i}", space=spec.space.name, space_options=space_options,
                             genome=canonical_json(rec.genome), evaluator=rs.name, evaluator_options=rs.kwargs(),
-                            seed=seed, device=spec.device, workdir=workdir)
+                            seed=seed, device=spec.device, workdir=str(workdir), keep_model=True)
             tasks.append(task)
             infos[task.task_id] = (i, rec, seed)
         if tasks:
@@ -516,9 +535,23 @@ class OneShotLoop(Loop):
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("psnr", "ssim"))
                 ctx.progress.line(f"retrained {i + 1}/{len(top)}: {status}" + (f" ({shown})" if shown else "")
                                   + (f": {error}" if error else ""))
-        retrained = [r for r in ctx.store.candidates(generation=g)]
-        ctx.store.set_result("retrained", [{"idx": r.idx, "key": r.key, "status": r.status, "metrics": r.metrics}
-                                           for r in retrained])
+        entries, genomes = [], []
+        for r in ctx.store.candidates(generation=g):
+            model = f"{retrained_folder(r.idx, r.key)}/{MODEL_FILE}"
+            found = r.status == "ok" and (ctx.store.run_dir / model).is_file()
+            entries.append({"idx": r.idx, "key": r.key, "status": r.status, "metrics": r.metrics,
+                            "model": model if found else None})
+            genomes.append(canonical_json(r.genome))
+        ctx.store.set_result("retrained", entries)
+        derived = ctx.store.results().get("derived")
+        if isinstance(derived, dict):
+            # matched by genome: with loop.retrain_space the retrained architecture has a key of its own
+            want = canonical_json(derived.get("genome"))
+            model = next((e["model"] for e, gj in zip(entries, genomes) if gj == want and e["model"]), None)
+            ctx.store.set_result("derived", {**derived, "model": model})
+        if any(e["status"] == "ok" and not e["model"] for e in entries):
+            log.warning("the retraining left no model file under %s/%s (an evaluator that keeps none, or "
+                        "workers without the run folder)", ctx.store.run_dir, RETRAINED_FOLDER)
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def _rng_states(self) -> dict:

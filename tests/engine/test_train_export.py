@@ -74,6 +74,37 @@ def test_the_evaluator_trains_with_train_model():
     assert metrics["train_seconds"] > 0
 
 
+def test_the_evaluator_keeps_its_model_and_continues_its_checkpoint(tmp_path):
+    """keep_model (a one-shot run's retraining): model.pt + checkpoints/ in the workdir; run again on a folder
+    whose checkpoint stopped early (a killed retraining), it continues it and ends as a straight training."""
+    from nasengine.checkpoints import load_trained_module
+    from nasengine.genomefile import Architecture
+
+    graph = tiny_graph()
+    opts = {"batch_size": 2, "patch_size": 16, "lr": 1e-3, "patches_per_epoch": 64, "checkpoint_every": 2}
+    arch = Architecture(graph=graph, name="top1-abc")
+    straight = TrainingEvaluator(steps=4, **opts).evaluate(
+        graph, EvalContext(seed=5, workdir=str(tmp_path / "a"), keep_model=True, architecture=arch))
+    assert (tmp_path / "a" / "checkpoints" / "last.pt").is_file()
+    kept, module = load_trained_module(tmp_path / "a" / "model.pt")
+    assert kept.graph.key() == graph.key()
+    assert torch.load(tmp_path / "a" / "model.pt", weights_only=True)["metrics"]["psnr"] == straight["psnr"]
+    # the "killed" retraining: its checkpoint after 2 of 4 steps (a 2-step training's last one), no model.pt
+    TrainingEvaluator(steps=2, **opts).evaluate(graph, EvalContext(seed=5, workdir=str(tmp_path / "b"), keep_model=True))
+    (tmp_path / "b" / "model.pt").unlink()
+    steps = []
+    resumed = TrainingEvaluator(steps=4, **opts).evaluate(
+        graph, EvalContext(seed=5, workdir=str(tmp_path / "b"), keep_model=True,
+                           report=lambda step, total: steps.append(step)))
+    assert steps == [3, 4]  # only what the checkpoint had left
+    assert resumed["psnr"] == straight["psnr"] and resumed["train_loss"] == straight["train_loss"]
+    _, again = load_trained_module(tmp_path / "b" / "model.pt")
+    assert same_weights(again, module)
+    # without keep_model a workdir only holds the trainer's checkpoint, as before
+    TrainingEvaluator(steps=2, **opts).evaluate(graph, EvalContext(seed=5, workdir=str(tmp_path / "c")))
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["last.pt"]
+
+
 def test_the_evaluator_owns_its_training_data_and_reuses_it(monkeypatch):
     built = []
     original = TrainRecipe.dataset
@@ -132,10 +163,12 @@ def test_train_export_torchscript_and_evaluate_it(tmp_path, capsys):
     assert run_cli(["export", str(model), "-o", str(scripted)]) == EXIT_OK
     capsys.readouterr()
     psnr = {}
-    for name, path in (("model", model), ("torchscript", scripted)):
+    for name, path in (("model", model), ("torchscript", scripted), ("folder", out)):  # the train --out folder too
         assert run_cli(["evaluate", "--model", str(path), "--data", "Set5", "--json"]) == EXIT_OK
         psnr[name] = json.loads(capsys.readouterr().out)[0]["sets"]["Set5"]["psnr"]
-    assert psnr["torchscript"] == pytest.approx(psnr["model"], abs=1e-9)
+    assert psnr["torchscript"] == pytest.approx(psnr["model"], abs=1e-9) and psnr["folder"] == psnr["model"]
+    assert run_cli(["evaluate", "--model", str(tmp_path)]) == EXIT_USAGE
+    assert f"{tmp_path}: neither a run folder nor a folder with a trained model (model.pt)" in capsys.readouterr().err
     img = tmp_path / "small.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(img)
     assert run_cli(["upscale", str(img), "--model", str(scripted), "-o", str(tmp_path / "up.png")]) == EXIT_OK
