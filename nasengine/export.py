@@ -117,6 +117,18 @@ def _run_results(run_dir: Path) -> dict:
         return store.results()
 
 
+def _derived_model(run_dir: Path, results: dict) -> Path | None:
+    """The retrained model file of the ``derived`` result: its recorded ``model`` path (set by the loop, which
+    matches the retraining by genome: ``loop.retrain_space`` gives the retrained architecture a key of its own),
+    else the retraining with the derived key; ``None`` when there is no such file."""
+    derived = results.get("derived")
+    if not isinstance(derived, dict):
+        return None
+    if derived.get("model") and (run_dir / derived["model"]).is_file():
+        return run_dir / derived["model"]
+    return next((p for e, p in _retrained_models(run_dir, results) if e.get("key") == derived.get("key")), None)
+
+
 def run_model(run_dir) -> Path:
     """The trained-model file of a one-shot run's derived architecture (its retraining's ``model.pt``); an
     :class:`InputError` saying why when the run has none."""
@@ -127,9 +139,9 @@ def run_model(run_dir) -> Path:
         raise InputError(f"{run_dir}: the run has no derived architecture (a finished one-shot search has one), "
                          "so no retrained model; export its front (nasengine export RUN) and train one "
                          "(nasengine train GENOME --out DIR)")
-    for entry, path in _retrained_models(run_dir, results):
-        if entry.get("key") == derived.get("key"):
-            return path
+    path = _derived_model(run_dir, results)
+    if path is not None:
+        return path
     if derived.get("model"):
         raise InputError(f"{run_dir}: the derived architecture's model file {derived['model']} is missing")
     raise InputError(f"{run_dir}: the derived architecture was not retrained (loop.retrain_top: 0, or the "
@@ -168,9 +180,9 @@ def run_exportables(run_dir, *, plugins=None) -> list[Exportable]:
     items, keys = [], set()
     if isinstance(derived, dict) and derived.get("genome") is not None:
         keys.add(derived.get("key"))
-        path = next((p for e, p in _retrained_models(run_dir, rep.results) if e.get("key") == derived.get("key")),
-                    None)
+        path = _derived_model(run_dir, rep.results)
         if path is not None:
+            keys.update(e.get("key") for e, p in _retrained_models(run_dir, rep.results) if p == path)
             arch, module = load_trained_module(path)
             items.append(Exportable(DERIVED_NAME, arch, module))
         else:

@@ -35,7 +35,12 @@ def test_hnas_one_shot_search_end_to_end(tmp_path):
     assert retrained.status == "ok" and retrained.metrics["psnr"] > 0
     assert retrained.key != derived["key"] and retrained.genome == derived["genome"]
     assert retrained.params > store.candidates(generation=3)[0].params
+    # its kept model is the derived architecture's, found by genome (the keys differ)
+    assert derived["model"] and (out / derived["model"]).is_file()
     store.close()
+    from nasengine.export import run_model
+
+    assert run_model(out) == out / derived["model"]
 
 
 @pytest.mark.parametrize("controller", ["nsga2", "reinforce"])
