@@ -85,6 +85,8 @@ __all__ = [
     "odd_positive",
     "one_of",
     "conv_padding",
+    "conv_module_padding",
+    "conv_output_padding_problem",
     "conv_transpose_padding",
     "shift_values",
 ]
@@ -483,7 +485,12 @@ class OpSpec:
     ``recount(attrs, in_channels, out_channels, old_in_channels) -> attrs``, the attributes once the input
     channel counts are ``in_channels`` (they were ``old_in_channels``, the ints the graph has) and the output
     count ``out_channels`` (None: not set), for an op that stores a channel count in an attribute; the new
-    counts may be :class:`SoftCount` values. It is not part of :meth:`fingerprint`.
+    counts may be :class:`SoftCount` values. It is not part of :meth:`fingerprint`. ``check_attrs`` (optional):
+    ``check_attrs(attrs) -> (attr name, problem) | None``, a check across the complete attributes (after each
+    one's own check), reported as that attribute's error ("must be a positive odd integer").
+
+    An attribute whose default is ``None`` is optional: while unset (or given as ``None``) it is absent from the
+    node's attributes, so that adding one to an existing op changes no existing graph's key or JSON.
     """
 
     name: str = attrs.field(validator=_op_name)
@@ -495,6 +502,7 @@ class OpSpec:
     commutative: bool = False
     doc: str = ""
     recount: Callable[[Mapping[str, Any], Sequence[Any], Any, Sequence[int]], Mapping[str, Any]] | None = None
+    check_attrs: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None
 
     @property
     def variadic(self) -> bool:
@@ -535,6 +543,8 @@ class OpSpec:
                 )
         out: dict[str, Any] = {}
         for key, schema in self.attrs.items():
+            if schema.default is None and given.get(key) is None:
+                continue  # an optional attribute left unset: absent (see the class docstring)
             if key in given:
                 try:
                     out[key] = schema.coerce(given[key])
@@ -544,6 +554,11 @@ class OpSpec:
                 raise ValidationError(f"missing required attribute of op {self.name!r}", field=f"{where}attrs.{key}")
             else:
                 out[key] = schema.default
+        if self.check_attrs is not None:
+            found = self.check_attrs(out)
+            if found:
+                key, problem = found
+                raise ValidationError(f"{problem}, got {out.get(key)!r}", field=f"{where}attrs.{key}")
         return out
 
     def fingerprint(self) -> str:
@@ -694,6 +709,34 @@ OUTPUT = OpSpec(
 
 
 # conv -------------------------------------------------------------------------------------------------------
+def conv_output_padding_problem(kernel: int, stride: int, dilation: int, padding: int) -> str | None:
+    """None when a conv with explicit symmetric ``padding`` maps a size ``n*stride`` to exactly ``n`` (every
+    ``n``), else what is wrong. Its output is ``(n*s + 2p - d(k-1) - 1) // s + 1``, which is ``n`` iff
+    ``d(k-1) + 1 - s <= 2p <= d(k-1)``."""
+    reach = dilation * (kernel - 1)
+    lo, hi = -(-max(0, reach + 1 - stride) // 2), reach // 2
+    if lo <= padding <= hi:
+        return None
+    want = f"{lo}" if lo == hi else f"{lo} to {hi}" if lo <= hi else "none (no padding does)"
+    return (f"must give an output of exactly input / stride (kernel {kernel}, stride {stride}, dilation {dilation}"
+            f" need padding {want})")
+
+
+def _conv_check_attrs(a):
+    if a.get("padding") is None:
+        if a["kernel"] % 2 == 0:
+            return "kernel", "must be a positive odd integer"  # unchanged message: 'same' padding needs an odd kernel
+        return None
+    problem = conv_output_padding_problem(a["kernel"], a["stride"], a["dilation"], a["padding"])
+    return ("padding", problem) if problem else None
+
+
+def conv_module_padding(a: Mapping[str, Any]) -> int:
+    """The padding a ``conv`` node's module uses: its explicit ``padding``, else 'same' (:func:`conv_padding`)."""
+    p = a.get("padding")
+    return conv_padding(a["kernel"], a["dilation"]) if p is None else p
+
+
 def _conv_infer(a, ins):
     _conv_checks("conv", ins[0].channels, a["out_channels"], a["groups"])
     return Shape(a["out_channels"], _div(ins[0].scale, a["stride"]))
@@ -703,7 +746,7 @@ def _conv_build(a, ins):
     import torch.nn as nn
 
     return nn.Conv2d(ins[0].channels, a["out_channels"], a["kernel"], stride=a["stride"],
-                     padding=conv_padding(a["kernel"], a["dilation"]), dilation=a["dilation"],
+                     padding=conv_module_padding(a), dilation=a["dilation"],
                      groups=a["groups"], bias=a["bias"])
 
 
@@ -727,14 +770,18 @@ CONV = OpSpec(
     "conv", 1,
     {
         "out_channels": Attr(int, REQUIRED, positive, "output channels"),
-        "kernel": Attr(int, REQUIRED, odd_positive, "square kernel size (odd: 'same' padding)"),
+        "kernel": Attr(int, REQUIRED, positive, "square kernel size (odd unless `padding` is given)"),
         "stride": Attr(int, 1, positive, "stride (divides the spatial scale)"),
         "groups": Attr(int, 1, positive, "channel groups (must divide input and output channels)"),
-        "dilation": Attr(int, 1, positive, "dilation rate; padding = dilation*(kernel-1)//2"),
+        "dilation": Attr(int, 1, positive, "dilation rate; 'same' padding = dilation*(kernel-1)//2"),
         "bias": Attr(bool, True, None, "learned bias"),
+        "padding": Attr(int, None, non_negative, "explicit symmetric padding (unset: 'same' padding, odd kernels "
+                                                 "only); must keep output = input / stride (e.g. kernel 6, "
+                                                 "stride 2: padding 2)"),
     },
-    _conv_infer, _conv_build, _conv_cost, recount=_conv_recount,
-    doc="2-D convolution with 'same' padding. Mult-Adds per output pixel k*k*(C_in/groups)*C_out.",
+    _conv_infer, _conv_build, _conv_cost, recount=_conv_recount, check_attrs=_conv_check_attrs,
+    doc="2-D convolution with 'same' padding, or an explicit symmetric `padding` (which allows even kernels: "
+        "DBPN's 6x6 stride 2, padding 2). Mult-Adds per output pixel k*k*(C_in/groups)*C_out.",
 )
 
 

@@ -9,7 +9,8 @@ whole-image output.
 Per node, the radius is the largest radius of its inputs plus what the op itself adds, counted in LR
 pixels (an op working at spatial scale ``s`` of the input adds ``halo / s``):
 
-* ``conv`` / ``sep_conv`` (stride 1): ``dilation * (kernel - 1) // 2`` (their 'same' padding);
+* ``conv`` / ``sep_conv`` (stride 1): ``dilation * (kernel - 1) // 2`` (their 'same' padding; a conv with an
+  explicit ``padding`` p: ``max(p, dilation * (kernel - 1) - p)``);
 * ``conv_transpose`` (stride ``t``, kernel ``k``, padding ``p``): ``ceil(max(p, k - 1 - p) / t) + 1`` input
   pixels (conservative);
 * ``interpolate``: 0 for ``nearest``, else 2 input pixels (bicubic's reach; bilinear/area need less);
@@ -46,7 +47,10 @@ def _halo(op: str, a: dict) -> int | None:
     if op in _ZERO:
         return 0
     if op in ("conv", "sep_conv"):
-        return None if a.get("stride", 1) != 1 else a.get("dilation", 1) * (a["kernel"] - 1) // 2
+        if a.get("stride", 1) != 1:
+            return None
+        reach, p = a.get("dilation", 1) * (a["kernel"] - 1), a.get("padding")
+        return reach // 2 if p is None else max(p, reach - p)
     if op == "conv_transpose":
         from nasengine.ops import conv_transpose_padding
 

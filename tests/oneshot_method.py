@@ -58,10 +58,10 @@ def _stall_for_tests() -> None:
     where = tuple(int(v) for v in at.split(":"))
     score = OneShotLoop._score
 
-    def stalled(self, g, i, genome, batches):
+    def stalled(self, g, i, genome, batches, **kw):
         if (g, i) == where:
             time.sleep(600)
-        return score(self, g, i, genome, batches)
+        return score(self, g, i, genome, batches, **kw)
 
     OneShotLoop._score = stalled
 

@@ -10,6 +10,17 @@ controller and calls, per shared-weights step and per controller step::
     loss = ev.train_step(sn.child(genome))      # one mini-batch: forward, loss, backward, Adam step
     metrics = ev.score(sn.child(genome), batches=1)     # {ev.reward_metric: PSNR} on the next batches
     state = ev.state_dict(); ev.load_state_dict(state)  # optimizer + stream positions (exact resume)
+    metrics = ev.score_derivation(sn.child(genome), batches=1)  # derivation: derive_data when set, else score
+
+Learning rate. ``schedule: constant`` keeps ``lr``; ``cosine`` anneals it per shared-weights step from ``lr`` to
+``min_lr`` over the run's ``total_steps`` (the one-shot loop passes ``epochs x child_steps`` to ``setup``): the
+rate of step ``t`` (0-based) is ``min_lr + (lr - min_lr) (1 + cos(pi t / total_steps)) / 2``, a pure function of
+the stream position, so a resumed run continues the same curve.
+
+Derivation data. With ``derive_data`` set, :meth:`score_derivation` scores a child on those whole images (each
+image its own batch, the reward PSNR averaged over the images), not on the validation patches: HNAS derives on
+the whole Set5 images (METHODS.md §2.7), and whole images are what a test set's PSNR means; a handful of small
+benchmark images fits in memory at search widths.
 
 Streams. Training sample ``k`` is a pure function of ``(seed, k)`` (image, position, augmentation and the
 grad-filter redraws come from ``np.random.default_rng([seed, k, attempt])``), and mini-batch ``t`` is the
@@ -143,8 +154,7 @@ def _resolve_images(option_name: str, data: str, images: str | None) -> tuple[st
     try:
         name, folder = resolve_dataset(data, kind="training" if option_name == "train_images" else "any")
     except DataError as exc:
-        raise DataError(f"evaluator.{'train_data' if option_name == 'train_images' else 'val_data'}: {exc}") \
-            from None
+        raise DataError(f"evaluator.{option_name.replace('_images', '_data')}: {exc}") from None
     return name, _select(option_name, name, list_images(folder), images)
 
 
@@ -234,13 +244,14 @@ class SupernetEvaluator(Evaluator):
 
     Options (a one-shot preset's ``evaluator`` section): ``train_data`` / ``train_images`` (training set and
     an optional 'FIRST-LAST' range of its sorted images), ``patch_size`` (HR side), ``batch_size``, ``lr``,
-    ``betas`` (Adam, constant rate), ``loss`` (``l1``/``mse``), ``lr_kernel`` (``matlab``: MATLAB imresize of
+    ``betas`` (Adam), ``loss`` (``l1``/``mse``), ``lr_kernel`` (``matlab``: MATLAB imresize of
     the uint8 HR patch; ``matlab_float``: the same kernel in float, rounded once, as DeCoNAS's code; ``pillow``), ``augment``, ``grad_filter`` (reject and redraw a patch whose mean
     squared gradient on the 0-255 scale is <= the value; ``None``: off), ``val_data`` / ``val_images``,
     ``val_patches`` (how many fixed validation patches, cut in turn from each validation image),
     ``val_patch_size`` (HR), ``val_batch`` (patches per scored batch), ``reward_psnr`` (a key of
     :data:`REWARD_PSNRS`), ``channels`` (``auto``: from the supernet's space; ``y``/``rgb``), ``prefetch``
-    (training batches made ahead by a background thread).
+    (training batches made ahead by a background thread), ``schedule`` / ``min_lr`` (the shared weights' rate,
+    see the module docstring), ``derive_data`` / ``derive_images`` (whole images a derivation scores on).
 
     ``setup`` must come before ``train_step``/``score``/``state_dict``. ``evaluate`` (the generational loops'
     interface) is refused: this evaluator scores children of a supernet.
@@ -253,7 +264,7 @@ class SupernetEvaluator(Evaluator):
                                           help="only these training images, 'FIRST-LAST' of the sorted files")
         patch_size: int = option(64, whole(2), help="HR patch side of the training batches")
         batch_size: int = option(16, whole(1), help="patches per shared-weights step")
-        lr: float = option(1e-4, positive, help="Adam learning rate of the shared weights (constant)")
+        lr: float = option(1e-4, positive, help="Adam learning rate of the shared weights (where a schedule starts)")
         betas: tuple = option((0.9, 0.999), sequence(real(0.0, 1.0, hi_open=True), length=2), help="Adam betas")
         loss: str = option("l1", choice("l1", "mse"), help="training loss")
         lr_kernel: str = option("matlab", choice("matlab", "matlab_float", "pillow"),
@@ -268,6 +279,14 @@ class SupernetEvaluator(Evaluator):
         val_patch_size: int = option(96, whole(2), help="HR side of the validation patches")
         val_batch: int = option(10, whole(1), help="validation patches per scored batch")
         reward_psnr: str = option("y_float_nocrop", choice(*REWARD_PSNRS), help="the reward PSNR's definition")
+        schedule: str = option("constant", choice("constant", "cosine"),
+                               help="shared weights' rate: constant lr, or cosine from lr to min_lr over the run")
+        min_lr: float = option(0.0, real(0.0), help="the rate the cosine schedule ends at")
+        derive_data: str | None = option(None, optional(string()),
+                                         help="score derivation children on these whole images (a dataset name "
+                                              "or a folder; null: on the validation patches)")
+        derive_images: str | None = option(None, _range_check,
+                                           help="only these derivation images, 'FIRST-LAST' of the sorted files")
         prefetch: int = option(1, whole(0), help="training batches a background thread makes ahead (0: none)")
         channels: str = option("auto", choice("auto", "y", "rgb"),
                                help="image channels of the children (auto: from the supernet's space)")
@@ -276,6 +295,8 @@ class SupernetEvaluator(Evaluator):
         o = read_options("evaluator", self.Options, options, name="sr-supernet")
         self.options = o
         self.reward_metric = REWARD_PSNRS[o.reward_psnr].metric
+        if o.schedule == "cosine" and o.min_lr > o.lr:
+            raise ConfigError(f"evaluator.min_lr: must be <= lr ({o.lr:g}) for the cosine schedule, got {o.min_lr:g}")
         self._reset()
 
     def _reset(self) -> None:
@@ -283,6 +304,7 @@ class SupernetEvaluator(Evaluator):
         self.train_position = 0  # shared-weights steps done (next batch index)
         self.val_position = 0  # validation batches scored (next batch index)
         self._train = self._val = None
+        self._derive: list | None = None  # whole derivation images (lr, hr), when derive_data is set
         self._setup: dict | None = None
         self._ahead: dict = {}  # batch index -> Future of train_batch(index), made by the prefetch thread
         self._pool = None
@@ -297,14 +319,20 @@ class SupernetEvaluator(Evaluator):
     # ---- driver side ---------------------------------------------------------------------------------------
     def describe(self) -> str:
         o = self.options
-        return (f"sr-supernet: Adam {o.lr:g}, batch {o.batch_size}, HR patch {o.patch_size} of {o.train_data}; "
+        rate = f"{o.lr:g}" if o.schedule == "constant" else f"{o.lr:g} cosine to {o.min_lr:g}"
+        text = (f"sr-supernet: Adam {rate}, batch {o.batch_size}, HR patch {o.patch_size} of {o.train_data}; "
                 f"reward {self.reward_metric} on {o.val_patches} patches of {o.val_data} ({o.val_batch} per batch)")
+        if o.derive_data is not None:
+            text += f"; derivation on the whole images of {o.derive_data}"
+        return text
 
     def check(self) -> None:
         """The training and validation data resolve and the image ranges fit (a ``DataError`` naming the set)."""
         o = self.options
         _resolve_images("train_images", o.train_data, o.train_images)
         _resolve_images("val_images", o.val_data, o.val_images)
+        if o.derive_data is not None:
+            _resolve_images("derive_images", o.derive_data, o.derive_images)
 
     def evaluate(self, graph, ctx: EvalContext) -> dict[str, float]:
         raise ConfigError("evaluator 'sr-supernet' scores children of a weight-sharing supernet and cannot evaluate "
@@ -330,10 +358,11 @@ class SupernetEvaluator(Evaluator):
                         parts={"step": step, "score": score})
 
     # ---- run side ------------------------------------------------------------------------------------------
-    def setup(self, supernet, *, scale: int, seed: int, device: str = "cpu") -> None:
+    def setup(self, supernet, *, scale: int, seed: int, device: str = "cpu", total_steps: int | None = None) -> None:
         """Decode the data for ``scale``, fix the training stream's ``seed`` (an int >= 0) and make Adam over
         ``supernet.parameters()`` (those with ``requires_grad``). A ``torch.nn.Module`` is moved to ``device``
-        first; ``device`` is where the batches go. Resets the stream positions."""
+        first; ``device`` is where the batches go. ``total_steps``: the shared-weights steps the run will make
+        (needed by ``schedule: cosine``; ignored by ``constant``). Resets the stream positions."""
         import torch
 
         from nasengine.sr.data import check_scale
@@ -345,6 +374,12 @@ class SupernetEvaluator(Evaluator):
         for name, side in (("patch_size", o.patch_size), ("val_patch_size", o.val_patch_size)):
             if side % scale:
                 raise ConfigError(f"evaluator.{name}: must be a multiple of the scale {scale}, got {side}")
+        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
+                                        or total_steps < 0):
+            raise InputError(f"total_steps must be an integer >= 0 or None, got {total_steps!r}")
+        if o.schedule == "cosine" and total_steps is None:
+            raise ConfigError("evaluator.schedule: 'cosine' needs the run's number of shared-weights steps "
+                              "(setup(..., total_steps=N); the one-shot loop passes epochs x child_steps)")
         channels = _channels_of(supernet, o.channels)
         if isinstance(supernet, torch.nn.Module):
             supernet.to(device)
@@ -362,8 +397,21 @@ class SupernetEvaluator(Evaluator):
         # Validation patch i is cut from image i mod n (each image in turn; the next one where the grad filter
         # rejects a draw), at a position fixed by i [E: METHODS.md §1.5 leaves the validation patches open].
         self._val = [val.tensors([i], image=i % len(val.images)) for i in range(o.val_patches)]
+        if o.derive_data is not None:
+            name, paths = _resolve_images("derive_images", o.derive_data, o.derive_images)
+            self._derive = _whole_images(name, paths, scale=scale, channels=channels, lr_kernel=o.lr_kernel)
         self.optimizer = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas))
-        self._setup = {"scale": scale, "seed": seed, "channels": channels, "device": str(device)}
+        self._setup = {"scale": scale, "seed": seed, "channels": channels, "device": str(device),
+                       "total_steps": total_steps}
+
+    def lr_at(self, t: int) -> float:
+        """The shared weights' learning rate of step ``t`` (0-based) under the ``schedule``."""
+        o = self.options
+        if o.schedule == "constant":
+            return o.lr
+        total = self._need_setup("lr_at")["total_steps"]
+        frac = 1.0 if total == 0 else min(t, total) / total
+        return o.min_lr + (o.lr - o.min_lr) * (1.0 + math.cos(math.pi * frac)) / 2.0
 
     def _need_setup(self, what: str) -> dict:
         if self._setup is None:
@@ -422,6 +470,9 @@ class SupernetEvaluator(Evaluator):
         lr, hr = self._prefetched(t)
         lr, hr = lr.to(setup["device"]), hr.to(setup["device"])
         self.train_position = t + 1
+        if self.options.schedule != "constant":
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr_at(t)
         model.train()
         self.optimizer.zero_grad(set_to_none=True)
         out = model(lr)
@@ -466,20 +517,48 @@ class SupernetEvaluator(Evaluator):
             model.train(was_training)
         return {self.reward_metric: float(np.mean(values))}
 
+    def score_derivation(self, model, batches: int = 1) -> dict[str, float]:
+        """A derivation child's score: with ``derive_data``, the reward PSNR on each whole derivation image
+        (one image per forward), averaged over the images (the stream positions do not move); without it,
+        :meth:`score` on the next ``batches`` validation batches. Same metric name either way, so a reward reads
+        it unchanged."""
+        import torch
+
+        if self.options.derive_data is None:
+            return self.score(model, batches=batches)
+        setup = self._need_setup("score_derivation")
+        fn = REWARD_PSNRS[self.options.reward_psnr].fn
+        was_training = model.training
+        values = []
+        model.eval()
+        try:
+            with torch.no_grad():
+                for lr, hr in self._derive:
+                    out = model(lr.to(setup["device"])).cpu()
+                    if out.shape != hr.shape:
+                        raise InputError(f"sr-supernet: the child maps a derivation image of shape "
+                                         f"{tuple(lr.shape)} to {tuple(out.shape)}, expected {tuple(hr.shape)}")
+                    values.append(fn(out, hr, setup["scale"]) if torch.isfinite(out).all() else float("nan"))
+        finally:
+            model.train(was_training)
+        return {self.reward_metric: float(np.mean(values))}
+
     def state_dict(self) -> dict:
-        """The optimizer state and both stream positions (tensors and plain data; the streams use no RNG)."""
+        """The optimizer state and both stream positions (tensors and plain data; the streams use no RNG), and
+        the schedule's ``total_steps``."""
         setup = self._need_setup("state_dict")
         return {"format": STATE_FORMAT, "seed": setup["seed"], "scale": setup["scale"],
                 "train_position": self.train_position, "val_position": self.val_position,
-                "optimizer": self.optimizer.state_dict()}
+                "total_steps": setup["total_steps"], "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict` (after ``setup`` with the same supernet, scale and seed)."""
         setup = self._need_setup("load_state_dict")
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise InputError(f"sr-supernet: not an evaluator state of format {STATE_FORMAT}")
-        for key in ("seed", "scale"):
-            if state[key] != setup[key]:
+        keys = ("seed", "scale", "total_steps") if self.options.schedule != "constant" else ("seed", "scale")
+        for key in keys:
+            if state.get(key) != setup[key]:
                 raise InputError(f"sr-supernet: the state was saved with {key} {state[key]}, this run has "
                                  f"{setup[key]}")
         self.optimizer.load_state_dict(state["optimizer"])
@@ -488,6 +567,29 @@ class SupernetEvaluator(Evaluator):
         self._ahead.clear()
         self.train_position = int(state["train_position"])
         self.val_position = int(state["val_position"])
+
+
+def _whole_images(name: str, paths: list, *, scale: int, channels: str, lr_kernel: str) -> list:
+    """Each image of ``paths`` as float32 ``(lr, hr)`` ``1xCxHxW`` tensors in [0, 1]: the HR cropped to a
+    multiple of ``scale`` (bottom/right), its LR made with ``lr_kernel`` as the training patches' are."""
+    import torch
+
+    from nasengine.sr.color import rgb_to_y
+    from nasengine.sr.image import load_rgb
+
+    out = []
+    for path in paths:
+        a = load_rgb(path)
+        h, w = a.shape[0] - a.shape[0] % scale, a.shape[1] - a.shape[1] % scale
+        if h < scale or w < scale:
+            raise DataError(f"evaluator.derive_data {name!r}: {path} is smaller than the scale {scale}")
+        hr = np.ascontiguousarray(a[:h, :w])
+        lr = _lr_of(hr, scale, lr_kernel)
+        if channels == "y":
+            hr, lr = rgb_to_y(hr)[:, :, None], rgb_to_y(lr)[:, :, None]
+        out.append(tuple(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))[None].copy())
+                         .to(torch.float32).div_(255.0) for x in (lr, hr)))
+    return out
 
 
 def _channels_of(supernet, option: str) -> str:

@@ -114,6 +114,20 @@ def _resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _setup_evaluator(ev, supernet, *, scale: int, seed: int, device: str, total_steps: int) -> None:
+    """``ev.setup(...)``, telling the run's number of shared-weights steps (a learning-rate schedule needs it)
+    to an evaluator whose ``setup`` takes ``total_steps``."""
+    import inspect
+
+    try:
+        params = inspect.signature(ev.setup).parameters
+        takes = "total_steps" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    except (TypeError, ValueError):
+        takes = False
+    extra = {"total_steps": total_steps} if takes else {}
+    ev.setup(supernet, scale=scale, seed=seed, device=device, **extra)
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -275,7 +289,9 @@ class OneShotLoop(Loop):
                 torch.set_num_threads(int(threads))
             device = context.get("device", "cpu")
             sn = Supernet(space).to(device)
-            evaluator.setup(sn, scale=int(space.decode(space.densest()).scale), seed=0, device=device)
+            opts = cls.options(spec)
+            _setup_evaluator(evaluator, sn, scale=int(space.decode(space.densest()).scale), seed=0, device=device,
+                             total_steps=opts.epochs * opts.child_steps)
             # a step of the loop builds its child (a sampled child is rarely cached): timed with the step
             evaluator.train_step(sn.child(controller.sample(1)[0]))  # warm-up
             t0 = time.perf_counter()
@@ -337,7 +353,8 @@ class OneShotLoop(Loop):
         random.seed(seed)
         self.supernet = Supernet(space).to(self.device)
         scale = int(space.decode(space.densest()).scale)
-        ev.setup(self.supernet, scale=scale, seed=seed, device=self.device)
+        _setup_evaluator(ev, self.supernet, scale=scale, seed=seed, device=self.device,
+                         total_steps=opts.epochs * opts.child_steps)
         start = 1
         ck = ctx.store.load_checkpoint(CHECKPOINT_NAME)
         if ck is not None:
@@ -426,16 +443,18 @@ class OneShotLoop(Loop):
             self._costs[key] = costs
         return self._costs[key]
 
-    def _score(self, g: int, i: int, genome: Any, batches: int) -> CandidateRecord:
-        """Score ``genome`` with the shared weights on the next ``batches`` validation batches; its row at
+    def _score(self, g: int, i: int, genome: Any, batches: int, derive: bool = False) -> CandidateRecord:
+        """Score ``genome`` with the shared weights on the next ``batches`` validation batches (``derive``: with
+        the evaluator's ``score_derivation`` where it has one, e.g. its own derivation images); its row at
         ``(g, i)`` (the stored one of an earlier session, after checking it is the same genome)."""
         ctx = self.ctx
         genome_json = json.loads(canonical_json(ctx.space.to_json(genome)))
         graph = ctx.space.decode(genome)
         key = graph.key()
         t0, c0 = time.perf_counter(), time.process_time()
-        metrics = {k: float(v) for k, v in ctx.evaluator.score(self.supernet.child_of_graph(graph),
-                                                               batches=batches).items()}
+        score = getattr(ctx.evaluator, "score_derivation", None) if derive else None
+        score = score if callable(score) else ctx.evaluator.score
+        metrics = {k: float(v) for k, v in score(self.supernet.child_of_graph(graph), batches=batches).items()}
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         stored = ctx.store.get(g, i)
         if stored is not None:
@@ -463,7 +482,7 @@ class OneShotLoop(Loop):
         for i, genome in enumerate(genomes):
             if start is not None:
                 ctx.evaluator.load_state_dict(start)
-            recs.append(self._score(g, i, genome, opts.derive_batches))
+            recs.append(self._score(g, i, genome, opts.derive_batches, derive=True))
             self._show(f"derive {i + 1}/{len(genomes)}", force=i == 0)
         ok = [(r, ctx.result(None, r).reward) for r in recs if r.status == "ok"]
         if not ok:

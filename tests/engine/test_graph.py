@@ -208,7 +208,7 @@ def _only_input() -> ArchGraph:
 
 
 @pytest.mark.parametrize("attrs, field, message", [
-    ({"out_channels": 8, "kernel": 3, "padding": 1}, "attrs.padding", "unknown attribute 'padding'"),
+    ({"out_channels": 8, "kernel": 3, "pad": 1}, "attrs.pad", "unknown attribute 'pad'"),
     ({"out_channels": 8}, "attrs.kernel", "missing required attribute"),
     ({"out_channels": 8, "kernel": 4}, "attrs.kernel", "must be a positive odd integer, got 4"),
     ({"out_channels": True, "kernel": 3}, "attrs.out_channels", "must be int, got bool"),

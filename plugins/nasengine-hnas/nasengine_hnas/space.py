@@ -276,7 +276,9 @@ class HnasSpace(SearchSpace):
         C = self.channels
 
         def block(op, h, part):
-            y = g.add(op, h, out_channels=C, kernel=6, stride=2, name=f"{name}.{part}")
+            # DBPN's kernel 6, stride 2, padding 2 (the transposed conv's padding 2 is the engine's automatic one).
+            pad = {"padding": 2} if op == "conv" else {}
+            y = g.add(op, h, out_channels=C, kernel=6, stride=2, name=f"{name}.{part}", **pad)
             return g.add("prelu", y, name=f"{name}.{part}.act")
 
         def minus(a, b):
