@@ -4,7 +4,8 @@ position ``up_pos``, is the searched upsampling cell.
 Decoded network (C = ``channels``; METHODS §2.1, the released ``src/model/arch.py``)::
 
     x  = LR RGB - mean                                   "sub_mean" (the code's MeanShift, fixed)
-    s0 = s1 = conv3x3(3 -> 4C, no bias)                  "stem"     (+ BatchNorm(4C) "stem.bn" with search_bn)
+    s0 = s1 = conv3x3(3 -> 4C, no bias)                  "stem"     (+ BatchNorm(4C) "stem.bn" with search_bn;
+                                                                    nodes x C when nodes != 4)
     for i in 0..L-1:
         if i == up_pos: s0 = s1 = U_i(s0, s1)            upsampling cell (the code runs it twice: same result)
         else:           s0, s1 = s1, N_i(s0, s1)         normal cell
@@ -205,7 +206,9 @@ class HnasSpace(SearchSpace):
         g = ArchGraph()
         x = g.input(channels=3, name="lr_rgb")
         x = g.add("shift", x, values=_values(-v for v in RGB_MEAN), name="sub_mean")
-        stem = g.add("conv", x, out_channels=4 * self.channels, kernel=3, bias=False, name="stem")
+        # the code's stem is multiplier x C with multiplier = 4 = its node count: nodes x C, so that every cell's
+        # inputs are nodes x C wide whatever the position (a supernet's pre0/pre1 then have one width)
+        stem = g.add("conv", x, out_channels=self.nodes * self.channels, kernel=3, bias=False, name="stem")
         return g, self._bn(g, stem, "stem", affine=True)  # §2.1: the search supernet's stem BN is affine
 
     def _tail(self, g, s: int) -> None:

@@ -114,3 +114,22 @@ def test_upsampling_cell_nodes_run_twice():
     once = {graph.name(n) for n in graph if graph.runs(n) == 1 and graph.name(n)}
     assert twice and all(n.startswith(f"c{g.up_pos}.up.") for n in twice)
     assert not any(n.startswith(f"c{g.up_pos}.up.") for n in once)
+
+
+def test_supernet_children_at_every_position_with_three_nodes():
+    """With ``nodes`` != 4 the stem is nodes x C wide, so a cell's preprocess reads one width whatever the
+    upsampling position (a child with the upsampling cell first used to fail in the supernet)."""
+    import numpy as np
+    import torch
+
+    from nasengine.supernet import Supernet
+    from nasengine_hnas.space import HnasSpace
+
+    space = HnasSpace(L=3, channels=3, nodes=3)
+    sn = Supernet(space)
+    rng = np.random.default_rng(0)
+    for pos in range(3):
+        g = space.sample(rng)
+        g = space.from_json({**space.to_json(g), "up_pos": pos})
+        out = sn.child(g)(torch.rand(1, 3, 6, 6))
+        assert out.shape == (1, 3, 12, 12)
