@@ -135,51 +135,59 @@ def _finite(metrics: dict) -> bool:
 
 
 def time_steps(space, recipe, opts: DifferentiableOptions, *, device: str = "cpu", threads: int | None = None,
-               steps: int = 3) -> dict[str, float]:
-    """Seconds per training step (median of ``steps`` after a warm-up, random patches of the recipe's batch and
-    patch size) of: ``plain`` -- the supernet's densest graph built as an ordinary network, L1 only;
-    ``gated`` -- the differentiable supernet, L1 only (gates in the forward pass, both parameter groups);
-    ``differentiable`` -- the loop's step, L1 + lambda * R (gates and the cost term). Torch's RNG is restored."""
+               steps: int = 3, warmup: int = 2) -> dict[str, float]:
+    """Seconds per training step (median of ``steps``, after ``warmup`` steps each, random patches of the
+    recipe's batch and patch size, Adam) of: ``plain`` -- the supernet's densest graph built as an ordinary
+    network, L1 only; ``gated`` -- the differentiable supernet, L1 only (gates in the forward pass, both parameter
+    groups); ``differentiable`` -- the loop's step, L1 + lambda * R (gates and the cost term). The three are
+    timed interleaved, one step of each in turn, so that a warming machine (allocator, caches, clocks) or
+    another process's load falls on all three alike rather than on the one timed first. Torch's RNG is
+    restored."""
     import torch
 
     from nasengine.search.diffstep import DifferentiableStep as Step
     from nasengine.sr.models import channels_of
-    from nasengine.train import _threads
-    from nasengine.train import time_steps as plain_steps
+    from nasengine.train import _threads, init_model
 
     graph = space.decode(space.densest())
     scale, c = int(graph.scale), 1 if channels_of(graph.input_channels) == "y" else 3
     batch, lr_side = recipe.config.batch_size, recipe.patch_size // scale
     cost_size = tuple(opts.cost_lr_size) if opts.cost_lr_size else (lr_side, lr_side)
+    cuda = str(device).startswith("cuda")
     rng = torch.get_rng_state()
-    out = {}
     try:
-        out["plain"] = plain_steps(graph, recipe, device=device, threads=threads, steps=steps)
         with _threads(threads):
             gen = torch.Generator().manual_seed(0)
             x = torch.rand(batch, c, lr_side, lr_side, generator=gen).to(device)
             y = torch.rand(batch, c, lr_side * scale, lr_side * scale, generator=gen).to(device)
+            runs = {}
+            model = init_model(graph, seed=0, init_std=recipe.init_std).to(device)
+            adam = torch.optim.Adam(model.parameters(), lr=recipe.config.lr, betas=recipe.config.betas)
+            runs["plain"] = (lambda m=model: (torch.nn.functional.l1_loss(m(x), y), None), adam)
             for name, with_cost in (("gated", False), ("differentiable", True)):
                 torch.manual_seed(0)
                 net = space.differentiable_supernet().to(device)
                 step = Step(lr=recipe.config.lr, arch_lr=opts.arch_lr, lam=opts.lam, lr_size=cost_size,
                             pixel_range=opts.pixel_range, with_cost=with_cost)
                 adam = torch.optim.Adam(step.param_groups(net), lr=recipe.config.lr, betas=recipe.config.betas)
-                times = []
-                for i in range(steps + 1):
+                runs[name] = (lambda n=net, s=step: s(n, x, y, 1), adam)
+            times = {name: [] for name in runs}
+            for i in range(warmup + steps):
+                for name, (loss_of, adam) in runs.items():
+                    if cuda:
+                        torch.cuda.synchronize()
                     t0 = time.perf_counter()
-                    loss, _ = step(net, x, y, i)
+                    loss, _ = loss_of()
                     adam.zero_grad()
                     loss.backward()
                     adam.step()
-                    if str(device).startswith("cuda"):
+                    if cuda:
                         torch.cuda.synchronize()
-                    times.append(time.perf_counter() - t0)
-                times = sorted(times[1:])
-                out[name] = float(times[len(times) // 2])
+                    if i >= warmup:
+                        times[name].append(time.perf_counter() - t0)
     finally:
         torch.set_rng_state(rng)
-    return out
+    return {name: float(sorted(t)[len(t) // 2]) for name, t in times.items()}
 
 
 class _Stop(Exception):
