@@ -4,9 +4,10 @@ step (straight-through gates in the forward pass + the differentiable Mult-Adds 
 vs the same supernet's plain training step (its densest graph built as an ordinary network, L1 only), and the
 gated supernet without the cost term in between. :func:`nasengine.search.differentiable.time_steps` measures
 the three (median of ``--reps`` steps after ``--warmup`` steps, Adam, random patches), interleaved: one step of
-each in turn. (The first version timed them one after the other with a single warm-up step; at the paper's
-width that put the machine's warm-up -- allocator growth, page faults of multi-GB activations, clocks -- and any
-other load on the plain step timed first, which came out at 937 ms against 145 ms for the heavier gated step.)
+each in turn. (The first version timed them one after the other with a single warm-up step, so the machine's
+warm-up -- allocator growth, page faults of multi-GB activations at the paper's width, clocks -- and any other
+load fell on the plain step timed first: the likely cause of its 937 ms against 145 ms for the heavier
+differentiable step; not reproduced at the full paper width here.)
 
     .venv/bin/python benchmarks/differentiable.py [--blocks 4] [--channels 16] [--batch 4] [--patch 32]
                                                   [--reps 20] [--warmup 2] [--device cpu] [--threads 2]
