@@ -432,6 +432,8 @@ def _print_report(run_dir, *, top: int | None = None, plots: bool = True) -> Non
     print(rep.summary())
     if rep.front:
         print(rep.table(limit=top))
+    if rep.trajectory():
+        print("\narchitecture over training (hard masks):\n" + rep.trajectory_table())
     if plots:
         paths = rep.plots(Path(run_dir) / "report")
         print("plots: " + ", ".join(str(p) for p in paths))
@@ -510,6 +512,9 @@ def cmd_show(args) -> int:
     if rep.front:
         print("\nPareto front:")
         print(rep.table(limit=args.top))
+    if rep.trajectory():
+        print("\narchitecture over training (hard masks):")
+        print(rep.trajectory_table())
     if args.all:
         print("\nall candidates:")
         print(rep.table(rep.records))

@@ -614,7 +614,9 @@ class DifferentiableCost:
       its consumers see it. An op that stores its width in an attribute without a ``recount`` rule cannot
       take a count (:class:`~nasengine.errors.ValidationError`).
     * A node without a count gets its count from its inputs through its op's own shape rule (concat sums;
-      unary ops pass it through; per-channel PReLU slopes follow it). A multi-input op whose inputs carry
+      unary ops pass it through; per-channel PReLU slopes follow it). A count on a channel-wise op with a
+      ``recount`` rule whose output follows its input (per-channel PReLU) gates it: its attrs follow the count
+      (one slope per kept channel) and its consumers see it. A multi-input op whose inputs carry
       different counts (an add of a gated and an ungated tensor) needs a count from the caller — their
       union, e.g. ``st_union(g1, g2).sum()`` — else a ValidationError naming the node says so.
 
@@ -754,6 +756,12 @@ class DifferentiableCost:
         spec = r.spec
         if spec.recount is not None:
             a = spec.recount(dict(r.attrs), [s[0] for s in ins], count, [s.channels for s in r.in_shapes])
+            if count is not None and len(ins) == 1 and self._masks(r) and not self._sets_count(spec, a, ins, count):
+                # A channel-wise op (its output count follows its input: per-channel PReLU...) whose output is
+                # gated to ``count`` channels acts on those channels only: its attrs follow the gated count
+                # (PReLU: one slope per kept channel), as if the gate stood before it.
+                ins = (Shape(count, ins[0].scale),)
+                a = spec.recount(dict(r.attrs), [count], None, [s.channels for s in r.in_shapes])
         else:
             a = r.attrs
             if count is not None:
@@ -779,6 +787,15 @@ class DifferentiableCost:
         if count is not None and out is not count and out != count:
             raise ValidationError(f"the recount rule of {spec.name!r} does not set its output count", field=where)
         return a, Shape(out, r.shape.scale)
+
+    @staticmethod
+    def _sets_count(spec, a, ins, count) -> bool:
+        """Whether ``spec``'s shape rule at attrs ``a`` and inputs ``ins`` gives the output count ``count``."""
+        try:
+            out = spec.infer(a, ins)[0]
+        except (ValidationError, TypeError, ValueError, ArithmeticError):
+            return False
+        return out is count or out == count
 
     def _masks(self, r) -> bool:
         """Whether a count on node ``r`` (op without recount) can mask its output: a free op, or one whose

@@ -287,10 +287,63 @@ class RunReport:
             m = r.get("metrics") or {}
             values = ", ".join(f"{k} {self._fmt(k, m[k])}" for k in ("psnr", "ssim") if k in m)
             model = r.get("model")
-            out += (f"\nretrained from scratch #{r.get('idx', 0) + 1}: {r.get('status')}"
+            how = "fine-tuned from the derived weights" if r.get("from") == "derived" else "retrained from scratch"
+            out += (f"\n{how} #{r.get('idx', 0) + 1}: {r.get('status')}"
                     f" | key {str(r.get('key'))[:10]}" + (f" | {values}" if values else "")
                     + (f" | model {Path(self.run_dir) / model if self.run_dir else model}" if model else ""))
         return out
+
+    # ---- a differentiable run's architecture over training ------------------------------------------------
+    def trajectory(self) -> list[CandidateRecord]:
+        """The rows of a differentiable run's architecture over training (generation 0, each with its ``step``
+        metric), by step; empty for other runs."""
+        rows = [r for r in self.records if r.generation == 0]
+        if not rows or any("step" not in r.metrics for r in rows):
+            return []
+        return sorted((r for r in rows if r.status == "ok"), key=lambda r: r.metrics["step"])
+
+    def trajectory_table(self) -> str:
+        """The trajectory as a table: step, hard Mult-Adds, params, PSNR (and lambda when logged); '' if none."""
+        rows = self.trajectory()
+        if not rows:
+            return ""
+        cols = ["mult_adds", "params", "psnr"] + (["lambda"] if any("lambda" in r.metrics for r in rows) else [])
+        head = ["step"] + cols
+        def fmt(c, v):
+            return f"{v:.3g}" if c == "lambda" and v is not None else self._fmt(c, v)
+
+        body = [[f"{int(r.metrics['step']):,}"] + [fmt(c, r.metrics_all().get(c)) for c in cols] for r in rows]
+        widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
+        lines = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in [head] + body]
+        lines.insert(1, "-" * len(lines[0]))
+        return "\n".join(lines)
+
+    def _trajectory_plot(self, out_dir: Path, plt) -> list[Path]:
+        """``trajectory.png``: the hard Mult-Adds and PSNR of a differentiable run's architecture against the
+        training steps (nothing for other runs)."""
+        rows = self.trajectory()
+        if not rows:
+            return []
+        steps = np.array([r.metrics["step"] for r in rows], dtype=float)
+        fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+        mult = np.array([r.metrics_all().get("mult_adds", math.nan) for r in rows], dtype=float)
+        ax.plot(steps, mult / 1e9, "o-", ms=3, c="tab:blue", label="hard Mult-Adds")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("Mult-Adds (G)", color="tab:blue")
+        psnr = np.array([r.metrics.get("psnr", math.nan) for r in rows], dtype=float)
+        if np.isfinite(psnr).any():
+            ax2 = ax.twinx()
+            ax2.plot(steps, psnr, "s-", ms=3, c="tab:red", label="PSNR (masked supernet)")
+            ax2.set_ylabel("PSNR (dB)", color="tab:red")
+        lr = RoleSpec.of(self.run.config, "cost", "").options.get("lr_size", [480, 480])
+        ax.set_title(f"{self.run.method} ({self.run.preset}): architecture over training, LR {lr[1]}x{lr[0]}",
+                     fontsize=9)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / "trajectory.png"
+        _save_figure(fig, path)
+        plt.close(fig)
+        return [path]
 
     def to_dict(self) -> dict:
         run = self.run
@@ -317,7 +370,8 @@ class RunReport:
 
     # ---- plots ------------------------------------------------------------------------------------------
     def plots(self, out_dir) -> list[Path]:
-        """PSNR vs Mult-Adds, PSNR vs params, and the front over generations, as PNG files in ``out_dir``."""
+        """PSNR vs Mult-Adds, PSNR vs params, and the front over generations, as PNG files in ``out_dir`` (and a
+        differentiable run's ``trajectory.png``: Mult-Adds and PSNR against the training steps)."""
         import matplotlib
 
         matplotlib.use("Agg", force=True)
@@ -378,6 +432,7 @@ class RunReport:
         _save_figure(fig, path)
         plt.close(fig)
         written.append(path)
+        written += self._trajectory_plot(out_dir, plt)
         return written
 
 

@@ -154,9 +154,9 @@ class _Progress:
 def train_model(graph, recipe: TrainRecipe, *, seed: int | None = None, device: str | None = None, dataset=None,
                 checkpoint_dir=None, resume: bool = False, progress: bool = False, callback=None,
                 report: Callable[[int, int], None] | None = None,
-                train_step: TrainStep | None = None) -> TrainedModel:
+                train_step: TrainStep | None = None, model=None) -> TrainedModel:
     """Build ``graph`` (an :class:`~nasengine.graph.ArchGraph`), train it with ``recipe``, score it on
-    ``recipe.val_data``.
+    ``recipe.val_data``. ``model``: a torch module of ``graph`` to start from instead (fine-tuning its weights).
 
     ``seed`` (default ``recipe.config.seed``) seeds the initial weights; training and patch sampling use
     ``seed % 2**31``. ``device`` overrides the config's. ``dataset``: the training patches, if the caller
@@ -178,7 +178,8 @@ def train_model(graph, recipe: TrainRecipe, *, seed: int | None = None, device: 
     seed = recipe.config.seed if seed is None else int(seed)
     train_seed = seed % (2**31)
     config = recipe.config.evolve(seed=train_seed, **({"device": device} if device is not None else {}))
-    model = init_model(graph, seed=seed, init_std=recipe.init_std)
+    if model is None:
+        model = init_model(graph, seed=seed, init_std=recipe.init_std)
     if dataset is None:
         dataset = recipe.dataset(scale, channels, train_seed)
     dataset.seed = train_seed

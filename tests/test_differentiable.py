@@ -58,7 +58,7 @@ def _rows(store) -> list:
             for r in store.candidates()]
 
 
-def test_rows_derivation_retraining_and_checkpoint(diff_plugins, one_thread, tmp_path):
+def test_rows_derivation_retraining_and_checkpoint(diff_plugins, one_thread, tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(["search", "tiny-diff", "--out", str(out), "--seed", "0", "-q",
                     "--set", "loop.lam=1e-5"]) == 0
@@ -78,6 +78,51 @@ def test_rows_derivation_retraining_and_checkpoint(diff_plugins, one_thread, tmp
         assert retrained.status == "ok" and retrained.key == derived.key and "psnr" in retrained.metrics
         ck = store.load_checkpoint("differentiable")
         assert ck.epoch == 12 and (out / ck.path).is_file()
+    # show: the architecture over training as a table (step, hard Mult-Adds, params, PSNR) and trajectory.png
+    from nasengine.report import RunReport
+
+    capsys.readouterr()
+    assert run_cli(["show", str(out), "--plots"]) == 0
+    text = capsys.readouterr().out
+    table = RunReport.load(out).trajectory_table().splitlines()
+    assert table[0].split() == ["step", "mult_adds", "params", "psnr", "lambda"]
+    assert [line.split()[0] for line in table[2:]] == ["0", "4", "8", "12"]
+    assert "architecture over training" in text and table[-1] in text
+    assert (out / "report" / "trajectory.png").stat().st_size > 1000
+
+
+def test_fine_tuning_starts_from_the_derived_weights(diff_plugins, one_thread, tmp_path):
+    # at a vanishing lr the fine-tuned network is the derived one: its PSNR is the derived row's (same Set5)
+    out = tmp_path / "run"
+    assert run_cli(["search", "tiny-diff", "--out", str(out), "--seed", "0", "-q", "--set", "evaluator.steps=4",
+                    "--set", "loop.retrain_from=derived", "--set", "retrain.lr=1e-12"]) == 0
+    with _store(out) as store:
+        (derived,) = store.candidates(generation=1)
+        (tuned,) = store.candidates(generation=2)
+        assert tuned.status == "ok" and tuned.worker == "driver" and tuned.key == derived.key
+        assert abs(tuned.metrics["psnr"] - derived.metrics["psnr"]) < 1e-3
+        assert store.results()["retrained"][0]["from"] == "derived"
+    assert (out / "retrained" / "model.pt").is_file()
+
+
+def test_retrain_space_retrains_another_scale_from_scratch(diff_plugins, one_thread, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["search", "tiny-diff", "--out", str(out), "--seed", "0", "-q", "--set", "evaluator.steps=4",
+                    "--set", "loop.retrain_space.scale=3", "--set", "retrain.patch_size=18"]) == 0
+    from tests.gated_space import TinyGatedSpace
+
+    with _store(out) as store:
+        (derived,) = store.candidates(generation=1)
+        (x3,) = store.candidates(generation=2)
+    x3_space = TinyGatedSpace(channels=4, scale=3)
+    graph = x3_space.decode(x3_space.from_json(x3.genome))
+    assert x3.status == "ok" and x3.genome == derived.genome and x3.key == graph.key() != derived.key
+    assert x3.mult_adds > derived.mult_adds  # the tail emits 9 instead of 4 channels per pixel
+    # fine-tuning changes nothing in the architecture: with another space it is refused, in one line
+    assert run_cli(["search", "tiny-diff", "--out", str(tmp_path / "r2"), "-q", "--set", "loop.retrain_from=derived",
+                    "--set", "loop.retrain_space.scale=3"]) != 0
+    err = capsys.readouterr().err
+    assert "loop.retrain_from: 'derived' fine-tunes" in err and not (tmp_path / "r2").exists()
 
 
 def test_derived_module_reproduces_the_masked_supernet(diff_plugins):

@@ -39,7 +39,10 @@ none a duplicate. Generation 1 row 0 is the **derived** architecture (``net.deri
 ``net.genome()``), with the PSNR / SSIM of the derived network with its supernet weights when ``derive()`` gives
 them (also written to ``derived/model.pt``); it is the store's ``derived`` result. With ``loop.retrain`` the
 derived genome is then trained from scratch through the executor with the ``retrain`` section's evaluator
-(default ``sr-train``), recorded as generation 2. Fine-tuning from the derived weights is not offered here.
+(default ``sr-train``), recorded as generation 2; ``loop.retrain_space`` overrides space options for it (FGNAS:
+x3/x4 from an x2 search, the tail widened, METHODS §3.6) and the row carries that architecture's key and costs.
+With ``loop.retrain_from: derived`` the derived network is fine-tuned from its supernet weights instead, in the
+driver with the retrain section's recipe (an ``sr-train`` one), its model in ``retrained/model.pt``.
 
 Checkpoints: every ``checkpoint_every`` steps and after the last, the trainer's whole state (supernet with its
 architecture parameters, Adam, schedule, step, losses, torch RNG, the training step's lambda) plus numpy /
@@ -65,9 +68,10 @@ import numpy as np
 
 from nasengine.errors import ConfigError, NasengineError
 from nasengine.executors import EvalTask
-from nasengine.options import choice, flag, option, optional, positive, real, sequence, whole
+from nasengine.options import anything, choice, flag, mapping, option, optional, positive, real, sequence, string, whole
 from nasengine.search.loop import Loop, LoopPlan
 from nasengine.search.records import LoopEnd, candidate_seed
+from nasengine.search.retraining import at_space, retrain_evaluator, retrain_space, retrain_spec
 from nasengine.space import canonical_json
 from nasengine.store import CandidateRecord, StoreError
 
@@ -105,7 +109,13 @@ class DifferentiableOptions:
     record_psnr: bool = option(True, flag, help="score the masked supernet on val_data at every record")
     log_every: int = option(100, whole(1), help="a progress line every this many steps")
     checkpoint_every: int = option(1000, whole(1), help="write a checkpoint every this many steps (and the last)")
-    retrain: bool = option(True, flag, help="train the derived architecture from scratch with the retrain section")
+    retrain: bool = option(True, flag, help="train the derived architecture with the retrain section")
+    retrain_from: str = option("scratch", choice("scratch", "derived"),
+                               help="retrain from scratch (through the executor) or fine-tune the derived weights "
+                                    "(in the driver, with the retrain section's recipe)")
+    retrain_space: dict = option({}, mapping(string(), anything),
+                                 help="space options the retraining overrides (FGNAS x3/x4 from an x2 search: "
+                                      "{scale: 3}); only from scratch")
 
 
 def _resolve_device(device: str) -> str:
@@ -125,51 +135,59 @@ def _finite(metrics: dict) -> bool:
 
 
 def time_steps(space, recipe, opts: DifferentiableOptions, *, device: str = "cpu", threads: int | None = None,
-               steps: int = 3) -> dict[str, float]:
-    """Seconds per training step (median of ``steps`` after a warm-up, random patches of the recipe's batch and
-    patch size) of: ``plain`` -- the supernet's densest graph built as an ordinary network, L1 only;
-    ``gated`` -- the differentiable supernet, L1 only (gates in the forward pass, both parameter groups);
-    ``differentiable`` -- the loop's step, L1 + lambda * R (gates and the cost term). Torch's RNG is restored."""
+               steps: int = 3, warmup: int = 2) -> dict[str, float]:
+    """Seconds per training step (median of ``steps``, after ``warmup`` steps each, random patches of the
+    recipe's batch and patch size, Adam) of: ``plain`` -- the supernet's densest graph built as an ordinary
+    network, L1 only; ``gated`` -- the differentiable supernet, L1 only (gates in the forward pass, both parameter
+    groups); ``differentiable`` -- the loop's step, L1 + lambda * R (gates and the cost term). The three are
+    timed interleaved, one step of each in turn, so that a warming machine (allocator, caches, clocks) or
+    another process's load falls on all three alike rather than on the one timed first. Torch's RNG is
+    restored."""
     import torch
 
     from nasengine.search.diffstep import DifferentiableStep as Step
     from nasengine.sr.models import channels_of
-    from nasengine.train import _threads
-    from nasengine.train import time_steps as plain_steps
+    from nasengine.train import _threads, init_model
 
     graph = space.decode(space.densest())
     scale, c = int(graph.scale), 1 if channels_of(graph.input_channels) == "y" else 3
     batch, lr_side = recipe.config.batch_size, recipe.patch_size // scale
     cost_size = tuple(opts.cost_lr_size) if opts.cost_lr_size else (lr_side, lr_side)
+    cuda = str(device).startswith("cuda")
     rng = torch.get_rng_state()
-    out = {}
     try:
-        out["plain"] = plain_steps(graph, recipe, device=device, threads=threads, steps=steps)
         with _threads(threads):
             gen = torch.Generator().manual_seed(0)
             x = torch.rand(batch, c, lr_side, lr_side, generator=gen).to(device)
             y = torch.rand(batch, c, lr_side * scale, lr_side * scale, generator=gen).to(device)
+            runs = {}
+            model = init_model(graph, seed=0, init_std=recipe.init_std).to(device)
+            adam = torch.optim.Adam(model.parameters(), lr=recipe.config.lr, betas=recipe.config.betas)
+            runs["plain"] = (lambda m=model: (torch.nn.functional.l1_loss(m(x), y), None), adam)
             for name, with_cost in (("gated", False), ("differentiable", True)):
                 torch.manual_seed(0)
                 net = space.differentiable_supernet().to(device)
                 step = Step(lr=recipe.config.lr, arch_lr=opts.arch_lr, lam=opts.lam, lr_size=cost_size,
                             pixel_range=opts.pixel_range, with_cost=with_cost)
                 adam = torch.optim.Adam(step.param_groups(net), lr=recipe.config.lr, betas=recipe.config.betas)
-                times = []
-                for i in range(steps + 1):
+                runs[name] = (lambda n=net, s=step: s(n, x, y, 1), adam)
+            times = {name: [] for name in runs}
+            for i in range(warmup + steps):
+                for name, (loss_of, adam) in runs.items():
+                    if cuda:
+                        torch.cuda.synchronize()
                     t0 = time.perf_counter()
-                    loss, _ = step(net, x, y, i)
+                    loss, _ = loss_of()
                     adam.zero_grad()
                     loss.backward()
                     adam.step()
-                    if str(device).startswith("cuda"):
+                    if cuda:
                         torch.cuda.synchronize()
-                    times.append(time.perf_counter() - t0)
-                times = sorted(times[1:])
-                out[name] = float(times[len(times) // 2])
+                    if i >= warmup:
+                        times[name].append(time.perf_counter() - t0)
     finally:
         torch.set_rng_state(rng)
-    return out
+    return {name: float(sorted(t)[len(t) // 2]) for name, t in times.items()}
 
 
 class _Stop(Exception):
@@ -222,17 +240,24 @@ class DifferentiableLoop(Loop):
             raise ConfigError("evaluator.steps: the differentiable loop trains a number of steps (epochs / seconds "
                               "budgets are not supported there; use budget.seconds to stop early)")
         if opts.retrain:
-            cls.retrain_evaluator(spec, plugins)
+            ev = cls.retrain_evaluator(spec, plugins)
+            if opts.retrain_space:
+                retrain_space(spec, plugins, opts.retrain_space)
+            if opts.retrain_from == "derived":
+                if opts.retrain_space:
+                    raise ConfigError(f"loop.retrain_from: 'derived' fine-tunes the derived weights in the search's "
+                                      f"own space; with loop.retrain_space {opts.retrain_space} the architecture "
+                                      "changes (METHODS §3.6: x3/x4 retrain from scratch), use retrain_from 'scratch'")
+                if getattr(ev, "recipe", None) is None:
+                    raise ConfigError(f"retrain.name: fine-tuning (loop.retrain_from 'derived') trains with the retrain "
+                                      f"evaluator's recipe; {retrain_spec(spec).name!r} has none (use sr-train)")
 
-    retrain_spec = staticmethod(lambda spec: _retrain_spec(spec))
+    retrain_spec = staticmethod(retrain_spec)
 
     @classmethod
     def retrain_evaluator(cls, spec, plugins):
         """The retrain evaluator made with its options (a wrong one is a one-line ``retrain.X`` error)."""
-        from nasengine.options import construct
-
-        rs = _retrain_spec(spec)
-        return construct("retrain", rs.name, plugins.evaluators.get(rs.name), rs.kwargs())
+        return retrain_evaluator(spec, plugins)
 
     @staticmethod
     def _steps(spec, plugins=None, evaluator=None) -> int:
@@ -290,7 +315,7 @@ class DifferentiableLoop(Loop):
                    f"records every {opts.record_every:,} steps" + (f" with PSNR on {recipe.val_data}"
                                                                     if opts.record_psnr and recipe.val_data else "")
                    + f"; checkpoints every {opts.checkpoint_every:,} steps"]
-        rs = _retrain_spec(spec)
+        rs = retrain_spec(spec)
         retrain_seconds = None
         if opts.retrain:
             work = rs.name
@@ -302,7 +327,11 @@ class DifferentiableLoop(Loop):
                     work, retrain_seconds = f"{rs.name} ({p.work})", p.seconds
                 except NasengineError as exc:
                     work = f"{rs.name} (cannot plan it: {exc})"
-            details.append(f"then derive and retrain the derived architecture from scratch with {work}")
+            how = "fine-tune the derived network (its weights)" if opts.retrain_from == "derived" else \
+                "retrain the derived architecture from scratch"
+            at = (" at space options " + ", ".join(f"{k} {v}" for k, v in opts.retrain_space.items())
+                  if opts.retrain_space else "")
+            details.append(f"then derive and {how}{at} with {work}")
         else:
             details.append("then derive (no retraining: loop.retrain false)")
         seconds = None
@@ -377,8 +406,10 @@ class DifferentiableLoop(Loop):
             return LoopEnd(0, f"seconds budget reached ({ctx.elapsed():.1f}/{ctx.budget.seconds:g} s) after step "
                               f"{stop.step}; resume with a larger budget to go on")
         ctx.store.set_elapsed(ctx.elapsed())
-        best = self._derive()
-        if opts.retrain:
+        best, module = self._derive()
+        if opts.retrain and opts.retrain_from == "derived":
+            self._finetune(best, module)
+        elif opts.retrain:
             self._retrain(best)
         derived = ctx.store.results().get("derived") or {}
         return LoopEnd(1, f"{self.total_steps} steps done; derived {derived.get('text', '?')}")
@@ -507,7 +538,7 @@ class DifferentiableLoop(Loop):
         shown = ", ".join(f"{k} {rec.metrics[k]:.4g}" for k in ("psnr", "ssim") if k in rec.metrics)
         ctx.progress.line(f"derived: {text} | Mult-Adds {rec.mult_adds:.4g}, params {rec.params:.4g}"
                           + (f" | with the supernet's weights: {shown}" if shown else ""))
-        return rec
+        return rec, weights
 
     def _save_derived(self, genome, module, metrics: dict) -> str:
         """``derived/model.pt``: the derived architecture with the supernet's weights (for pixel_range 255 the
@@ -524,16 +555,23 @@ class DifferentiableLoop(Loop):
         return str(Path(path).relative_to(self.ctx.store.run_dir))
 
     def _retrain(self, best: CandidateRecord) -> None:
-        """The derived architecture trained from scratch through the executor (generation 2)."""
-        ctx, spec = self.ctx, self.ctx.spec
+        """The derived architecture trained from scratch through the executor (generation 2), decoded with
+        ``loop.retrain_space``'s options over the run's (its row: that architecture's key and costs)."""
+        ctx, spec, opts = self.ctx, self.ctx.spec, self.opts
         if ctx.store.get(RETRAINED, 0) is None:
-            rs = _retrain_spec(spec)
+            rs = retrain_spec(spec)
+            if opts.retrain_space:
+                from nasengine.plugins import get_plugins
+
+                best = at_space(best, retrain_space(spec, get_plugins(), opts.retrain_space), ctx.cost_model)
             seed = candidate_seed(spec.seed, best.key)
             workdir = str(ctx.store.run_dir / "work" / "retrain-000") if spec.workdirs else None
-            task = EvalTask(task_id=f"{RETRAINED}:0", space=spec.space.name, space_options=spec.space.kwargs(),
+            task = EvalTask(task_id=f"{RETRAINED}:0", space=spec.space.name,
+                            space_options={**spec.space.kwargs(), **opts.retrain_space},
                             genome=canonical_json(best.genome), evaluator=rs.name, evaluator_options=rs.kwargs(),
                             seed=seed, device=spec.device, workdir=workdir)
-            ctx.progress.line(f"retraining the derived architecture from scratch with {rs.name}")
+            ctx.progress.line(f"retraining the derived architecture from scratch with {rs.name}"
+                              + (f" at {opts.retrain_space}" if opts.retrain_space else ""))
             self._show("retrain", force=True)
             for outcome in ctx.executor.imap([ctx.submit(task)]):
                 metrics = dict(outcome.metrics)
@@ -549,6 +587,56 @@ class DifferentiableLoop(Loop):
                 ctx.progress.line(f"retrained: {status}" + (f" ({shown})" if shown else "")
                                   + (f": {error}" if error else ""))
         ctx.store.set_result("retrained", [{"idx": r.idx, "key": r.key, "status": r.status, "metrics": r.metrics}
+                                           for r in ctx.store.candidates(generation=RETRAINED)])
+
+    def _finetune(self, best: CandidateRecord, module) -> None:
+        """The derived network fine-tuned from its supernet weights with the retrain section's recipe, in the
+        driver (generation 2; its model in ``retrained/model.pt``). Not resumable midway: a killed run fine-tunes
+        again from the same derived weights."""
+        from nasengine.plugins import get_plugins
+        from nasengine.search.diffstep import range_wrapper
+        from nasengine.train import train_model
+
+        ctx, spec = self.ctx, self.ctx.spec
+        if module is None:
+            raise NasengineError(f"loop.retrain_from: 'derived' needs the derived weights, but space "
+                                 f"{spec.space.name!r}'s supernet has no derive() giving a module")
+        if ctx.store.get(RETRAINED, 0) is None:
+            rs = retrain_spec(spec)
+            recipe = retrain_evaluator(spec, get_plugins()).recipe
+            seed = candidate_seed(spec.seed, best.key)
+            ctx.progress.line(f"fine-tuning the derived network from its supernet weights with {rs.name}'s recipe")
+            self._show("fine-tune", force=True)
+            graph = ctx.space.decode(ctx.space.from_json(best.genome))
+            t0 = time.perf_counter()
+            status, error, metrics, path = "ok", None, {}, None
+            try:
+                # the network trained on pixel_range pixels is fed and read in [0, 1] like any sr-train model
+                done = train_model(graph, recipe, seed=seed, device=self.device,
+                                   model=range_wrapper(module.to(self.device), self.opts.pixel_range))
+                metrics = dict(done.metrics)
+            except NasengineError as exc:
+                status, error = "failed", str(exc)
+            if status == "ok" and not _finite(metrics):
+                status, error = "failed", f"non-finite metric(s): {metrics}"
+            if status == "ok":
+                from nasengine.checkpoints import save_trained_model
+                from nasengine.genomefile import Architecture
+
+                arch = Architecture(graph=graph, name="fine-tuned", space=ctx.space, space_name=spec.space.name,
+                                    space_options=spec.space.kwargs(), genome=ctx.space.from_json(best.genome),
+                                    source=f"{spec.method} run {ctx.store.run_dir}, fine-tuned")
+                path = save_trained_model(ctx.store.run_dir / "retrained" / "model.pt", arch, module.cpu(),
+                                          metrics=dict(metrics))
+            ctx.record(CandidateRecord(
+                generation=RETRAINED, idx=0, key=best.key, genome=best.genome, status=status, params=best.params,
+                mult_adds=best.mult_adds, costs=dict(best.costs), metrics=metrics, error=error,
+                wall_seconds=time.perf_counter() - t0, cpu_seconds=0.0, worker="driver", seed=seed))
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("psnr", "ssim"))
+            ctx.progress.line(f"fine-tuned: {status}" + (f" ({shown})" if shown else "")
+                              + (f": {error}" if error else "") + (f" -> {path}" if path else ""))
+        ctx.store.set_result("retrained", [{"idx": r.idx, "key": r.key, "status": r.status, "metrics": r.metrics,
+                                            "from": "derived"}
                                            for r in ctx.store.candidates(generation=RETRAINED)])
 
     # ---- checkpoints -----------------------------------------------------------------------------------
@@ -600,9 +688,3 @@ class DifferentiableLoop(Loop):
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
 
-
-def _retrain_spec(spec):
-    """The ``retrain`` section (``sr-train`` with its defaults when the config has none)."""
-    from nasengine.spec import DEFAULT_RETRAIN, RoleSpec
-
-    return spec.retrain if spec.retrain is not None else RoleSpec(DEFAULT_RETRAIN, {})

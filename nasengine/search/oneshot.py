@@ -62,6 +62,7 @@ from nasengine.executors import EvalTask
 from nasengine.options import anything, choice, flag, mapping, option, string, whole
 from nasengine.search.loop import Loop, LoopPlan
 from nasengine.search.records import LoopEnd, candidate_seed
+from nasengine.search.retraining import at_space, retrain_evaluator, retrain_space, retrain_spec
 from nasengine.space import canonical_json
 from nasengine.store import CandidateRecord, StoreError
 
@@ -176,32 +177,17 @@ class OneShotLoop(Loop):
             if opts.retrain_space:
                 cls.retrain_space_of(spec, plugins)
 
-    @staticmethod
-    def retrain_spec(spec):
-        """The ``retrain`` section (``sr-train`` with its defaults when the config has none)."""
-        from nasengine.spec import DEFAULT_RETRAIN, RoleSpec
-
-        return spec.retrain if spec.retrain is not None else RoleSpec(DEFAULT_RETRAIN, {})
+    retrain_spec = staticmethod(retrain_spec)
 
     @classmethod
     def retrain_space_of(cls, spec, plugins):
-        """The space the retraining decodes with: the run's, with ``loop.retrain_space``'s options over its own
-        (a wrong one is a one-line ``loop.retrain_space`` error)."""
-        from nasengine.options import OptionError, construct
-
-        options = {**spec.space.kwargs(), **cls.options(spec).retrain_space}
-        try:
-            return construct("space", spec.space.name, plugins.spaces.get(spec.space.name), options)
-        except OptionError as exc:
-            raise ConfigError(f"loop.retrain_space: {exc}") from None
+        """The space the retraining decodes with (:func:`nasengine.search.retraining.retrain_space`)."""
+        return retrain_space(spec, plugins, cls.options(spec).retrain_space)
 
     @classmethod
     def retrain_evaluator(cls, spec, plugins):
         """The retrain evaluator made with its options (a wrong one is a one-line ``retrain.X`` error)."""
-        from nasengine.options import construct
-
-        rs = cls.retrain_spec(spec)
-        return construct("retrain", rs.name, plugins.evaluators.get(rs.name), rs.kwargs())
+        return retrain_evaluator(spec, plugins)
 
     @staticmethod
     def updates(opts: OneShotOptions) -> int:
@@ -524,11 +510,7 @@ class OneShotLoop(Loop):
             if ctx.store.get(g, i) is not None:
                 continue
             if opts.retrain_space:  # the architecture at the retraining's options: its own key and costs
-                graph = space.decode(space.from_json(rec.genome))
-                costs = {k: float(v) for k, v in ctx.cost_model.metrics(graph).items()}
-                costs.update({k: float(v) for k, v in space.genome_metrics(space.from_json(rec.genome)).items()})
-                rec = attrs.evolve(rec, key=graph.key(), costs=costs, params=costs.get("params"),
-                                   mult_adds=costs.get("mult_adds"))
+                rec = at_space(rec, space, ctx.cost_model)
             seed = candidate_seed(spec.seed, rec.key)
             # always a folder in the run (whatever executor.workdirs says): the trained model is kept there
             workdir = (ctx.store.run_dir / retrained_folder(i, rec.key)).absolute()  # for workers elsewhere

@@ -174,6 +174,28 @@ def test_depthwise_conv_follows_its_input():
     assert float(t.grad) == 4 * (1 + 9 + 1)
 
 
+def test_a_count_on_a_per_channel_prelu_gates_its_slopes():
+    # conv 1->6, PReLU (6 slopes) gated to p channels, conv 6->1 reading the p kept channels (LR 2x2, 4 px).
+    g = ArchGraph()
+    x = g.input(channels=1)
+    c = g.add("conv", x, out_channels=6, kernel=1, name="c")
+    p = g.add("prelu", c, num_parameters=6, name="p")
+    g.output(g.add("conv", p, out_channels=1, kernel=1, name="out"))
+    t = torch.tensor(4.0, requires_grad=True)
+    sc = soft_cost(g, {"p": t}, (2, 2))
+    assert sc.params.item() == (6 + 6) + 4 + (4 + 1)  # the slopes and the next conv follow the gate
+    assert sc.kernel_params.item() == 6 + 4
+    assert sc.mult_adds.item() == 4 * (6 + 4)
+    (dp,) = torch.autograd.grad(sc.params, (t,))
+    assert float(dp) == 1 + 1
+    # whole counts: the network built with 4 channels after c, plus c's 2 gated-off channels (weight + bias)
+    h = ArchGraph()
+    y = h.input(channels=1)
+    h.output(h.add("conv", h.add("prelu", h.add("conv", y, out_channels=4, kernel=1), num_parameters=4),
+                   out_channels=1, kernel=1))
+    assert soft_cost(g, {"p": 4}, (2, 2)).params.item() == analytic_cost(h, (2, 2)).params + 2 * (1 + 1)
+
+
 def test_soft_count_arithmetic():
     t = torch.tensor(7.0, dtype=torch.float64, requires_grad=True)
     x = SoftCount(t)

@@ -197,6 +197,7 @@ class FgnasSupernet(nn.Module):
         for b in range(len(self.blocks)):
             out[f"b{b}.pw"] = g[f"b{b}.pw"].sum()
             out[f"b{b}.conv1.{_ALL}"] = u[f"b{b}.act"].sum()      # a conv channel is computed iff one act uses it
+            out[f"b{b}.prelu.{_ALL}"] = g[f"b{b}.prelu"].sum()      # a slope per PReLU-alive channel
             out[f"b{b}.act.{_ALL}"] = u[f"b{b}.act"].sum()          # the sum of the three: the union again
             out[f"b{b}.conv2"] = g[f"b{b}.out"].sum()
             out[f"b{b}.skip"] = u[f"b{b}.skip"].sum()               # skip ∪ residual enters the next conv

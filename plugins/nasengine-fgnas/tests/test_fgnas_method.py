@@ -51,7 +51,7 @@ def test_presets_say_what_the_paper_and_smoke_runs_are():
     assert paper["evaluator"]["patch_size"] == 192 and paper["evaluator"]["batch_size"] == 16
     assert paper["loop"]["lam"] == 1e-9 and paper["loop"]["pixel_range"] == 255
     smoke = m.config("smoke")
-    assert smoke["space"] == {**m.base["space"], "blocks": 4, "channels": 16} and smoke["loop"]["lam_ratio"] == 0.5
+    assert smoke["space"] == {**m.base["space"], "blocks": 4, "channels": 16} and smoke["loop"]["lam_ratio"] == 0.02
 
 
 def test_paper_plan_says_the_schedule():
