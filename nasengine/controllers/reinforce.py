@@ -292,7 +292,7 @@ class Reinforce(PolicyController):
     argmax = None  # LSTMPolicy has no greedy decoding
 
     @attrs.frozen(kw_only=True)
-    class Options(GenomeController.Options):
+    class Options(PolicyController.Options):
         in_flight: int | None = option(None, optional(whole(1)), help=IN_FLIGHT_HELP)
         hidden_size: int = option(64, whole(1), help="LSTM hidden width")
         num_layers: int = option(1, whole(1), help="stacked LSTM layers")
