@@ -8,7 +8,8 @@ run on any registered search space.
 * ``nsga2`` — :class:`NSGA2` (``population_size``, ``crossover_prob``, ``mutation_prob``, ``max_tries``):
   NSGA-II with constraint domination on pymoo's sorting and crowding, Deb et al. 2002;
 * ``reinforce`` — :class:`Reinforce`: an autoregressive LSTM policy over the space's vector encoding,
-  trained by REINFORCE (:mod:`nasengine.controllers.policy` has the policy-gradient helper and the policy).
+  trained by REINFORCE (:mod:`nasengine.controllers.policy` has the policy-gradient helper and the policy),
+  on :class:`PolicyController`, the ask/tell machinery every policy-gradient controller (plugins' too) builds on.
 
 All take ``seed`` (their only randomness is ``self.rng``); ``ask()`` without ``n`` asks ``population_size``
 genomes (one generation); an unknown or bad option raises :class:`~nasengine.errors.ConfigError` naming it.
@@ -26,13 +27,14 @@ from nasengine.controllers.evolution import RegularizedEvolution
 from nasengine.controllers.nsga2 import NSGA2
 from nasengine.controllers.pareto import hypervolume, non_dominated, pareto_front
 from nasengine.controllers.random_search import RandomSearch
-from nasengine.controllers.reinforce import Reinforce
+from nasengine.controllers.reinforce import PolicyController, Reinforce
 
 __all__ = [
     "RandomSearch",
     "RegularizedEvolution",
     "NSGA2",
     "Reinforce",
+    "PolicyController",
     "BUILTIN_CONTROLLERS",
     "pareto_front",
     "non_dominated",

@@ -264,6 +264,19 @@ class LSTMPolicy(nn.Module):
             x = self.embedding(choice + self.offsets[t])
         return torch.cat(tokens, dim=1), log_p, entropy
 
+    def run(self, tokens: Any = None, n: int = 1, generator: torch.Generator | None = None,
+            greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The policy protocol of :class:`~nasengine.controllers.reinforce.PolicyController`: ``(tokens [B, L],
+        log_prob [B], entropy [B])`` of ``tokens`` (teacher-forced, :meth:`log_prob_and_entropy`) or of ``n``
+        draws (:meth:`sample_tokens`). There is no greedy decoding (``greedy`` raises :class:`ConfigError`)."""
+        if greedy:
+            raise ConfigError("LSTM policy: no greedy decoding (argmax); sample instead")
+        if tokens is None:
+            return self.sample_tokens(n, generator)
+        tokens = self._as_tokens(tokens)
+        log_p, entropy = self.log_prob_and_entropy(tokens)
+        return tokens, log_p, entropy
+
     def sample(self, generator: torch.Generator | None = None) -> tuple[Genome, torch.Tensor, torch.Tensor]:
         """One ``(genome, log_prob, entropy)`` (scalars with gradient, unless under ``torch.no_grad``)."""
         tokens, log_p, entropy = self.sample_tokens(1, generator)

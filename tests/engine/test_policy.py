@@ -337,3 +337,19 @@ def test_reinforce_searches_falsr(tmp_path, capsys):
     records = store.candidates()
     assert store.run.status == "done" and len(records) == 2 and any(r.status == "ok" for r in records)
     store.close()
+
+
+# ---- the PolicyController protocol on Reinforce ---------------------------------------------------------------
+def test_reinforce_scores_draws_and_genomes_through_the_policy_protocol():
+    ctl = make(seed=10)
+    twin = copy.deepcopy(ctl)
+    draws = ctl.sample_with_log_prob(3)
+    tokens, log_p, entropy = twin.policy.sample_tokens(3)  # the same generator state: the same draws
+    assert [SPACE.genome_key(g) for g, _, _ in draws] == [SPACE.genome_key(twin.policy.genome(t)) for t in tokens]
+    assert [lp for _, lp, _ in draws] == pytest.approx(log_p.tolist(), abs=1e-6)
+    assert [h for _, _, h in draws] == pytest.approx(entropy.tolist(), abs=1e-6)
+    genome = draws[0][0]
+    assert ctl.log_prob(genome) == pytest.approx(float(ctl.policy.log_prob(genome)), abs=1e-6)
+    assert ctl.argmax is None  # LSTMPolicy has no greedy decoding (tests/test_oneshot.py refuses derive: argmax)
+    with pytest.raises(ConfigError, match="greedy"):
+        ctl.policy.run(greedy=True)

@@ -45,7 +45,6 @@ progress bar. All randomness comes from ``seed`` (a torch generator seeded from 
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import attrs
@@ -54,10 +53,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nasengine.controller import Result
-from nasengine.controllers._common import GenomeController, check_n, fitness_of
-from nasengine.controllers.policy import PolicyGradient, seeded_generator
-from nasengine.errors import ConfigError, ValidationError
+from nasengine.controllers.policy import PolicyGradient
+from nasengine.controllers.reinforce import PolicyController
+from nasengine.errors import ConfigError
 from nasengine.options import choice, optional, option, positive, real, string, whole
 from nasengine.reward import Reward
 from nasengine.space import Genome, SearchSpace
@@ -196,13 +194,14 @@ class DeconasPolicy(nn.Module):
         return torch.cat(picks, dim=1), torch.cat(log_p, dim=1), entropy, torch.cat(p_one, dim=1)
 
 
-class DeconasController(GenomeController):
-    """The ``deconas-lstm`` controller (module docstring): DeCoNAS's LSTM policy and REINFORCE update."""
+class DeconasController(PolicyController):
+    """The ``deconas-lstm`` controller (module docstring): DeCoNAS's LSTM policy and REINFORCE update, on the
+    engine's :class:`~nasengine.controllers.reinforce.PolicyController` (ask/tell, sampling, learning, state)."""
 
     registry_name = "deconas-lstm"
 
     @attrs.frozen(kw_only=True)
-    class Options(GenomeController.Options):
+    class Options(PolicyController.Options):
         # §1.4: one sampled architecture per controller update
         population_size: int = option(1, whole(1), help="genomes per ask() and per policy update")
         hidden_size: int = option(64, whole(1), help="LSTM hidden width (= the embeddings' width)")
@@ -227,14 +226,7 @@ class DeconasController(GenomeController):
 
     def __init__(self, space: SearchSpace, reward: Reward, *, seed: int = 0, **options: Any):
         super().__init__(space, reward, seed=seed, **options)
-        try:
-            lower, upper = (np.asarray(b, dtype=np.int64).reshape(-1) for b in space.vector_bounds())
-        except Exception as exc:  # noqa: BLE001 - a space without a usable vector encoding
-            raise ConfigError(f"controller 'deconas-lstm' needs a space with vector_bounds; {space.name}: {exc}") \
-                from None
-        if lower.size == 0 or lower.shape != upper.shape or np.any(upper < lower):
-            raise ConfigError(f"controller 'deconas-lstm': the space {space.name} has no usable vector_bounds "
-                              f"(lower {lower.tolist()}, upper {upper.tolist()})")
+        lower, upper = self._vector_bounds()
         self.lower = lower
         layout = dnb_layout(space)
         if self.grouping == "dnb" and isinstance(layout, str):
@@ -246,70 +238,16 @@ class DeconasController(GenomeController):
             steps, banks, tables = dnb_steps(*layout)
             self.grouped = "dnb"
         scale = None if self.tanh_constant is None else self.tanh_constant / self.op_tanh_reduce
-        generator = seeded_generator(int(self.rng.integers(2**63 - 1)))
+        generator = self._torch_generator()
         self.policy = DeconasPolicy(steps, banks, tables, hidden_size=self.hidden_size, num_layers=self.num_layers,
                                     logit_scale=scale, init_range=self.init_range, generator=generator)
         # §1.5: the baseline takes the current value in before the advantage; the entropy joins the reward.
         self.learner = PolicyGradient(self.policy, lr=self.lr, baseline=True, baseline_decay=self.baseline_decay,
                                       update_baseline_first=True, entropy_weight=self.entropy_weight,
                                       entropy_in="reward", generator=generator)
-        self.pending_tokens: list[list[int]] = []  # aligned with self.pending
-        self.worst_reward: float | None = None
-        self.last: dict[str, float] = {}
 
     def options(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in attrs.fields_dict(type(self).Options)}
-
-    # ---- tokens <-> genomes -------------------------------------------------------------------------------
-    def genome_of(self, tokens: Any) -> Genome:
-        """``vector_decode(lower + tokens)``."""
-        return self.space.vector_decode(self.lower + np.asarray(tokens, dtype=np.int64).reshape(-1))
-
-    def tokens_of(self, genome: Genome) -> torch.Tensor:
-        """``vector_encode(genome) - lower`` as a ``[1, L]`` long tensor (checked against the choices)."""
-        t = np.asarray(self.space.vector_encode(genome), dtype=np.int64).reshape(-1) - self.lower
-        if t.shape != (self.policy.length,) or np.any(t < 0) or np.any(t >= np.asarray(self.policy.choices)):
-            raise ValidationError(f"the space's vector_encode gives {t.tolist()} (minus lower), not "
-                                  f"{self.policy.length} choices within {self.policy.choices}", field="genome")
-        return torch.as_tensor(t).reshape(1, -1)
-
-    # ---- sampling -----------------------------------------------------------------------------------------
-    def _draw(self, n: int) -> list[tuple[Genome, list[int]]]:
-        if n == 0:
-            return []
-        with torch.no_grad():
-            tokens, _, _ = self.policy.run(n=n, generator=self.learner.generator)
-        return [(self.genome_of(t.numpy()), [int(v) for v in t.tolist()]) for t in tokens]
-
-    def ask(self, n: int | None = None) -> list[Genome]:
-        n = check_n(n, self.population_size)
-        out = []
-        for genome, tokens in self._draw(n):
-            out.extend(self._propose([(genome, self.space.genome_key(genome))]))
-            self.pending_tokens.append(tokens)
-        return out
-
-    def sample(self, n: int) -> list[Genome]:
-        """``n`` genomes from the policy, not recorded as asked (advances the policy's generator)."""
-        return [genome for genome, _ in self._draw(check_n(n, 0))]
-
-    def sample_with_log_prob(self, n: int = 1) -> list[tuple[Genome, float, float]]:
-        """``n`` draws as ``(genome, log_prob, entropy)`` (METHODS §4), not recorded as asked."""
-        with torch.no_grad():
-            tokens, log_p, entropy = self.policy.run(n=check_n(n, 0), generator=self.learner.generator)
-        return [(self.genome_of(t.numpy()), float(lp), float(h)) for t, lp, h in zip(tokens, log_p, entropy)]
-
-    def argmax(self) -> Genome:
-        """The greedy decoding: the most likely choice of every decision, each given the ones before."""
-        with torch.no_grad():
-            tokens, _, _ = self.policy.run(n=1, greedy=True)
-        return self.genome_of(tokens[0].numpy())
-
-    def log_prob(self, genome: Genome) -> float:
-        """``log p(genome)`` by teacher forcing its ``vector_encode``."""
-        with torch.no_grad():
-            _, log_p, _ = self.policy.run(self.tokens_of(genome))
-        return float(log_p[0])
 
     def bit_probabilities(self, genome: Genome | None = None) -> np.ndarray:
         """The probability of choice 1 of every decision given the decisions of ``genome`` before it (default:
@@ -317,88 +255,6 @@ class DeconasController(GenomeController):
         tokens = torch.zeros(1, self.policy.length, dtype=torch.long) if genome is None else self.tokens_of(genome)
         with torch.no_grad():
             return self.policy.decisions(tokens)[3][0].numpy().astype(float)
-
-    # ---- learning -----------------------------------------------------------------------------------------
-    def _fitness(self, result: Result) -> float:
-        return fitness_of(result, self.reward) if result.status == "ok" else -math.inf
-
-    def reward_of(self, result: Result) -> float | None:
-        """The reward learned from ``result`` before the entropy bonus (``None``: not learned from): the
-        result's reward, else ``failure_reward``, else the lowest finite reward told so far."""
-        value = self._fitness(result)
-        if math.isfinite(value):
-            return value
-        return self.failure_reward if self.failure_reward is not None else self.worst_reward
-
-    def _tracked(self, result: Result, reward: float) -> float:
-        """What the baseline takes in for ``result``: its ``baseline_metric`` (without one: the reward; a
-        failed result leaves the baseline where it is; an ``ok`` one without the metric is an error)."""
-        if self.baseline_metric is None:
-            return reward
-        value = result.metrics.get(self.baseline_metric) if result.ok else None
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            value = math.nan
-        if math.isfinite(value):
-            return value
-        if result.ok:
-            raise ValidationError(f"controller.baseline_metric: the result of {result.key} has no finite "
-                                  f"{self.baseline_metric!r} (metrics: {sorted(result.metrics)})",
-                                  field="controller.baseline_metric")
-        return self.learner.baseline if self.learner.baseline is not None else reward
-
-    def tell(self, results: Sequence[Result]) -> None:
-        """One policy update over the results of asked genomes that have a reward (module docstring)."""
-        told: list[tuple[list[int] | None, Result]] = []
-        for result in results:
-            key = self.space.genome_key(result.genome)
-            tokens = self.pending_tokens[self._pending_keys.index(key)] if key in self._pending_keys else None
-            self._members([result])  # drops the pending entry and its tokens
-            told.append((tokens, result))
-        finite = [v for v in (self._fitness(r) for _, r in told) if math.isfinite(v)]
-        if finite:
-            self.worst_reward = min(finite if self.worst_reward is None else [*finite, self.worst_reward])
-        batch = []
-        for tokens, result in told:
-            value = self.reward_of(result) if tokens is not None else None
-            if value is not None:
-                batch.append((tokens, value, self._tracked(result, value)))
-        if not batch:
-            return
-        _, log_p, entropy = self.policy.run(torch.tensor([t for t, _, _ in batch], dtype=torch.long))
-        rewards = [v for _, v, _ in batch]
-        tracked = None if self.baseline_metric is None else [b for _, _, b in batch]  # None: the rewards as used
-        loss = self.learner.step(log_p, rewards, entropies=entropy, baseline_values=tracked)
-        self.last = {"loss": loss, "entropy": float(entropy.detach().mean()), "reward": float(np.mean(rewards)),
-                     "baseline": float(self.learner.baseline)}
-
-    def stats(self) -> dict[str, float]:
-        """The last update's ``loss``, mean ``entropy`` and ``reward`` and the ``baseline`` after it (empty
-        before the first update)."""
-        return dict(self.last)
-
-    def _drop_pending(self, genome_key: str) -> None:
-        if genome_key in self._pending_keys:
-            del self.pending_tokens[self._pending_keys.index(genome_key)]
-        super()._drop_pending(genome_key)
-
-    # ---- state --------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state.update(pending_tokens=[list(t) for t in self.pending_tokens], worst_reward=self.worst_reward,
-                     last=dict(self.last), policy_gradient=self.learner.state_dict())
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.pending_tokens = [[int(v) for v in t] for t in state["pending_tokens"]]
-        if len(self.pending_tokens) != len(self.pending):
-            raise ConfigError(f"controller 'deconas-lstm': the saved state has {len(self.pending)} pending genomes "
-                              f"but {len(self.pending_tokens)} decision vectors")
-        self.worst_reward = None if state["worst_reward"] is None else float(state["worst_reward"])
-        self.last = {k: float(v) for k, v in state.get("last", {}).items()}
-        self.learner.load_state_dict(state["policy_gradient"])
 
 
 def dnb_layout(space: SearchSpace) -> tuple[int, int, int, bool] | str:

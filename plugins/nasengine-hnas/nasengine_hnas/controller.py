@@ -53,9 +53,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from nasengine.controller import Result
-from nasengine.controllers._common import GenomeController, check_n, fitness_of
-from nasengine.controllers.policy import PolicyGradient, seeded_generator
-from nasengine.errors import ConfigError, ValidationError
+from nasengine.controllers.policy import PolicyGradient
+from nasengine.controllers.reinforce import PolicyController
+from nasengine.errors import ConfigError
 from nasengine.options import flag, optional, option, positive, real, sequence, string, whole
 from nasengine.reward import Reward
 from nasengine.space import Genome, SearchSpace
@@ -166,11 +166,20 @@ class HierarchicalPolicy(nn.Module):
         self.P = nn.Embedding(self.L, self.hidden)
         self.position_attention = _Attention(self.hidden)
         self.length = sum(c.length for c in self.cells) + 1
+        self.choices = [n for c in self.cells for node in range(c.nodes)
+                        for n in (node + 2, node + 2, c.n_ops, c.n_ops)] + [self.L]  # choices per token
         with torch.no_grad():
             for p in self.parameters():
                 p.uniform_(-init_range, init_range, generator=generator)
             for cell in self.cells:
                 cell.w_soft.bias.zero_()  # §2.4: w_soft.bias = 0
+
+    def run(self, tokens: torch.Tensor | None = None, n: int = 1, generator: torch.Generator | None = None,
+            greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`parts` with the three log-probabilities and entropies summed (unweighted): the policy protocol
+        of :class:`~nasengine.controllers.reinforce.PolicyController`."""
+        tokens, log_ps, entropies = self.parts(tokens, n, generator, greedy)
+        return tokens, sum(log_ps), sum(entropies)
 
     def parts(self, tokens: torch.Tensor | None = None, n: int = 1, generator: torch.Generator | None = None,
               greedy: bool = False) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
@@ -207,13 +216,14 @@ class HierarchicalPolicy(nn.Module):
         return torch.cat(picks, dim=1), log_ps, entropies, probs
 
 
-class HierarchicalController(GenomeController):
-    """The ``hnas-hierarchical`` controller (module docstring)."""
+class HierarchicalController(PolicyController):
+    """The ``hnas-hierarchical`` controller (module docstring), on the engine's
+    :class:`~nasengine.controllers.reinforce.PolicyController` (ask/tell, sampling, learning, state)."""
 
     registry_name = "hnas-hierarchical"
 
     @attrs.frozen(kw_only=True)
-    class Options(GenomeController.Options):
+    class Options(PolicyController.Options):
         # §2.5: one sampled architecture per controller update
         population_size: int = option(1, whole(1), help="genomes per ask() and per policy update")
         hidden_size: int = option(100, whole(1), help="width of the three LSTM cells and the embeddings (§2.4)")
@@ -244,17 +254,14 @@ class HierarchicalController(GenomeController):
             raise ConfigError(f"controller 'hnas-hierarchical' needs a hierarchical space (normal cell, upsampling "
                               f"cell, position): {layout}")
         self.L, self.nodes, n_ops = layout
-        self.lower = np.asarray(space.vector_bounds()[0], dtype=np.int64).reshape(-1)
-        generator = seeded_generator(int(self.rng.integers(2**63 - 1)))
+        self.lower, _ = self._vector_bounds()
+        generator = self._torch_generator()
         self.policy = HierarchicalPolicy(self.L, self.nodes, n_ops, hidden_size=self.hidden_size,
                                          init_range=self.init_range, generator=generator)
         self.learner = PolicyGradient(self.policy, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay,
                                       baseline=True, baseline_decay=self.baseline_decay, update_baseline_first=True,
                                       entropy_weight=self.entropy_weight, entropy_in="loss", generator=generator)
         self.epoch: int | None = None
-        self.pending_tokens: list[list[int]] = []
-        self.worst_reward: float | None = None
-        self.last: dict[str, float] = {}
         # the released compute_flops, played when the reward asks for it (hnas-joint, cost_mode repo_accumulating)
         self.counter = None
         if getattr(reward, "cost_mode", None) == "repo_accumulating":
@@ -283,52 +290,7 @@ class HierarchicalController(GenomeController):
         for group in self.learner.optimizer.param_groups:
             group["lr"] = self.current_lr()
 
-    # ---- tokens <-> genomes -------------------------------------------------------------------------------
-    def genome_of(self, tokens: Any) -> Genome:
-        """``vector_decode(lower + tokens)``."""
-        return self.space.vector_decode(self.lower + np.asarray(tokens, dtype=np.int64).reshape(-1))
-
-    def tokens_of(self, genome: Genome) -> torch.Tensor:
-        """``vector_encode(genome) - lower`` as a ``[1, length]`` long tensor."""
-        t = np.asarray(self.space.vector_encode(genome), dtype=np.int64).reshape(-1) - self.lower
-        if t.shape != (self.policy.length,) or np.any(t < 0):
-            raise ValidationError(f"the space's vector_encode gives {t.tolist()} (minus lower), not "
-                                  f"{self.policy.length} tokens", field="genome")
-        return torch.as_tensor(t).reshape(1, -1)
-
-    # ---- sampling -----------------------------------------------------------------------------------------
-    def _draw(self, n: int) -> list[tuple[Genome, list[int]]]:
-        if n == 0:
-            return []
-        with torch.no_grad():
-            tokens, _, _ = self.policy.parts(n=n, generator=self.learner.generator)
-        return [(self.genome_of(t.numpy()), [int(v) for v in t.tolist()]) for t in tokens]
-
-    def ask(self, n: int | None = None) -> list[Genome]:
-        n = check_n(n, self.population_size)
-        out = []
-        for genome, tokens in self._draw(n):
-            out.extend(self._propose([(genome, self.space.genome_key(genome))]))
-            self.pending_tokens.append(tokens)
-        return out
-
-    def sample(self, n: int) -> list[Genome]:
-        """``n`` genomes from the policy, not recorded as asked (advances the policy's generator)."""
-        return [genome for genome, _ in self._draw(check_n(n, 0))]
-
-    def sample_with_log_prob(self, n: int = 1) -> list[tuple[Genome, float, float]]:
-        """``n`` draws as ``(genome, log_prob, entropy)`` (METHODS §4; unweighted sums), not recorded as asked."""
-        with torch.no_grad():
-            tokens, log_ps, entropies = self.policy.parts(n=check_n(n, 0), generator=self.learner.generator)
-        log_p, entropy = sum(log_ps), sum(entropies)
-        return [(self.genome_of(t.numpy()), float(lp), float(h)) for t, lp, h in zip(tokens, log_p, entropy)]
-
-    def argmax(self) -> Genome:
-        """The greedy decoding: the most likely choice of every decision, each given the ones before."""
-        with torch.no_grad():
-            tokens, _, _ = self.policy.parts(n=1, greedy=True)
-        return self.genome_of(tokens[0].numpy())
-
+    # ---- scores -----------------------------------------------------------------------------------------
     def log_prob_parts(self, genome: Genome) -> tuple[float, float, float]:
         """``(log p_N, log p_U, log p_P)`` of ``genome`` by teacher forcing."""
         with torch.no_grad():
@@ -347,98 +309,45 @@ class HierarchicalController(GenomeController):
         return [p[0].numpy().astype(float) for p in probs]
 
     # ---- learning -----------------------------------------------------------------------------------------
-    def _fitness(self, result: Result) -> float:
-        return fitness_of(result, self.reward) if result.status == "ok" else -math.inf
-
-    def reward_of(self, result: Result) -> float | None:
-        """The reward learned from ``result`` (``None``: not learned from): with the repo-accumulating cost, the
-        reward of the result's metrics and the counter's total (module docstring); else the result's reward;
-        for a failed result ``failure_reward``, else the lowest finite reward told so far."""
+    def _reward_value(self, result: Result) -> float:
+        """With the repo-accumulating cost, the reward of the result's metrics and the counter's total (module
+        docstring); else the result's reward (then, for a failed result, ``failure_reward`` or the lowest finite
+        reward told so far, :meth:`reward_of`)."""
         value = self._fitness(result)
         if math.isfinite(value) and self.counter is not None:
             value = float(self.reward.joint(result.metrics, self.counter.total))
-        if math.isfinite(value):
-            return value
-        return self.failure_reward if self.failure_reward is not None else self.worst_reward
+        return value
 
-    def _tracked(self, result: Result, reward: float) -> float:
-        if self.baseline_metric is None:
-            return reward
-        value = result.metrics.get(self.baseline_metric) if result.ok else None
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            value = math.nan
-        if math.isfinite(value):
-            return value
-        if result.ok:
-            raise ValidationError(f"controller.baseline_metric: the result of {result.key} has no finite "
-                                  f"{self.baseline_metric!r} (metrics: {sorted(result.metrics)})",
-                                  field="controller.baseline_metric")
-        return self.learner.baseline if self.learner.baseline is not None else reward
-
-    def tell(self, results: Sequence[Result]) -> None:
-        """One policy update over the results of asked genomes (module docstring)."""
-        told: list[tuple[list[int] | None, Result]] = []
-        for result in results:
-            key = self.space.genome_key(result.genome)
-            tokens = self.pending_tokens[self._pending_keys.index(key)] if key in self._pending_keys else None
-            self._members([result])  # drops the pending entry and its tokens
-            told.append((tokens, result))
-        finite = [v for v in (self._fitness(r) for _, r in told) if math.isfinite(v)]
-        if finite:
-            self.worst_reward = min(finite if self.worst_reward is None else [*finite, self.worst_reward])
+    def _before_update(self, told: Sequence[tuple[list[int] | None, Result]]) -> None:
         if self.counter is not None and any(t is not None for t, _ in told):
             # the released compute_flops runs a forward that samples an architecture of its own (§2.5)
             (extra, _), = self._draw(1)
             self.counter.run(self.space.decode(extra))
-        batch = []
-        for tokens, result in told:
-            value = self.reward_of(result) if tokens is not None else None
-            if value is not None:
-                batch.append((tokens, value, self._tracked(result, value)))
-        if not batch:
-            return
-        _, log_ps, entropies = self.policy.parts(torch.tensor([t for t, _, _ in batch], dtype=torch.long))
+
+    def update_terms(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """``log p_N + log p_U + position_weight · log p_P`` and the same sum of the entropies (§2.5); ``stats()``
+        shows the unweighted sum of the three mean entropies."""
+        _, log_ps, entropies = self.policy.parts(tokens)
         w = self.position_weight
         log_p = log_ps[0] + log_ps[1] + w * log_ps[2]
         entropy = entropies[0] + entropies[1] + w * entropies[2]
-        rewards = [v for _, v, _ in batch]
-        tracked = None if self.baseline_metric is None else [b for _, _, b in batch]
-        loss = self.learner.step(log_p, rewards, entropies=entropy, baseline_values=tracked)
-        self.last = {"loss": loss, "entropy": float(sum(e.detach().mean() for e in entropies)),
-                     "reward": float(np.mean(rewards)), "baseline": float(self.learner.baseline),
-                     "lr": self.current_lr()}
+        return log_p, entropy, float(sum(e.detach().mean() for e in entropies))
+
+    def _update_stats(self) -> dict[str, float]:
+        """The rate of the update (``lr``) and, with the repo-accumulating cost, the counter's total."""
+        out = {"lr": self.current_lr()}
         if self.counter is not None:
-            self.last["repo_cost"] = float(self.counter.total)
-
-    def stats(self) -> dict[str, float]:
-        """The last update's ``loss``, summed mean ``entropy``, ``reward``, ``lr`` and the ``baseline`` after it."""
-        return dict(self.last)
-
-    def _drop_pending(self, genome_key: str) -> None:
-        if genome_key in self._pending_keys:
-            del self.pending_tokens[self._pending_keys.index(genome_key)]
-        super()._drop_pending(genome_key)
+            out["repo_cost"] = float(self.counter.total)
+        return out
 
     # ---- state --------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(pending_tokens=[list(t) for t in self.pending_tokens], worst_reward=self.worst_reward,
-                     last=dict(self.last), epoch=self.epoch, policy_gradient=self.learner.state_dict(),
-                     counter=None if self.counter is None else self.counter.state_dict())
+        state.update(epoch=self.epoch, counter=None if self.counter is None else self.counter.state_dict())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.pending_tokens = [[int(v) for v in t] for t in state["pending_tokens"]]
-        if len(self.pending_tokens) != len(self.pending):
-            raise ConfigError(f"controller 'hnas-hierarchical': the saved state has {len(self.pending)} pending "
-                              f"genomes but {len(self.pending_tokens)} decision vectors")
-        self.worst_reward = None if state["worst_reward"] is None else float(state["worst_reward"])
-        self.last = {k: float(v) for k, v in state.get("last", {}).items()}
         self.epoch = None if state.get("epoch") is None else int(state["epoch"])
-        self.learner.load_state_dict(state["policy_gradient"])
         if self.counter is not None and state.get("counter") is not None:
             self.counter.load_state_dict(state["counter"])
-
