@@ -163,7 +163,9 @@ def controller_share(plugins, method, preset, overrides: dict, args, dev) -> Non
     cost_model = spec.instantiate("cost", plugins)
     torch.manual_seed(args.seed)
     sn = Supernet(space).to(dev)
-    evaluator.setup(sn, scale=int(space.decode(space.densest()).scale), seed=args.seed, device=str(dev))
+    # the run's number of shared-weights steps, for a learning-rate schedule (HNAS's cosine)
+    evaluator.setup(sn, scale=int(space.decode(space.densest()).scale), seed=args.seed, device=str(dev),
+                    total_steps=loop.epochs * loop.child_steps)
     parts: dict[str, list[float]] = {"step": [], "update": [], "policy": [], "score": [], "costs": []}
     try:
         for i in range(args.steps + 1):  # the first is a warm-up
