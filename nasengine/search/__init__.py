@@ -9,6 +9,9 @@
   controller updates from their shared-weight rewards, then derivation and retraining (DeCoNAS, HNAS).
 * :mod:`nasengine.search.differentiable` — weights and architecture parameters of one supernet trained together
   (L1 + lambda * differentiable Mult-Adds, the SR trainer's step hook), then derivation and retraining (FGNAS).
+* :mod:`nasengine.search.trainingloop` — the base of those two loops (they train weights in the driver):
+  seeding, checkpoints with RNG states, rows, the retraining's tasks and rows; :mod:`nasengine.search.retraining`
+  — their ``retrain`` section, evaluator and space.
 * :mod:`nasengine.search.context` — what a loop gets from the session, and the candidate pipeline.
 * :mod:`nasengine.search.budget`, :mod:`nasengine.search.records`, :mod:`nasengine.search.progress`.
 

@@ -53,27 +53,21 @@ stops after a step (with a checkpoint there); the ``candidates`` / ``generations
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
-import os
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 
+from nasengine.device import device_name
 from nasengine.errors import ConfigError, NasengineError
-from nasengine.executors import EvalTask
 from nasengine.options import anything, choice, flag, mapping, option, optional, positive, real, sequence, string, whole
-from nasengine.search.loop import Loop, LoopPlan
+from nasengine.search.loop import LoopPlan
 from nasengine.search.records import LoopEnd, candidate_seed
-from nasengine.search.retraining import at_space, retrain_evaluator, retrain_space, retrain_spec
-from nasengine.space import canonical_json
-from nasengine.store import CandidateRecord, StoreError
+from nasengine.search.retraining import at_space, retrain_evaluator, retrain_spec
+from nasengine.search.trainingloop import WeightTrainingLoop, finite, outcome_text
+from nasengine.store import CandidateRecord
 
 __all__ = ["DifferentiableLoop", "DifferentiableOptions", "time_steps", "CHECKPOINT_NAME", "CHECKPOINT_FORMAT"]
 
@@ -116,22 +110,6 @@ class DifferentiableOptions:
     retrain_space: dict = option({}, mapping(string(), anything),
                                  help="space options the retraining overrides (FGNAS x3/x4 from an x2 search: "
                                       "{scale: 3}); only from scratch")
-
-
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _finite(metrics: dict) -> bool:
-    return all(isinstance(v, (int, float)) and math.isfinite(float(v)) for v in metrics.values())
 
 
 def time_steps(space, recipe, opts: DifferentiableOptions, *, device: str = "cpu", threads: int | None = None,
@@ -197,22 +175,21 @@ class _Stop(Exception):
         self.step = step
 
 
-class DifferentiableLoop(Loop):
+class DifferentiableLoop(WeightTrainingLoop):
     """Weights and architecture trained together, then derivation and retraining (module docstring)."""
 
     Options = DifferentiableOptions
-    retrains = True
-    retries = False  # a row is a measurement of the supernet at its step: it cannot be repeated
+    # a row is a measurement of the supernet at its step: it cannot be repeated (retries = False, the base's)
+    checkpoint_name, checkpoint_format = CHECKPOINT_NAME, CHECKPOINT_FORMAT
+    checkpoint_unit, checkpoint_letter, checkpoint_digits = "step", "s", 9
+    loop_words, checkpoint_words = "differentiable", "differentiable-loop"
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.opts: DifferentiableOptions = self.options(ctx.spec)
+        self.opts: DifferentiableOptions
         self.net = None
         self.trainer = None
-        self.device = "cpu"
-        self._costs: dict[str, dict[str, float]] = {}
         self._logs: dict[str, float] = {}
-        self._shown = 0.0
 
     # ---- checks and plan -------------------------------------------------------------------------------
     @classmethod
@@ -220,10 +197,7 @@ class DifferentiableLoop(Loop):
         from nasengine.space import SearchSpace
 
         opts = cls.options(spec)
-        for name in ("generations", "candidates"):
-            if getattr(spec.budget, name) is not None:
-                raise ConfigError(f"budget.{name}: the differentiable loop is bounded by the evaluator's training "
-                                  "budget (evaluator.steps); only budget.seconds applies to it")
+        cls.check_budget(spec, "the evaluator's training budget (evaluator.steps)")
         if opts.lam_mode == "target" and opts.target_mult_adds is None:
             raise ConfigError("loop.target_mult_adds: lam_mode 'target' needs a Mult-Adds budget, got None")
         if opts.lam_mode == "target" and opts.lam == 0:
@@ -242,7 +216,7 @@ class DifferentiableLoop(Loop):
         if opts.retrain:
             ev = cls.retrain_evaluator(spec, plugins)
             if opts.retrain_space:
-                retrain_space(spec, plugins, opts.retrain_space)
+                cls.retrain_space_of(spec, plugins)
             if opts.retrain_from == "derived":
                 if opts.retrain_space:
                     raise ConfigError(f"loop.retrain_from: 'derived' fine-tunes the derived weights in the search's "
@@ -251,13 +225,6 @@ class DifferentiableLoop(Loop):
                 if getattr(ev, "recipe", None) is None:
                     raise ConfigError(f"retrain.name: fine-tuning (loop.retrain_from 'derived') trains with the retrain "
                                       f"evaluator's recipe; {retrain_spec(spec).name!r} has none (use sr-train)")
-
-    retrain_spec = staticmethod(retrain_spec)
-
-    @classmethod
-    def retrain_evaluator(cls, spec, plugins):
-        """The retrain evaluator made with its options (a wrong one is a one-line ``retrain.X`` error)."""
-        return retrain_evaluator(spec, plugins)
 
     @staticmethod
     def _steps(spec, plugins=None, evaluator=None) -> int:
@@ -315,18 +282,9 @@ class DifferentiableLoop(Loop):
                    f"records every {opts.record_every:,} steps" + (f" with PSNR on {recipe.val_data}"
                                                                     if opts.record_psnr and recipe.val_data else "")
                    + f"; checkpoints every {opts.checkpoint_every:,} steps"]
-        rs = retrain_spec(spec)
         retrain_seconds = None
         if opts.retrain:
-            work = rs.name
-            if plugins is not None and context.get("graph") is not None:
-                try:
-                    p = cls.retrain_evaluator(spec, plugins).plan(
-                        context["graph"], cost=context.get("cost"), measure=bool(context.get("measure")),
-                        device=context.get("device", "cpu"), threads=context.get("threads"))
-                    work, retrain_seconds = f"{rs.name} ({p.work})", p.seconds
-                except NasengineError as exc:
-                    work = f"{rs.name} (cannot plan it: {exc})"
+            work, retrain_seconds = cls.plan_retrain(spec, context)
             how = "fine-tune the derived network (its weights)" if opts.retrain_from == "derived" else \
                 "retrain the derived architecture from scratch"
             at = (" at space options " + ", ".join(f"{k} {v}" for k, v in opts.retrain_space.items())
@@ -354,9 +312,7 @@ class DifferentiableLoop(Loop):
                            f"{t['gated'] * 1000:.0f} ms), {t_val:.2f} s per record's validation")
             if opts.retrain and retrain_seconds is not None:
                 seconds += retrain_seconds
-        if spec.budget.seconds is not None:
-            seconds = min(seconds, spec.budget.seconds) if seconds is not None else spec.budget.seconds
-        return LoopPlan(rows + 1 + int(opts.retrain), rounds, seconds, tuple(details))
+        return LoopPlan(rows + 1 + int(opts.retrain), rounds, cls.within_budget(spec, seconds), tuple(details))
 
     def describe(self) -> str:
         o = self.opts
@@ -364,8 +320,6 @@ class DifferentiableLoop(Loop):
 
     # ---- the run ---------------------------------------------------------------------------------------
     def run(self, latest, records: list) -> LoopEnd:
-        import torch
-
         from nasengine.search.diffstep import DifferentiableStep
         from nasengine.sr.models import channels_of
         from nasengine.sr.trainer import Trainer
@@ -373,11 +327,9 @@ class DifferentiableLoop(Loop):
         ctx, opts = self.ctx, self.opts
         space, ev = ctx.space, ctx.evaluator
         recipe = ev.recipe
-        self.device = _resolve_device(ctx.spec.device)
+        self.device = device_name(ctx.spec.device)
         seed = int(ctx.spec.seed)
-        torch.manual_seed(seed)  # the supernet's initialisation comes from the run seed
-        np.random.seed(seed % 2**32)
-        random.seed(seed)
+        self._seed(seed)  # the supernet's initialisation comes from the run seed
         self.net = space.differentiable_supernet()
         graph = space.decode(space.densest())
         self.scale, self.channels = int(graph.scale), channels_of(graph.input_channels)
@@ -440,19 +392,9 @@ class DifferentiableLoop(Loop):
         names = (("l1", "L1"), ("cost_term", "R"), ("lambda", "lambda"), ("lambda_r_over_l1", "lambda*R/L1"))
         return ", ".join(f"{label} {logs[k]:.4g}" for k, label in names if k in logs)
 
-    def _show(self, text: str, force: bool = False) -> None:
-        now = time.perf_counter()
-        if force or now - self._shown > 0.5:
-            self._shown = now
-            self.ctx.progress.postfix(text)
-
     # ---- rows ------------------------------------------------------------------------------------------
-    def _costs_of(self, key: str, graph, genome) -> dict[str, float]:
-        if key not in self._costs:
-            costs = {k: float(v) for k, v in self.ctx.cost_model.metrics(graph).items()}
-            costs.update({k: float(v) for k, v in self.ctx.space.genome_metrics(genome).items()})
-            self._costs[key] = costs
-        return self._costs[key]
+    def _differs(self, g: int, i: int) -> tuple[str, str]:
+        return f"resuming, the supernet holds a different genome at row ({g}, {i})", "now"
 
     def _validate(self, module) -> dict[str, float]:
         """Protocol PSNR / SSIM of ``module`` (trained on ``pixel_range`` pixels) on the evaluator's val_data."""
@@ -472,30 +414,6 @@ class DifferentiableLoop(Loop):
             module.train(was)
         (mean,) = rep.sets
         return {"psnr": float(mean.psnr), "ssim": float(mean.ssim)}
-
-    def _row(self, g: int, i: int, genome, metrics: dict, wall: float) -> CandidateRecord:
-        """The row ``(g, i)`` of ``genome`` (the stored one of an earlier session, after checking it is the
-        same genome)."""
-        ctx = self.ctx
-        genome_json = json.loads(canonical_json(ctx.space.to_json(genome)))
-        stored = ctx.store.get(g, i)
-        if stored is not None:
-            if canonical_json(stored.genome) != canonical_json(genome_json):
-                raise StoreError(
-                    f"{ctx.store.path}: resuming, the supernet holds a different genome at row ({g}, {i}) than the "
-                    f"stored one; the run is not deterministic given its checkpoint (stored "
-                    f"{canonical_json(stored.genome)}, now {canonical_json(genome_json)})")
-            return stored
-        graph = ctx.space.decode(genome)
-        key = graph.key()
-        costs = self._costs_of(key, graph, genome)
-        status, error = "ok", None
-        if not _finite(metrics):
-            status, error = "failed", f"non-finite metric(s): {metrics}"
-        return ctx.record(CandidateRecord(
-            generation=g, idx=i, key=key, genome=genome_json, status=status, params=costs.get("params"),
-            mult_adds=costs.get("mult_adds"), costs=costs, metrics=metrics, error=error, wall_seconds=wall,
-            cpu_seconds=0.0, worker="driver"))
 
     def _record(self, step: int) -> CandidateRecord:
         """Row of generation 0 for the architecture after ``step`` steps."""
@@ -563,29 +481,14 @@ class DifferentiableLoop(Loop):
             if opts.retrain_space:
                 from nasengine.plugins import get_plugins
 
-                best = at_space(best, retrain_space(spec, get_plugins(), opts.retrain_space), ctx.cost_model)
-            seed = candidate_seed(spec.seed, best.key)
+                best = at_space(best, self.retrain_space_of(spec, get_plugins()), ctx.cost_model)
             workdir = str(ctx.store.run_dir / "work" / "retrain-000") if spec.workdirs else None
-            task = EvalTask(task_id=f"{RETRAINED}:0", space=spec.space.name,
-                            space_options={**spec.space.kwargs(), **opts.retrain_space},
-                            genome=canonical_json(best.genome), evaluator=rs.name, evaluator_options=rs.kwargs(),
-                            seed=seed, device=spec.device, workdir=workdir)
+            task, seed = self._retrain_task(RETRAINED, 0, best, workdir)
             ctx.progress.line(f"retraining the derived architecture from scratch with {rs.name}"
                               + (f" at {opts.retrain_space}" if opts.retrain_space else ""))
             self._show("retrain", force=True)
             for outcome in ctx.executor.imap([ctx.submit(task)]):
-                metrics = dict(outcome.metrics)
-                status, error = outcome.status, outcome.error
-                if status == "ok" and not _finite(metrics):
-                    status, error = "failed", f"non-finite metric(s): {metrics}"
-                ctx.record(CandidateRecord(
-                    generation=RETRAINED, idx=0, key=best.key, genome=best.genome, status=status,
-                    params=best.params, mult_adds=best.mult_adds, costs=dict(best.costs), metrics=metrics,
-                    error=error, wall_seconds=outcome.wall_seconds, cpu_seconds=outcome.cpu_seconds,
-                    worker=outcome.worker, seed=seed))
-                shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("psnr", "ssim"))
-                ctx.progress.line(f"retrained: {status}" + (f" ({shown})" if shown else "")
-                                  + (f": {error}" if error else ""))
+                self._record_retrained(RETRAINED, 0, best, seed, outcome, "retrained")
         ctx.store.set_result("retrained", [{"idx": r.idx, "key": r.key, "status": r.status, "metrics": r.metrics}
                                            for r in ctx.store.candidates(generation=RETRAINED)])
 
@@ -617,7 +520,7 @@ class DifferentiableLoop(Loop):
                 metrics = dict(done.metrics)
             except NasengineError as exc:
                 status, error = "failed", str(exc)
-            if status == "ok" and not _finite(metrics):
+            if status == "ok" and not finite(metrics):
                 status, error = "failed", f"non-finite metric(s): {metrics}"
             if status == "ok":
                 from nasengine.checkpoints import save_trained_model
@@ -632,59 +535,20 @@ class DifferentiableLoop(Loop):
                 generation=RETRAINED, idx=0, key=best.key, genome=best.genome, status=status, params=best.params,
                 mult_adds=best.mult_adds, costs=dict(best.costs), metrics=metrics, error=error,
                 wall_seconds=time.perf_counter() - t0, cpu_seconds=0.0, worker="driver", seed=seed))
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("psnr", "ssim"))
-            ctx.progress.line(f"fine-tuned: {status}" + (f" ({shown})" if shown else "")
-                              + (f": {error}" if error else "") + (f" -> {path}" if path else ""))
+            ctx.progress.line(outcome_text("fine-tuned", status, metrics, error) + (f" -> {path}" if path else ""))
         ctx.store.set_result("retrained", [{"idx": r.idx, "key": r.key, "status": r.status, "metrics": r.metrics,
                                             "from": "derived"}
                                            for r in ctx.store.candidates(generation=RETRAINED)])
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def _checkpoint(self, step: int) -> None:
-        """Write the state after ``step`` to a new file, record it (with its sha256) in the store, then remove
-        the older files: a kill at any moment leaves the recorded checkpoint intact."""
-        from nasengine.statecodec import encode_state
-
-        ctx = self.ctx
-        folder = ctx.store.run_dir / "checkpoints"
-        folder.mkdir(exist_ok=True)
-        name = f"{CHECKPOINT_NAME}-s{step:09d}.state"
-        trainer = self.trainer.state_dict(seconds=ctx.elapsed())
+        """The state after ``step``: the trainer's whole state and the numpy / Python RNGs (the base's
+        :meth:`~nasengine.search.trainingloop.WeightTrainingLoop._write_checkpoint`)."""
+        trainer = self.trainer.state_dict(seconds=self.ctx.elapsed())
         trainer["model"] = {k: v.detach().cpu() for k, v in trainer["model"].items()}  # a plain dict: data
-        state = {"format": CHECKPOINT_FORMAT, "step": int(step), "trainer": trainer,
-                 "rng": {"numpy": np.random.get_state(), "python": random.getstate()}}
-        blob = encode_state(state)
-        path = folder / name
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        ctx.store.save_checkpoint(CHECKPOINT_NAME, step, f"checkpoints/{name}", _sha256(blob))
-        for old in folder.glob(f"{CHECKPOINT_NAME}-s*.state"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        self._write_checkpoint(step, {"trainer": trainer, "rng": self._rng_states(torch_too=False)})
 
     def _restore(self, ck) -> None:
-        from nasengine.statecodec import StateCodecError, decode_state
-
-        path = self.ctx.store.run_dir / ck.path
-        if not path.is_file():
-            raise StoreError(f"{path}: the checkpoint the store records (after step {ck.epoch}, sha256 {ck.sha256}) "
-                             "is missing; the run cannot resume")
-        blob = Path(path).read_bytes()
-        actual = _sha256(blob)
-        if actual != ck.sha256:
-            raise StoreError(f"{path}: checkpoint checksum sha256 {actual} does not match the one the store "
-                             f"recorded ({ck.sha256}); the file is torn or was changed, the run cannot resume")
-        try:
-            state = decode_state(blob, str(path))
-        except StateCodecError as exc:
-            raise StoreError(str(exc)) from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise StoreError(f"{path}: not a differentiable-loop checkpoint ({CHECKPOINT_FORMAT})")
-        self.trainer.load_state_dict(state["trainer"], source=str(path))
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
-
+        state = self._read_checkpoint(ck)
+        self.trainer.load_state_dict(state["trainer"], source=str(self.ctx.store.run_dir / ck.path))
+        self._set_rng_states(state["rng"])

@@ -44,27 +44,23 @@ and ``generations`` budgets do not apply (the loop is bounded by ``loop.epochs``
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import os
-import random
 import time
-from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
 
+from nasengine.device import device_name
 from nasengine.errors import ConfigError, NasengineError
-from nasengine.executors import EvalTask
 from nasengine.options import anything, choice, flag, mapping, option, string, whole
-from nasengine.search.loop import Loop, LoopPlan
-from nasengine.search.records import LoopEnd, candidate_seed
-from nasengine.search.retraining import at_space, retrain_evaluator, retrain_space, retrain_spec
+from nasengine.search.loop import LoopPlan
+from nasengine.search.records import LoopEnd
+from nasengine.search.retraining import at_space
+from nasengine.search.trainingloop import WeightTrainingLoop
 from nasengine.space import canonical_json
-from nasengine.store import CandidateRecord, StoreError
+from nasengine.store import CandidateRecord
 
 __all__ = ["OneShotLoop", "OneShotOptions", "CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "RETRAINED_FOLDER",
            "retrained_folder"]
@@ -107,14 +103,6 @@ def retrained_folder(rank: int, key: str) -> str:
     return f"{RETRAINED_FOLDER}/top{rank + 1}-{key[:10]}"
 
 
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _setup_evaluator(ev, supernet, *, scale: int, seed: int, device: str, total_steps: int) -> None:
     """``ev.setup(...)``, telling the run's number of shared-weights steps (a learning-rate schedule needs it)
     to an evaluator whose ``setup`` takes ``total_steps``."""
@@ -129,38 +117,25 @@ def _setup_evaluator(ev, supernet, *, scale: int, seed: int, device: str, total_
     ev.setup(supernet, scale=scale, seed=seed, device=device, **extra)
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _finite(metrics: dict) -> bool:
-    return all(isinstance(v, (int, float)) and math.isfinite(float(v)) for v in metrics.values())
-
-
-class OneShotLoop(Loop):
+class OneShotLoop(WeightTrainingLoop):
     """Epochs of shared-weight and controller training, then derivation and retraining (module docstring)."""
 
     Options = OneShotOptions
-    retrains = True
-    retries = False  # a scoring with the shared weights of its epoch cannot be repeated
+    # a scoring with the shared weights of its epoch cannot be repeated (retries = False, the base's)
+    checkpoint_name, checkpoint_format = CHECKPOINT_NAME, CHECKPOINT_FORMAT
+    checkpoint_unit, checkpoint_letter, checkpoint_digits = "epoch", "e", 5
+    loop_words = checkpoint_words = "one-shot"
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.opts: OneShotOptions = self.options(ctx.spec)
+        self.opts: OneShotOptions
         self.supernet = None
-        self.device = "cpu"
-        self._costs: dict[str, dict[str, float]] = {}
-        self._shown = 0.0
 
     # ---- checks and plan -------------------------------------------------------------------------------
     @classmethod
     def check(cls, spec, plugins, controller: Any) -> None:
         opts = cls.options(spec)
-        budget = spec.budget
-        for name in ("generations", "candidates"):
-            if getattr(budget, name) is not None:
-                raise ConfigError(f"budget.{name}: the one-shot loop is bounded by loop.epochs (now {opts.epochs}); "
-                                  "only budget.seconds applies to it")
+        cls.check_budget(spec, f"loop.epochs (now {opts.epochs})")
         for name in ("sample", "ask", "tell", "state_dict", "load_state_dict"):
             if not callable(getattr(controller, name, None)):
                 raise ConfigError(f"controller {spec.controller.name!r} has no {name}(); the one-shot loop needs "
@@ -176,18 +151,6 @@ class OneShotLoop(Loop):
             cls.retrain_evaluator(spec, plugins)  # its options, checked before any run folder exists
             if opts.retrain_space:
                 cls.retrain_space_of(spec, plugins)
-
-    retrain_spec = staticmethod(retrain_spec)
-
-    @classmethod
-    def retrain_space_of(cls, spec, plugins):
-        """The space the retraining decodes with (:func:`nasengine.search.retraining.retrain_space`)."""
-        return retrain_space(spec, plugins, cls.options(spec).retrain_space)
-
-    @classmethod
-    def retrain_evaluator(cls, spec, plugins):
-        """The retrain evaluator made with its options (a wrong one is a one-line ``retrain.X`` error)."""
-        return retrain_evaluator(spec, plugins)
 
     @staticmethod
     def updates(opts: OneShotOptions) -> int:
@@ -215,20 +178,9 @@ class OneShotLoop(Loop):
         derive = ("derivation: the argmax child" if opts.derive == "argmax" else
                   f"derivation: {n_derive:,} samples") + f" x {opts.derive_batches:,} validation batch(es)"
         details = [f"one-shot: {rounds}", derive]
-        rs = cls.retrain_spec(spec)
-        plugins = context.get("plugins")
         retrain_seconds = None
         if opts.retrain_top:
-            work = rs.name
-            if plugins is not None and context.get("graph") is not None:
-                try:
-                    ev = cls.retrain_evaluator(spec, plugins)
-                    p = ev.plan(context["graph"], cost=context.get("cost"), measure=bool(context.get("measure")),
-                                device=context.get("device", "cpu"), threads=context.get("threads"))
-                    work = f"{rs.name} ({p.work})"
-                    retrain_seconds = p.seconds
-                except NasengineError as exc:
-                    work = f"{rs.name} (cannot plan it: {exc})"
+            work, retrain_seconds = cls.plan_retrain(spec, context)
             details.append(f"retrain the top {opts.retrain_top} from scratch with {work}")
         else:
             details.append("no retraining (loop.retrain_top: 0)")
@@ -246,9 +198,7 @@ class OneShotLoop(Loop):
                            f"controller updates: {share:.0%}")
             if opts.retrain_top and retrain_seconds is not None:
                 seconds += math.ceil(opts.retrain_top / max(1, parallelism)) * retrain_seconds
-        if spec.budget.seconds is not None:
-            seconds = min(seconds, spec.budget.seconds) if seconds is not None else spec.budget.seconds
-        return LoopPlan(evaluations, rounds, seconds, tuple(details))
+        return LoopPlan(evaluations, rounds, cls.within_budget(spec, seconds), tuple(details))
 
     @classmethod
     def _measure(cls, spec, controller: Any, context: dict) -> tuple[float, float, float] | None:
@@ -325,18 +275,13 @@ class OneShotLoop(Loop):
                 close()
 
     def _run(self) -> LoopEnd:
-        import torch
-
         from nasengine.supernet import Supernet
 
         ctx, opts = self.ctx, self.opts
         ev, space = ctx.evaluator, ctx.space
-        self.device = _resolve_device(ctx.spec.device)
+        self.device = device_name(ctx.spec.device)
         seed = int(ctx.spec.seed)
-        # the shared weights' initialisation and every later draw come from the run seed
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
-        random.seed(seed)
+        self._seed(seed)  # the shared weights' initialisation and every later draw come from the run seed
         self.supernet = Supernet(space).to(self.device)
         scale = int(space.decode(space.densest()).scale)
         _setup_evaluator(ev, self.supernet, scale=scale, seed=seed, device=self.device,
@@ -375,12 +320,6 @@ class OneShotLoop(Loop):
         return LoopEnd(opts.epochs, f"{opts.epochs} epochs done; derived {derived.get('text', '?')}")
 
     # ---- phases ----------------------------------------------------------------------------------------
-    def _show(self, text: str, force: bool = False) -> None:
-        now = time.perf_counter()
-        if force or now - self._shown > 0.5:
-            self._shown = now
-            self.ctx.progress.postfix(text)
-
     def _stats_text(self) -> str:
         stats = getattr(self.ctx.controller, "stats", None)
         values = stats() if callable(stats) else {}
@@ -420,44 +359,22 @@ class OneShotLoop(Loop):
                        force=step == 0)
         return rewards
 
-    def _costs_of(self, key: str, graph, genome) -> dict[str, float]:
-        if key not in self._costs:
-            costs = {k: float(v) for k, v in self.ctx.cost_model.metrics(graph).items()}
-            extra = getattr(self.ctx.space, "genome_metrics", None)
-            if callable(extra):
-                costs.update({k: float(v) for k, v in extra(genome).items()})
-            self._costs[key] = costs
-        return self._costs[key]
+    def _differs(self, g: int, i: int) -> tuple[str, str]:
+        return f"resuming epoch {g}, the controller drew a different genome at idx {i}", "drawn"
 
     def _score(self, g: int, i: int, genome: Any, batches: int, derive: bool = False) -> CandidateRecord:
         """Score ``genome`` with the shared weights on the next ``batches`` validation batches (``derive``: with
         the evaluator's ``score_derivation`` where it has one, e.g. its own derivation images); its row at
         ``(g, i)`` (the stored one of an earlier session, after checking it is the same genome)."""
         ctx = self.ctx
-        genome_json = json.loads(canonical_json(ctx.space.to_json(genome)))
         graph = ctx.space.decode(genome)
-        key = graph.key()
         t0, c0 = time.perf_counter(), time.process_time()
         score = getattr(ctx.evaluator, "score_derivation", None) if derive else None
         score = score if callable(score) else ctx.evaluator.score
         metrics = {k: float(v) for k, v in score(self.supernet.child_of_graph(graph), batches=batches).items()}
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        stored = ctx.store.get(g, i)
-        if stored is not None:
-            if canonical_json(stored.genome) != canonical_json(genome_json):
-                raise StoreError(
-                    f"{ctx.store.path}: resuming epoch {g}, the controller drew a different genome at idx {i} than "
-                    f"the stored one; the run is not deterministic given its checkpoint (stored "
-                    f"{canonical_json(stored.genome)}, drawn {canonical_json(genome_json)})")
-            return stored
-        costs = self._costs_of(key, graph, genome)
-        status, error = "ok", None
-        if not _finite(metrics):
-            status, error = "failed", f"non-finite metric(s) with the shared weights: {metrics}"
-        return ctx.record(CandidateRecord(
-            generation=g, idx=i, key=key, genome=genome_json, status=status, params=costs.get("params"),
-            mult_adds=costs.get("mult_adds"), costs=costs, metrics=metrics, error=error, wall_seconds=wall,
-            cpu_seconds=cpu, worker="driver"))
+        return self._row(g, i, genome, metrics, wall, cpu, graph=graph,
+                         failed="non-finite metric(s) with the shared weights")
 
     def _derive(self) -> CandidateRecord:
         ctx, opts = self.ctx, self.opts
@@ -499,7 +416,6 @@ class OneShotLoop(Loop):
                 top.append(rec)
         top = top[:opts.retrain_top]
         rs = self.retrain_spec(spec)
-        space_options = {**spec.space.kwargs(), **opts.retrain_space}
         space = ctx.space
         if opts.retrain_space:
             from nasengine.plugins import get_plugins
@@ -511,12 +427,9 @@ class OneShotLoop(Loop):
                 continue
             if opts.retrain_space:  # the architecture at the retraining's options: its own key and costs
                 rec = at_space(rec, space, ctx.cost_model)
-            seed = candidate_seed(spec.seed, rec.key)
             # always a folder in the run (whatever executor.workdirs says): the trained model is kept there
             workdir = (ctx.store.run_dir / retrained_folder(i, rec.key)).absolute()  # for workers elsewhere
-            task = EvalTask(task_id=f"{g}:{i}", space=spec.space.name, space_options=space_options,
-                            genome=canonical_json(rec.genome), evaluator=rs.name, evaluator_options=rs.kwargs(),
-                            seed=seed, device=spec.device, workdir=str(workdir), keep_model=True)
+            task, seed = self._retrain_task(g, i, rec, str(workdir), keep_model=True)
             tasks.append(task)
             infos[task.task_id] = (i, rec, seed)
         if tasks:
@@ -524,18 +437,7 @@ class OneShotLoop(Loop):
             self._show("retrain", force=True)
             for outcome in ctx.executor.imap(ctx.submit(t) for t in tasks):
                 i, rec, seed = infos.pop(outcome.task_id)
-                metrics = dict(outcome.metrics)
-                status, error = outcome.status, outcome.error
-                if status == "ok" and not _finite(metrics):
-                    status, error = "failed", f"non-finite metric(s): {metrics}"
-                ctx.record(CandidateRecord(
-                    generation=g, idx=i, key=rec.key, genome=rec.genome, status=status, params=rec.params,
-                    mult_adds=rec.mult_adds, costs=dict(rec.costs), metrics=metrics, error=error,
-                    wall_seconds=outcome.wall_seconds, cpu_seconds=outcome.cpu_seconds, worker=outcome.worker,
-                    seed=seed))
-                shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("psnr", "ssim"))
-                ctx.progress.line(f"retrained {i + 1}/{len(top)}: {status}" + (f" ({shown})" if shown else "")
-                                  + (f": {error}" if error else ""))
+                self._record_retrained(g, i, rec, seed, outcome, f"retrained {i + 1}/{len(top)}")
         entries, genomes = [], []
         for r in ctx.store.candidates(generation=g):
             model = f"{retrained_folder(r.idx, r.key)}/{MODEL_FILE}"
@@ -555,68 +457,22 @@ class OneShotLoop(Loop):
                         "workers without the run folder)", ctx.store.run_dir, RETRAINED_FOLDER)
 
     # ---- checkpoints -----------------------------------------------------------------------------------
-    def _rng_states(self) -> dict:
-        import torch
-
-        states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-        if torch.cuda.is_available() and str(self.device).startswith("cuda"):
-            states["cuda"] = torch.cuda.get_rng_state_all()
-        return states
-
     def _checkpoint(self, epoch: int) -> None:
-        """Write the state after ``epoch`` to a new file, record it (with its sha256) in the store, then remove
-        the older files: a kill at any moment leaves the recorded checkpoint intact."""
-        from nasengine.statecodec import encode_state
-
+        """The state after ``epoch``: shared weights, evaluator, controller, RNGs (the base's
+        :meth:`~nasengine.search.trainingloop.WeightTrainingLoop._write_checkpoint`)."""
         ctx = self.ctx
-        folder = ctx.store.run_dir / "checkpoints"
-        folder.mkdir(exist_ok=True)
-        name = f"{CHECKPOINT_NAME}-e{epoch:05d}.state"
-        state = {"format": CHECKPOINT_FORMAT, "epoch": int(epoch),
-                 "supernet": {k: v.detach().cpu() for k, v in self.supernet.state_dict().items()},
-                 "evaluator": ctx.evaluator.state_dict(), "controller": ctx.controller.state_dict(),
-                 "rng": self._rng_states()}
-        blob = encode_state(state)
-        path = folder / name
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        ctx.store.save_checkpoint(CHECKPOINT_NAME, epoch, f"checkpoints/{name}", _sha256(blob))
-        ctx.store.save_controller_state(epoch, ctx.controller.state_dict())
-        for old in folder.glob(f"{CHECKPOINT_NAME}-e*.state"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        self._write_checkpoint(epoch, {
+            "supernet": {k: v.detach().cpu() for k, v in self.supernet.state_dict().items()},
+            "evaluator": ctx.evaluator.state_dict(), "controller": ctx.controller.state_dict(),
+            "rng": self._rng_states()})
+
+    def _checkpoint_recorded(self, epoch: int) -> None:
+        self.ctx.store.save_controller_state(epoch, self.ctx.controller.state_dict())
 
     def _restore(self, ck) -> None:
-        import torch
-
-        from nasengine.statecodec import StateCodecError, decode_state
-
         ctx = self.ctx
-        path = ctx.store.run_dir / ck.path
-        if not path.is_file():
-            raise StoreError(f"{path}: the checkpoint the store records (after epoch {ck.epoch}, sha256 {ck.sha256}) "
-                             "is missing; the run cannot resume")
-        blob = Path(path).read_bytes()
-        actual = _sha256(blob)
-        if actual != ck.sha256:
-            raise StoreError(f"{path}: checkpoint checksum sha256 {actual} does not match the one the store "
-                             f"recorded ({ck.sha256}); the file is torn or was changed, the run cannot resume")
-        try:
-            state = decode_state(blob, str(path))
-        except StateCodecError as exc:
-            raise StoreError(str(exc)) from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise StoreError(f"{path}: not a one-shot checkpoint ({CHECKPOINT_FORMAT})")
+        state = self._read_checkpoint(ck)
         self.supernet.load_state_dict(state["supernet"])
         ctx.evaluator.load_state_dict(state["evaluator"])
         ctx.controller.load_state_dict(state["controller"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        self._set_rng_states(state["rng"])
