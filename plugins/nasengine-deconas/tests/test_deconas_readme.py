@@ -28,17 +28,31 @@ def shell(line: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.time_limit(900)
-def test_readme_deconas_smoke_search(tmp_path):
-    """The smoke search end to end with its defaults: search, derivation, retraining, the run's report."""
+def test_readme_deconas_smoke_search_export_and_upscale(tmp_path):
+    """The smoke search end to end with its defaults (search, derivation, retraining), then the README's next
+    two lines on its run folder: export (the derived architecture first, trained) and upscale with the run."""
     line = readme_command("nasengine search deconas --preset smoke")
     done = shell(line, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout + done.stderr
     assert "8 epochs done" in out and "derived (sample, 10 scored)" in out and "retrained 1/1: ok" in out
-    shown = shell("nasengine show runs/deconas --json", tmp_path)
-    assert shown.returncode == 0, shown.stderr
-    data = json.loads(shown.stdout)
-    assert "derived" in json.dumps(data)
+    run = re.search(r"--out (\S+)", line).group(1)
+    data = json.loads(shell(f"nasengine show {run} --json", tmp_path).stdout)
+    assert data["results"]["derived"]["model"]
+
+    done = shell(readme_command(f"nasengine export {run} "), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("derived: trained")
+
+    from PIL import Image
+
+    from nasengine.sr.data import resolve_benchmark
+
+    Image.open(resolve_benchmark("Set5")[1][0]).crop((0, 0, 40, 32)).save(tmp_path / "photo.png")
+    done = shell(readme_command(f"nasengine upscale photo.png --model {run}"), tmp_path)
+    assert done.returncode == 0, done.stderr
+    (made,) = tmp_path.glob("photo_x2*.png")  # named after the model: photo_x2_top1-<key>.png
+    assert Image.open(made).size == (80, 64)
 
 
 def test_readme_deconas_plan_and_cost(tmp_path):
