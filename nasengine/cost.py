@@ -30,10 +30,11 @@ figures of several (``analytic_cost(graph, convention=..., also=(...))``):
   :meth:`ArchGraph.set_runs <nasengine.graph.ArchGraph.set_runs>`) is counted that many times;
 * ``"deconv_output"``: as ``"true"``, but a transposed conv counted as a k x k conv over its *output*
   (FSRCNN's table: 6.0070G);
-* ``"conv2d_div10"``: what a counter of torch ``nn.Conv2d`` modules gives at a 48x48 input x 1e-8 (the HNAS
-  code's ``compute_flops``): transposed convs NOT counted, fixed ``shift`` nodes counted as the C x C 1x1 conv
-  that EDSR-style ``MeanShift`` modules are, each node once, and the whole divided by 10 (at LR 480x480:
-  true Mult-Adds / 10 of those modules).
+* ``"conv2d_48px_x10"``: what a counter of torch ``nn.Conv2d`` modules run at a 48x48 LR input gives, x 1e-8,
+  read as G (the HNAS code's ``compute_flops``): transposed convs NOT counted, fixed ``shift`` nodes counted as
+  the C x C 1x1 conv that EDSR-style ``MeanShift`` modules are, each node once, always at 48x48 and x10 whatever
+  ``lr_size`` is asked (at 480x480: the per-pixel Mult-Adds / 10, but per-image ones such as channel
+  attention's x10).
 
 A cost always travels with its LR input size and its convention's name (:class:`Cost`). The Mult-Adds of x2
 tables (FALSR, HNAS) are quoted at LR 480x480 (HR 960x960), the default here.
@@ -510,7 +511,7 @@ class AnalyticCostModel(CostModel):
                                 help="LR input size (height, width) at which Mult-Adds are counted")
         convention: str = option(CONVENTION, string(),
                                  help="counting convention of the mult_adds metric (true, executed, deconv_output, "
-                                      "conv2d_div10, or one a plugin registered)")
+                                      "conv2d_48px_x10, or one a plugin registered)")
         also: tuple = option((), sequence(string(), distinct=True),
                              help="further conventions, each reported as a metric mult_adds_NAME")
 
