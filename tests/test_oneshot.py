@@ -145,7 +145,8 @@ def test_retraining_keeps_its_model_which_show_export_and_evaluate_use(run_dir, 
         assert torch.allclose(torch.jit.load(str(tmp_path / "exp" / "derived.pt"))(x), module(x))
     assert run_cli(["evaluate", "--model", str(run_dir), "--json", "-q"]) == 0
     (report,) = json.loads(capsys.readouterr().out)
-    assert report["sets"]["Set5"]["psnr"] == pytest.approx(row.metrics["psnr"], abs=1e-9)
+    # the same weights and images; float sums may differ in the last bits with another thread count
+    assert report["sets"]["Set5"]["psnr"] == pytest.approx(row.metrics["psnr"], abs=1e-4)
 
 
 def test_plan_says_what_the_loop_runs(oneshot_plugins, capsys):

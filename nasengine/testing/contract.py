@@ -224,7 +224,8 @@ class SearchSpaceContract(_Contract):
             if analytic.live_mult_adds is not None:  # built-but-unused nodes hold params but never run
                 analytic = attrs.evolve(analytic, mult_adds=analytic.live_mult_adds)
             assert analytic.as_metrics() == counted.as_metrics()
-            assert analytic.params > 0 and analytic.mult_adds > 0
+            # a genome may prune every conv off the live path (FGNAS: all gates off leaves bias maps): 0 Mult-Adds
+            assert analytic.params > 0 and analytic.mult_adds >= 0
 
         check()
 
