@@ -45,7 +45,8 @@ def search_plan(method, cfg: dict, *, plugins, samples: int = 16, measure: bool 
     median = int(order[len(order) // 2])
     graph, cost = space.decode(genomes[median]), costs[median]
     device = resolve_plan_device(spec.device)
-    evaluation = evaluator.plan(graph, cost=cost, measure=measure, device=device, threads=threads)
+    evaluation = evaluator.plan(graph, cost=cost, measure=measure and loop.uses_evaluation_time, device=device,
+                                threads=threads)
     # candidates a cost-stage constraint rejects are recorded untrained: the share of the samples that pass
     metrics = [{"params": float(c.params), "params_without_bias": float(c.params_without_bias),
                 "mult_adds": float(c.mult_adds)} for c in costs]

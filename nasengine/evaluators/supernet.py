@@ -42,7 +42,7 @@ from typing import Any, Callable, NamedTuple
 import attrs
 import numpy as np
 
-from nasengine.errors import ConfigError, DataError, InputError
+from nasengine.errors import ConfigError, DataError, InputError, NasengineError
 from nasengine.evaluator import EvalContext, EvalPlan, Evaluator
 from nasengine.options import choice, flag, optional, option, positive, read_options, real, sequence, string, whole
 
@@ -351,6 +351,11 @@ class SupernetEvaluator(Evaluator):
         if cost is not None:
             lr_pixels = (o.patch_size // int(graph.scale)) ** 2
             macs = 3.0 * cost.mult_adds / (cost.lr_size[0] * cost.lr_size[1]) * lr_pixels * o.batch_size
+        if measure:
+            try:  # without the data here no search time can be estimated: timing a step alone is wasted
+                self.check()
+            except NasengineError:
+                measure = False
         if not measure:
             return EvalPlan(work=work, train_macs=macs, data=o.train_data)
         step, score = _time_graph(graph, o, device=device, threads=threads)

@@ -283,8 +283,9 @@ class DifferentiableLoop(WeightTrainingLoop):
                                                                     if opts.record_psnr and recipe.val_data else "")
                    + f"; checkpoints every {opts.checkpoint_every:,} steps"]
         retrain_seconds = None
+        measure = bool(context.get("measure")) and cls.data_here(context)
         if opts.retrain:
-            work, retrain_seconds = cls.plan_retrain(spec, context)
+            work, retrain_seconds = cls.plan_retrain(spec, {**context, "measure": measure})
             how = "fine-tune the derived network (its weights)" if opts.retrain_from == "derived" else \
                 "retrain the derived architecture from scratch"
             at = (" at space options " + ", ".join(f"{k} {v}" for k, v in opts.retrain_space.items())
@@ -294,7 +295,7 @@ class DifferentiableLoop(WeightTrainingLoop):
             details.append("then derive (no retraining: loop.retrain false)")
         seconds = None
         space = context.get("space")
-        if context.get("measure") and space is not None:
+        if measure and space is not None:
             device = context.get("device", "cpu")
             t = time_steps(space, recipe, opts, device=device, threads=context.get("threads"))
             t_val = 0.0

@@ -49,6 +49,9 @@ class Loop:
 
     #: whether the loop's generations end with a barrier (all evaluations of a generation before the next)
     barrier = False
+    #: whether :meth:`plan` turns the evaluator's time per evaluation into the run's time (a loop that trains
+    #: weights itself times its own steps instead, so the plan does not time an evaluation for it)
+    uses_evaluation_time = True
     #: the options the loop declares (an attrs class of :func:`nasengine.options.option` fields), read from
     #: the config's ``loop`` section: an unknown one is a one-line ``loop.X`` error
     Options: type = NoOptions

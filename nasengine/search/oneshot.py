@@ -179,13 +179,13 @@ class OneShotLoop(WeightTrainingLoop):
                   f"derivation: {n_derive:,} samples") + f" x {opts.derive_batches:,} validation batch(es)"
         details = [f"one-shot: {rounds}", derive]
         retrain_seconds = None
-        if opts.retrain_top:
-            work, retrain_seconds = cls.plan_retrain(spec, context)
+        timing = cls._measure(spec, controller, context) if context.get("measure") else None
+        if opts.retrain_top:  # its time is measured only with the search's (which needs the data here)
+            work, retrain_seconds = cls.plan_retrain(spec, {**context, "measure": timing is not None})
             details.append(f"retrain the top {opts.retrain_top} from scratch with {work}")
         else:
             details.append("no retraining (loop.retrain_top: 0)")
         seconds = None
-        timing = cls._measure(spec, controller, context) if context.get("measure") else None
         if timing is not None:
             t_step, t_score, t_update = timing
             epoch_supernet = opts.child_steps * t_step

@@ -66,6 +66,7 @@ class WeightTrainingLoop(Loop):
 
     retrains = True
     retries = False  # a row is a measurement of the shared weights at their state: it cannot be repeated
+    uses_evaluation_time = False  # the plan times the loop's own steps (where the data is here)
 
     #: the checkpoint's name in the store (and the stem of its files under ``checkpoints/``)
     checkpoint_name: str = ""
@@ -108,6 +109,19 @@ class WeightTrainingLoop(Loop):
     def retrain_space_of(cls, spec, plugins):
         """The space the retraining decodes with (:func:`nasengine.search.retraining.retrain_space`)."""
         return retrain_space(spec, plugins, cls.options(spec).retrain_space)
+
+    @staticmethod
+    def data_here(context: dict) -> bool:
+        """Whether the plan's evaluator finds its data on this machine: without it no search time can be
+        estimated, so the plan times nothing (a paper preset's steps take seconds to minutes each on a CPU)."""
+        evaluator = context.get("evaluator")
+        if evaluator is None:
+            return False
+        try:
+            evaluator.check()
+        except NasengineError:
+            return False
+        return True
 
     @classmethod
     def plan_retrain(cls, spec, context: dict) -> tuple[str, float | None]:
