@@ -498,51 +498,45 @@ class SupernetEvaluator(Evaluator):
         """The reward PSNR of ``model`` on the next ``batches`` validation batches (the mean of the per-batch
         values), under ``torch.no_grad`` in eval mode (the mode is restored): ``{reward_metric: value}``. A
         non-finite output gives NaN."""
-        import torch
-
-        setup = self._need_setup("score")
+        self._need_setup("score")
         if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
             raise InputError(f"batches must be an integer >= 1, got {batches!r}")
-        fn = REWARD_PSNRS[self.options.reward_psnr].fn
-        was_training = model.training
-        values = []
-        model.eval()
-        try:
-            with torch.no_grad():
-                for _ in range(batches):
-                    lr, hr = self.val_batch(self.val_position)
-                    self.val_position += 1
-                    out = model(lr.to(setup["device"]))
-                    if out.shape != hr.shape:
-                        raise InputError(f"sr-supernet: the child maps a validation batch of shape "
-                                         f"{tuple(lr.shape)} to {tuple(out.shape)}, expected {tuple(hr.shape)}")
-                    out = out.cpu()
-                    values.append(fn(out, hr, setup["scale"]) if torch.isfinite(out).all() else float("nan"))
-        finally:
-            model.train(was_training)
-        return {self.reward_metric: float(np.mean(values))}
+
+        def batches_from_the_stream():
+            for _ in range(batches):
+                pair = self.val_batch(self.val_position)
+                self.val_position += 1
+                yield pair
+
+        return self._reward_psnr(model, batches_from_the_stream(), "a validation batch")
 
     def score_derivation(self, model, batches: int = 1) -> dict[str, float]:
         """A derivation child's score: with ``derive_data``, the reward PSNR on each whole derivation image
         (one image per forward), averaged over the images (the stream positions do not move); without it,
         :meth:`score` on the next ``batches`` validation batches. Same metric name either way, so a reward reads
         it unchanged."""
-        import torch
-
         if self.options.derive_data is None:
             return self.score(model, batches=batches)
-        setup = self._need_setup("score_derivation")
+        self._need_setup("score_derivation")
+        return self._reward_psnr(model, self._derive, "a derivation image")
+
+    def _reward_psnr(self, model, pairs, what: str) -> dict[str, float]:
+        """The reward PSNR of ``model`` (eval mode, no grad) averaged over ``pairs`` of (LR, HR) batches; a
+        non-finite output gives NaN."""
+        import torch
+
+        setup = self._setup
         fn = REWARD_PSNRS[self.options.reward_psnr].fn
         was_training = model.training
         values = []
         model.eval()
         try:
             with torch.no_grad():
-                for lr, hr in self._derive:
+                for lr, hr in pairs:
                     out = model(lr.to(setup["device"])).cpu()
                     if out.shape != hr.shape:
-                        raise InputError(f"sr-supernet: the child maps a derivation image of shape "
-                                         f"{tuple(lr.shape)} to {tuple(out.shape)}, expected {tuple(hr.shape)}")
+                        raise InputError(f"sr-supernet: the child maps {what} of shape {tuple(lr.shape)} to "
+                                         f"{tuple(out.shape)}, expected {tuple(hr.shape)}")
                     values.append(fn(out, hr, setup["scale"]) if torch.isfinite(out).all() else float("nan"))
         finally:
             model.train(was_training)
