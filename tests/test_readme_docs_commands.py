@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +15,7 @@ from nasengine.sr.evaluate import prepare_pair
 from nasengine.sr.image import save_image
 from nasengine.sr.models import to_uint8
 
-REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text(encoding="utf-8")
-
-
-def readme_command(prefix: str) -> str:
-    """The README line (in a code block) starting with ``prefix``, its comment removed."""
-    found = [line for line in README.splitlines() if line.startswith(prefix)]
-    assert len(found) == 1, f"README: expected one line starting with {prefix!r}, found {found}"
-    return re.sub(r"\s+#.*$", "", found[0]).strip()
-
-
-def shell(line: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("NASENGINE_PLUGINS", "NASENGINE_DISABLE_PLUGIN_AUTOLOAD")}
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+from tests.readme_helpers import readme_command, shell
 
 
 def test_readme_score_command(tmp_path):

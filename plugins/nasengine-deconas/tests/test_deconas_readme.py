@@ -2,29 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-README = (REPO / "README.md").read_text(encoding="utf-8")
-
-
-def readme_command(prefix: str) -> str:
-    """The README line (in a code block) starting with ``prefix``, its comment removed."""
-    found = [line.strip() for line in README.splitlines() if line.strip().startswith(prefix)]
-    assert len(found) == 1, f"README: expected one line starting with {prefix!r}, found {found}"
-    return re.sub(r"\s+#.*$", "", found[0]).strip()
-
-
-def shell(line: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("NASENGINE_PLUGINS", "NASENGINE_DISABLE_PLUGIN_AUTOLOAD")}
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+from tests.readme_helpers import readme_command, shell
 
 
 @pytest.mark.time_limit(900)
