@@ -1,6 +1,8 @@
 """Helpers the CLI tests share: running ``nasengine`` in-process and a tiny genome file."""
 from __future__ import annotations
 
+import contextlib
+
 import json
 from pathlib import Path
 
@@ -26,3 +28,29 @@ def tiny_genome_file(folder: Path) -> Path:
     path = Path(folder) / "tiny.json"
     path.write_text(json.dumps(Architecture(graph=g, name="tiny").document()))
     return path
+
+
+@contextlib.contextmanager
+def only_plugins(*modules):
+    """While inside: the built-in plugin plus ``modules`` (imported plugin modules) are the process's plugins,
+    here and, through ``NASENGINE_PLUGINS_EXTRA``, in every worker process (autoloading off); the previous
+    plugins and environment are restored afterwards. Yields the plugins."""
+    import warnings
+
+    import pytest
+
+    import nasengine.plugins as np_plugins
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NASENGINE_PLUGINS_EXTRA", ",".join(m.__name__ for m in modules))
+    mp.setenv("NASENGINE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    with warnings.catch_warnings():
+        # The built-in plugin may be incomplete while the engine is being written; the extra modules fill in.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        plugins = np_plugins.Plugins(autoload=False, extra=tuple(modules))
+    previous = np_plugins.reset_plugins(plugins)
+    try:
+        yield plugins
+    finally:
+        np_plugins.reset_plugins(previous)
+        mp.undo()

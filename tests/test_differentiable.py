@@ -9,12 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import only_plugins, run_cli
 
 EXTRA = "tests.gated_space"
 REPO = Path(__file__).resolve().parents[1]
@@ -22,29 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def diff_plugins():
-    import nasengine.plugins as np_plugins
     from tests import gated_space
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NASENGINE_PLUGINS_EXTRA", EXTRA)
-    mp.setenv("NASENGINE_DISABLE_PLUGIN_AUTOLOAD", "1")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        plugins = np_plugins.Plugins(autoload=False, extra=(gated_space,))
-    previous = np_plugins.reset_plugins(plugins)
-    yield plugins
-    np_plugins.reset_plugins(previous)
-    mp.undo()
-
-
-@pytest.fixture
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with only_plugins(gated_space) as plugins:
+        yield plugins
 
 
 def _store(path):
@@ -58,7 +38,7 @@ def _rows(store) -> list:
             for r in store.candidates()]
 
 
-def test_rows_derivation_retraining_and_checkpoint(diff_plugins, one_thread, tmp_path, capsys):
+def test_rows_derivation_retraining_and_checkpoint(diff_plugins, one_torch_thread, tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(["search", "tiny-diff", "--out", str(out), "--seed", "0", "-q",
                     "--set", "loop.lam=1e-5"]) == 0
@@ -91,7 +71,7 @@ def test_rows_derivation_retraining_and_checkpoint(diff_plugins, one_thread, tmp
     assert (out / "report" / "trajectory.png").stat().st_size > 1000
 
 
-def test_fine_tuning_starts_from_the_derived_weights(diff_plugins, one_thread, tmp_path):
+def test_fine_tuning_starts_from_the_derived_weights(diff_plugins, one_torch_thread, tmp_path):
     # at a vanishing lr the fine-tuned network is the derived one: its PSNR is the derived row's (same Set5)
     out = tmp_path / "run"
     assert run_cli(["search", "tiny-diff", "--out", str(out), "--seed", "0", "-q", "--set", "evaluator.steps=4",
@@ -105,7 +85,7 @@ def test_fine_tuning_starts_from_the_derived_weights(diff_plugins, one_thread, t
     assert (out / "retrained" / "model.pt").is_file()
 
 
-def test_retrain_space_retrains_another_scale_from_scratch(diff_plugins, one_thread, tmp_path, capsys):
+def test_retrain_space_retrains_another_scale_from_scratch(diff_plugins, one_torch_thread, tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(["search", "tiny-diff", "--out", str(out), "--seed", "0", "-q", "--set", "evaluator.steps=4",
                     "--set", "loop.retrain_space.scale=3", "--set", "retrain.patch_size=18"]) == 0
@@ -191,7 +171,7 @@ def test_target_lambda_rises_above_the_budget_and_falls_below_it(diff_plugins):
         assert math.isclose(lams[4], 1e-3 * factor ** 2) and (lams[4] - 1e-3) * direction > 0
 
 
-def test_plan_says_steps_schedule_lambda_and_time(diff_plugins, one_thread, capsys):
+def test_plan_says_steps_schedule_lambda_and_time(diff_plugins, one_torch_thread, capsys):
     assert run_cli(["search", "tiny-diff", "--plan", "--set", "evaluator.schedule=step",
                     "--set", "evaluator.step_size=6", "--set", "loop.pixel_range=255"]) == 0
     out = capsys.readouterr().out
@@ -218,7 +198,7 @@ def test_a_space_without_a_differentiable_supernet_is_refused(diff_plugins, caps
     assert "has no differentiable_supernet()" in capsys.readouterr().err
 
 
-def test_resume_after_sigkill_ends_as_an_uninterrupted_run(diff_plugins, one_thread, tmp_path):
+def test_resume_after_sigkill_ends_as_an_uninterrupted_run(diff_plugins, one_torch_thread, tmp_path):
     """Kill a search subprocess after step 10 (the checkpoint of step 8 written; it stalls there, see
     tests/gated_space.py) and resume it: the gates (the whole trainer state), every row and the derived genome
     equal those of an uninterrupted run with the same seed."""
@@ -269,7 +249,7 @@ def test_resume_after_sigkill_ends_as_an_uninterrupted_run(diff_plugins, one_thr
         assert _rows(a) == _rows(b) and len(_rows(a)) == 5
 
 
-def test_seconds_budget_stops_after_a_step_and_resume_goes_on(diff_plugins, one_thread, tmp_path, monkeypatch):
+def test_seconds_budget_stops_after_a_step_and_resume_goes_on(diff_plugins, one_torch_thread, tmp_path, monkeypatch):
     from nasengine.search import resume_search, run_search
     from nasengine.search.context import SearchContext
     from nasengine.search.differentiable import DifferentiableLoop

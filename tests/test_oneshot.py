@@ -11,12 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import only_plugins, run_cli
 
 EXTRA = "tests.supernet_space,tests.oneshot_method"
 REPO = Path(__file__).resolve().parents[1]
@@ -25,19 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def oneshot_plugins():
     """The built-in plugin plus the tiny-dense space and the tiny-oneshot method, for this module."""
-    import nasengine.plugins as np_plugins
     from tests import oneshot_method, supernet_space
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NASENGINE_PLUGINS_EXTRA", EXTRA)
-    mp.setenv("NASENGINE_DISABLE_PLUGIN_AUTOLOAD", "1")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        plugins = np_plugins.Plugins(autoload=False, extra=(supernet_space, oneshot_method))
-    previous = np_plugins.reset_plugins(plugins)
-    yield plugins
-    np_plugins.reset_plugins(previous)
-    mp.undo()
+    with only_plugins(supernet_space, oneshot_method) as plugins:
+        yield plugins
 
 
 @pytest.fixture(scope="module")
