@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks.interleave import interleaved  # noqa: E402
 from nasengine.builder import build  # noqa: E402
 from tests.engine.zoo import ResidualSR, copy_weights, residual_sr  # noqa: E402
 
@@ -67,16 +68,7 @@ def main(argv=None) -> int:
 
     with torch.no_grad():
         assert torch.equal(graph(lr), hand(lr)), "the two models must compute the same function"
-    for _ in range(args.warmup):
-        step("graph")
-        step("hand")
-    times: dict[str, list[float]] = {"graph": [], "hand": []}
-    ratios = []
-    for rep in range(args.reps):
-        order = ("graph", "hand") if rep % 2 == 0 else ("hand", "graph")
-        for name in order:
-            times[name].append(step(name))
-        ratios.append(times["graph"][-1] / times["hand"][-1])
+    times, ratios = interleaved(step, "graph", "hand", reps=args.reps, warmup=args.warmup)
 
     n_params = sum(p.numel() for p in hand.parameters())
     print(f"torch {torch.__version__}, device {dev}, {torch.get_num_threads()} threads")

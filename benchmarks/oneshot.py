@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks.interleave import interleaved  # noqa: E402
 from nasengine.builder import build  # noqa: E402
 from nasengine.plugins import get_plugins  # noqa: E402
 from nasengine.supernet import Supernet  # noqa: E402
@@ -98,16 +99,7 @@ def child_step(space, options: dict, args, dev, batch: int, patch: int) -> None:
     with torch.no_grad():
         diff = (model("supernet")(lr) - standalone(lr)).abs().max().item()
     assert diff <= 1e-4, f"the two models must compute the same function (max difference {diff})"
-    for _ in range(args.warmup):
-        step("supernet")
-        step("standalone")
-    times: dict[str, list[float]] = {"supernet": [], "standalone": []}
-    ratios = []
-    for rep in range(args.reps):
-        order = ("supernet", "standalone") if rep % 2 == 0 else ("standalone", "supernet")
-        for name in order:
-            times[name].append(step(name))
-        ratios.append(times["supernet"][-1] / times["standalone"][-1])
+    times, ratios = interleaved(step, "supernet", "standalone", reps=args.reps, warmup=args.warmup)
 
     child = sn.child(genome)
     wrapped = sum(1 for m in child.children() if type(m).__name__.startswith("Shared"))
